@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The layout mirrors the architecture: a thin `drplan` executable over core libraries.
+//   CEL          — the expression language: its value model, time types and calendar (later: parser, evaluator)
+//   DRInventory  — scalars, cron schedules, the inventory model, YAML loading and validation
+//   DRFacts      — facts derived from a validated inventory (copies, RPO, retention, RTO…)
+//   drplan       — the command line: parses flags, calls one core function, maps errors to exit codes
+let package = Package(
+    name: "drplan",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "drplan", targets: ["drplan"]),
+        .library(name: "DRInventory", targets: ["DRInventory"]),
+        .library(name: "DRFacts", targets: ["DRFacts"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .target(name: "DRInventory", dependencies: ["CEL", .product(name: "Yams", package: "Yams")]),
+        .target(name: "CEL"),
+        .target(name: "DRFacts", dependencies: ["DRInventory", "CEL"]),
+        .executableTarget(
+            name: "drplan",
+            dependencies: [
+                "DRInventory", "DRFacts", "CEL",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL"]),
+        .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL"]),
+        .testTarget(name: "CLITests", dependencies: ["drplan"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

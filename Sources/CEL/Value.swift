@@ -1,0 +1,195 @@
+import Foundation
+
+/// A CEL duration: seconds plus nanoseconds, both with the same sign.
+public struct CELDuration: Hashable, Comparable, Sendable {
+    public var seconds: Int64
+    public var nanos: Int32
+    public init(seconds: Int64, nanos: Int32 = 0) { self.seconds = seconds; self.nanos = nanos }
+    /// From fractional seconds, rounded to the nanosecond.
+    public init(fractional s: Double) {
+        let whole = s.rounded(.towardZero)
+        self.init(seconds: Int64(whole), nanos: Int32(((s - whole) * 1e9).rounded()))
+    }
+    public var totalSeconds: Double { Double(seconds) + Double(nanos) / 1e9 }
+    public static func < (a: CELDuration, b: CELDuration) -> Bool { (a.seconds, a.nanos) < (b.seconds, b.nanos) }
+}
+
+/// A CEL timestamp: seconds and nanoseconds since 1970-01-01T00:00:00Z.
+public struct CELTimestamp: Hashable, Comparable, Sendable {
+    public var seconds: Int64
+    public var nanos: Int32
+    public init(seconds: Int64, nanos: Int32 = 0) { self.seconds = seconds; self.nanos = nanos }
+    public static func < (a: CELTimestamp, b: CELTimestamp) -> Bool { (a.seconds, a.nanos) < (b.seconds, b.nanos) }
+}
+
+/// An insertion-ordered map, so that JSON output is deterministic and reads in the spec's order.
+public struct OrderedMap: Hashable, Sendable {
+    public private(set) var entries: [(key: Value, value: Value)] = []
+    private var index: [Value: Int] = [:]
+
+    public init() {}
+    public init(_ pairs: [(String, Value)]) {
+        entries.reserveCapacity(pairs.count)
+        for (k, v) in pairs { self[.string(k)] = v }
+    }
+
+    public subscript(key: Value) -> Value? {
+        get { index[key].map { entries[$0].value } }
+        set {
+            if let i = index[key] {
+                if let newValue { entries[i].value = newValue } else {
+                    entries.remove(at: i)
+                    index = [:]
+                    for (j, e) in entries.enumerated() { index[e.key] = j }
+                }
+            } else if let newValue {
+                index[key] = entries.count
+                entries.append((key, newValue))
+            }
+        }
+    }
+
+    public subscript(field: String) -> Value? { self[.string(field)] }
+    public var count: Int { entries.count }
+
+    public static func == (a: OrderedMap, b: OrderedMap) -> Bool {
+        a.count == b.count && a.entries.allSatisfy { b[$0.key] == $0.value }
+    }
+    public func hash(into h: inout Hasher) { h.combine(count) }
+}
+
+/// Every value an expression can see: CEL's types, with timestamps and durations.
+/// Facts are built in this model, so `drplan facts`, policies and reports read the same data.
+public indirect enum Value: Hashable, Sendable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case uint(UInt64)
+    case double(Double)
+    case string(String)
+    case bytes([UInt8])
+    case list([Value])
+    case map(OrderedMap)
+    case timestamp(CELTimestamp)
+    case duration(CELDuration)
+    case type(String)
+
+    public static func object(_ pairs: [(String, Value)]) -> Value { .map(OrderedMap(pairs)) }
+    public static func strings(_ s: [String]) -> Value { .list(s.map(Value.string)) }
+}
+
+/// How durations appear in JSON: seconds (facts, reports) or CEL's `"90s"` strings (`drplan eval`).
+public enum DurationStyle: Sendable { case seconds, celString }
+
+/// Writes values as JSON with stable key order and two-space indentation.
+public struct JSONWriter: Sendable {
+    public var durations: DurationStyle
+    public var pretty: Bool
+
+    public init(durations: DurationStyle = .seconds, pretty: Bool = true) {
+        self.durations = durations
+        self.pretty = pretty
+    }
+
+    public func string(_ v: Value) -> String {
+        var out = ""
+        out.reserveCapacity(4096)
+        write(v, into: &out, indent: 0)
+        return out
+    }
+
+    func write(_ v: Value, into out: inout String, indent: Int) {
+        switch v {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .uint(let u): out += String(u)
+        case .double(let d): out += Self.number(d)
+        case .string(let s): Self.quote(s, into: &out)
+        case .bytes(let b): Self.quote(Data(b).base64EncodedString(), into: &out)
+        case .type(let t): Self.quote(t, into: &out)
+        case .timestamp(let t): Self.quote(Self.rfc3339(t), into: &out)
+        case .duration(let d):
+            switch durations {
+            case .seconds: out += d.nanos == 0 ? String(d.seconds) : Self.number(d.totalSeconds)
+            case .celString: Self.quote(Self.celDuration(d), into: &out)
+            }
+        case .list(let items):
+            if items.isEmpty { out += "[]"; return }
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += "," }
+                newline(&out, indent + 1)
+                write(item, into: &out, indent: indent + 1)
+            }
+            newline(&out, indent)
+            out += "]"
+        case .map(let m):
+            if m.count == 0 { out += "{}"; return }
+            out += "{"
+            for (i, e) in m.entries.enumerated() {
+                if i > 0 { out += "," }
+                newline(&out, indent + 1)
+                switch e.key {
+                case .string(let s): Self.quote(s, into: &out)
+                default: var k = ""; write(e.key, into: &k, indent: 0); Self.quote(k, into: &out)
+                }
+                out += pretty ? ": " : ":"
+                write(e.value, into: &out, indent: indent + 1)
+            }
+            newline(&out, indent)
+            out += "}"
+        }
+    }
+
+    func newline(_ out: inout String, _ indent: Int) {
+        guard pretty else { return }
+        out += "\n"
+        out += String(repeating: "  ", count: indent)
+    }
+
+    public static func number(_ d: Double) -> String {
+        guard d.isFinite else { return d.isNaN ? "\"NaN\"" : (d > 0 ? "\"Infinity\"" : "\"-Infinity\"") }
+        if d == d.rounded(), abs(d) < 1e15 { return String(Int64(d)) }
+        return "\(d)"
+    }
+
+    public static func quote(_ s: String, into out: inout String) {
+        out += "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        out += "\""
+    }
+
+    /// RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits.
+    public static func rfc3339(_ t: CELTimestamp) -> String {
+        let day = Civil.floorDiv(Int(t.seconds), 86_400)
+        let sod = Int(t.seconds) - day * 86_400
+        let (y, m, d) = Civil.date(days: day)
+        var s = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", y, m, d, sod / 3600, sod / 60 % 60, sod % 60)
+        if t.nanos != 0 {
+            if t.nanos % 1_000_000 == 0 { s += String(format: ".%03d", t.nanos / 1_000_000) }
+            else if t.nanos % 1000 == 0 { s += String(format: ".%06d", t.nanos / 1000) }
+            else { s += String(format: ".%09d", t.nanos) }
+        }
+        return s + "Z"
+    }
+
+    /// CEL's duration text: `"90s"`, `"1.5s"`.
+    public static func celDuration(_ d: CELDuration) -> String {
+        if d.nanos == 0 { return "\(d.seconds)s" }
+        var frac = String(format: "%09d", abs(Int(d.nanos)))
+        while frac.hasSuffix("0") { frac.removeLast() }
+        let sign = (d.seconds < 0 || d.nanos < 0) ? "-" : ""
+        return "\(sign)\(abs(d.seconds)).\(frac)s"
+    }
+}

@@ -1,0 +1,347 @@
+import CEL
+import DRInventory
+
+/// Derives facts (facts.md, rules.md) from a validated inventory.
+///
+/// Lookups go through dictionaries built once, and schedule gaps through one shared
+/// `ScheduleAnalyzer`, so derivation is linear in the inventory's size.
+public struct FactDeriver {
+    let inv: Inventory
+    let now: Timestamp
+    let measured: MeasuredEvidence
+    let analyzer = ScheduleAnalyzer()
+    let sites: [String: Site]
+    let storage: [String: Storage]
+    let assets: [String: Asset]
+    let jobsByAsset: [String: [Job]]
+    let testsByAsset: [String: [String]]
+    let holds: [String: [String]]
+
+    public init(_ inventory: Inventory, now: Timestamp, measured: MeasuredEvidence = MeasuredEvidence()) {
+        inv = inventory
+        self.now = now
+        self.measured = measured
+        sites = Dictionary(inventory.sites.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        storage = Dictionary(inventory.storage.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        assets = Dictionary(inventory.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var byAsset: [String: [Job]] = [:]
+        var holds: [String: [String]] = [:]
+        var seenHold: Set<[String]> = []
+        for j in inventory.jobs {
+            for a in j.assets {
+                byAsset[a, default: []].append(j)
+                for t in j.targets where seenHold.insert([t, a]).inserted { holds[t, default: []].append(a) }
+            }
+        }
+        jobsByAsset = byAsset
+        self.holds = holds
+        let jobs = Dictionary(inventory.jobs.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var tests: [String: [String]] = [:]
+        for t in inventory.restoreTests {
+            for a in t.asset.map({ [$0] }) ?? jobs[t.job]?.assets ?? [] { tests[a, default: []].append(t.id) }
+        }
+        testsByAsset = tests
+    }
+
+    /// Convenience: derive everything at once.
+    public static func derive(_ inventory: Inventory, now: Timestamp, measured: MeasuredEvidence = MeasuredEvidence()) -> Facts {
+        FactDeriver(inventory, now: now, measured: measured).facts()
+    }
+
+    public func facts() -> Facts {
+        var nextRuns: [Schedule: Timestamp?] = [:]
+        let jobFacts = inv.jobs.map { j -> Value in
+            if nextRuns[j.schedule] == nil { nextRuns[j.schedule] = .some(j.schedule.nextFire(after: now)) }
+            return jobValue(j, nextRun: nextRuns[j.schedule] ?? nil)
+        }
+        return Facts(
+            asOf: now, organization: inv.organization, policy: policyValue(),
+            sites: inv.sites.map(siteValue), storage: inv.storage.map(storageValue), assets: inv.assets.map(assetValue),
+            jobs: jobFacts, restoreTests: inv.restoreTests.map(testValue), waivers: inv.waivers.map(waiverValue))
+    }
+
+    // MARK: derived numbers, exposed for tests and other layers
+
+    public func region(ofSite id: String) -> String { sites[id]?.region ?? id }
+
+    /// max_gap / min_gap of a job: its schedule's gaps, or its lag when continuous.
+    public func gaps(_ j: Job) -> GapStats? {
+        if j.schedule == .continuous { return GapStats(maxGap: j.lag.seconds, minGap: j.lag.seconds) }
+        return analyzer.gaps(j.schedule)
+    }
+
+    /// Largest of keep_within and keep_* × their periods, with keep_last × the smallest gap.
+    public func effectiveRetention(_ j: Job) -> TimeSpan {
+        guard let r = j.retention else { return .zero }
+        let day: Int64 = 86_400
+        var best: Int64 = r.keepWithin?.seconds ?? 0
+        for (n, unit) in [(r.keepHourly, 3_600), (r.keepDaily, day), (r.keepWeekly, 7 * day), (r.keepMonthly, 30 * day), (r.keepYearly, 365 * day)] {
+            if let n { best = max(best, Int64(n).multipliedReportingOverflow(by: unit).overflow ? Int64.max : Int64(n) * unit) }
+        }
+        if let n = r.keepLast, let g = gaps(j) { best = max(best, Int64(n) * g.minGap) }
+        return TimeSpan(seconds: best)
+    }
+
+    /// Achievable RPO: the largest gap in the union of the covering jobs' fire times; a
+    /// continuous job contributes its lag, and the result is the smaller of lag and gap.
+    public func achievableRPO(_ jobs: [Job]) -> Int64? {
+        guard !jobs.isEmpty else { return nil }
+        let lag = jobs.filter { $0.schedule == .continuous }.map(\.lag.seconds).min()
+        let scheduled = analyzer.gaps(of: jobs.map(\.schedule))?.maxGap
+        switch (lag, scheduled) {
+        case let (l?, s?): return min(l, s)
+        case let (l?, nil): return l
+        case let (nil, s?): return s
+        default: return nil
+        }
+    }
+
+    func jobLast(_ j: Job) -> (success: Timestamp?, status: JobStatus?, source: String?) {
+        let declared = j.lastSuccess
+        guard let m = measured.jobs[j.id] else { return (declared, j.lastStatus, declared == nil ? nil : "declared") }
+        let success: Timestamp?
+        var source: String?
+        switch (declared, m.lastSuccess) {
+        case let (d?, ms?): success = max(d, ms); source = ms >= d ? "measured" : "declared"
+        case let (d?, nil): success = d; source = "declared"
+        case let (nil, ms?): success = ms; source = "measured"
+        default: success = nil
+        }
+        let status = (declared.map { m.at >= $0 } ?? true) ? m.status : (j.lastStatus ?? m.status)
+        return (success, status, source)
+    }
+
+    func testLast(_ t: RestoreTest) -> (run: Timestamp?, result: TestResult?, duration: TimeSpan?, restored: Int64?, source: String?) {
+        if let m = measured.tests[t.id], t.lastRun.map({ m.at >= $0 }) ?? true {
+            return (m.at, m.result, m.duration, m.restored, "measured")
+        }
+        return (t.lastRun, t.result, t.duration, t.restored, t.lastRun == nil ? nil : "declared")
+    }
+
+    func rate(_ s: Storage) -> Int64 { s.restoreRate ?? inv.policy.restoreRate(for: s.media) }
+
+    // MARK: values
+
+    func policyValue() -> Value {
+        let p = inv.policy
+        return .object([
+            ("frameworks", .strings(p.frameworks.map(\.rawValue))), ("fail_on", .string(p.failOn.rawValue)),
+            ("restore_test_every", dur(p.restoreTestEvery)), ("min_recovery_window", dur(p.minRecoveryWindow)),
+            ("capacity_threshold", .double(p.capacityThreshold)),
+            ("retention", .object(p.retention.map { ($0.dataClass, .object([("min", opt($0.bounds.min, dur)), ("max", opt($0.bounds.max, dur))])) })),
+            ("restore_rates", .object(Media.allCases.map { ($0.rawValue, .int(p.restoreRate(for: $0))) })),
+        ])
+    }
+
+    func siteValue(_ s: Site) -> Value {
+        .object([
+            ("id", .string(s.id)), ("kind", .string(s.kind.rawValue)), ("region", .string(region(ofSite: s.id))),
+            ("name", opt(s.name, Value.string)), ("labels", labels(s.labels)),
+            ("assets", .strings(inv.assets.filter { $0.site == s.id }.map(\.id))),
+            ("storage", .strings(inv.storage.filter { $0.site == s.id }.map(\.id))),
+        ])
+    }
+
+    func storageValue(_ s: Storage) -> Value {
+        var utilization: Value = .null
+        if let c = s.capacity, let u = s.used, c > 0 { utilization = .double(Double(u) / Double(c)) }
+        return .object([
+            ("id", .string(s.id)), ("kind", .string(s.kind.rawValue)), ("site", .string(s.site)), ("region", .string(region(ofSite: s.site))),
+            ("media", .string(s.media.rawValue)), ("immutable", .bool(s.immutable)), ("air_gapped", .bool(s.airGapped)),
+            ("encryption", .object([("at_rest", .bool(s.encryption.atRest)), ("in_transit", .bool(s.encryption.inTransit)), ("passphrase", opt(s.encryption.passphrase, secret))])),
+            ("access", .object([("mfa_delete", .bool(s.mfaDelete)), ("network_isolated", .bool(s.networkIsolated))])),
+            ("capacity", opt(s.capacity, Value.int)), ("used", opt(s.used, Value.int)), ("restore_rate", .int(rate(s))),
+            ("path", opt(s.path, Value.string)), ("url", opt(s.url, Value.string)),
+            ("credentials", .object(s.credentials.map { ($0.0, secret($0.1)) })), ("name", opt(s.name, Value.string)),
+            ("labels", labels(s.labels)), ("utilization", utilization), ("holds", .strings(holds[s.id] ?? [])),
+        ])
+    }
+
+    func assetValue(_ a: Asset) -> Value {
+        let jobs = jobsByAsset[a.id] ?? []
+        let myRegion = region(ofSite: a.site)
+        // Copies: the primary, then one per distinct target storage, in job and target order.
+        var copies: [Value] = [.object([
+            ("storage", .null), ("site", .string(a.site)), ("region", .string(myRegion)), ("media", .string(a.media.rawValue)),
+            ("offsite", .bool(false)), ("immutable", .bool(false)), ("air_gapped", .bool(false)),
+            ("encrypted_at_rest", .bool(false)), ("versioned", .bool(false)), ("primary", .bool(true)),
+        ])]
+        var order: [String] = []
+        var writers: [String: [Job]] = [:]
+        for j in jobs {
+            for t in j.targets {
+                if writers[t] == nil { order.append(t) }
+                writers[t, default: []].append(j)
+            }
+        }
+        var media: Set<String> = [a.media.rawValue]
+        var offsite = 0, immutable = 0
+        var rto: Double? = nil
+        for id in order {
+            guard let s = storage[id] else { continue }
+            let w = writers[id] ?? []
+            let isOffsite = s.site != a.site
+            media.insert(s.media.rawValue)
+            if isOffsite { offsite += 1 }
+            if s.immutable || s.airGapped { immutable += 1 }
+            if let size = a.size { rto = min(rto ?? .infinity, Double(size) / Double(rate(s))) }
+            copies.append(.object([
+                ("storage", .string(s.id)), ("site", .string(s.site)), ("region", .string(region(ofSite: s.site))), ("media", .string(s.media.rawValue)),
+                ("offsite", .bool(isOffsite)), ("immutable", .bool(s.immutable)), ("air_gapped", .bool(s.airGapped)),
+                ("encrypted_at_rest", .bool(s.encryption.atRest || w.contains { $0.encryption.atRest })),
+                ("versioned", .bool(w.contains { $0.type.isVersioned })), ("primary", .bool(false)),
+            ]))
+        }
+        let versioned = jobs.filter { $0.type.isVersioned }
+        let retention: Value = jobs.isEmpty ? .null : dur(versioned.map(effectiveRetention).max() ?? .zero)
+        let classBounds = inv.policy.retention.filter { a.dataClasses.contains($0.dataClass) }.map(\.bounds)
+        let requiredMin = a.retention.min ?? classBounds.compactMap(\.min).max()
+        let allowedMax = a.retention.max ?? classBounds.compactMap(\.max).min()
+        var lastSuccess: (Timestamp, String)? = nil
+        for j in jobs {
+            let l = jobLast(j)
+            if let s = l.success, s > (lastSuccess?.0 ?? Timestamp(seconds: Int64.min)) { lastSuccess = (s, l.source ?? "declared") }
+        }
+        return .object([
+            ("id", .string(a.id)), ("kind", .string(a.kind.rawValue)), ("name", opt(a.name, Value.string)), ("site", .string(a.site)),
+            ("region", .string(myRegion)), ("media", .string(a.media.rawValue)), ("tier", .string(a.tier.rawValue)),
+            ("owner", opt(a.owner, Value.string)), ("size", opt(a.size, Value.int)), ("data_classes", .strings(a.dataClasses)),
+            ("rpo", opt(a.rpo, dur)), ("rto", opt(a.rto, dur)), ("depends_on", .strings(a.dependsOn)),
+            ("retention", .object([("min", opt(a.retention.min, dur)), ("max", opt(a.retention.max, dur))])),
+            ("backup", .string(a.backup.rawValue)), ("reason", opt(a.reason, Value.string)), ("source", source(a.source)),
+            ("labels", labels(a.labels)),
+            ("protected", .bool(!jobs.isEmpty)), ("jobs", .strings(jobs.map(\.id))), ("copies", .list(copies)),
+            ("copy_count", .int(Int64(copies.count))), ("media_count", .int(Int64(media.count))),
+            ("offsite_count", .int(Int64(offsite))), ("immutable_count", .int(Int64(immutable))),
+            ("rpo_achievable", opt(achievableRPO(jobs), { .duration(CELDuration(seconds: $0)) })),
+            ("rto_estimate", opt(rto, { .duration(CELDuration(fractional: $0)) })),
+            ("retention_effective", retention), ("retention_required_min", opt(requiredMin, dur)), ("retention_allowed_max", opt(allowedMax, dur)),
+            ("last_success", opt(lastSuccess?.0, Value.timestamp)), ("last_success_source", opt(lastSuccess?.1, Value.string)),
+            ("restore_tests", .strings(testsByAsset[a.id] ?? [])), ("dependencies", .strings(dependencies(of: a.id))),
+        ])
+    }
+
+    /// Transitive dependencies, sorted by id. Iterative; the validator has already ruled out cycles.
+    public func dependencies(of id: String) -> [String] {
+        var seen: Set<String> = []
+        var stack = assets[id]?.dependsOn ?? []
+        while let d = stack.popLast() {
+            guard seen.insert(d).inserted else { continue }
+            stack.append(contentsOf: assets[d]?.dependsOn ?? [])
+        }
+        seen.remove(id)
+        return seen.sorted()
+    }
+
+    func jobValue(_ j: Job, nextRun: Timestamp?) -> Value {
+        let g = gaps(j)
+        let last = jobLast(j)
+        let jobSites = Set(j.assets.compactMap { assets[$0]?.site })
+        let offsite = j.targets.filter { t in storage[t].map { s in jobSites.contains { $0 != s.site } } ?? false }
+        var retention: Value = .null
+        if let r = j.retention {
+            retention = .object([
+                ("keep_within", opt(r.keepWithin, dur)), ("keep_last", opt(r.keepLast, int)), ("keep_hourly", opt(r.keepHourly, int)),
+                ("keep_daily", opt(r.keepDaily, int)), ("keep_weekly", opt(r.keepWeekly, int)),
+                ("keep_monthly", opt(r.keepMonthly, int)), ("keep_yearly", opt(r.keepYearly, int)),
+            ])
+        }
+        return .object([
+            ("id", .string(j.id)), ("assets", .strings(j.assets)), ("type", .string(j.type.rawValue)),
+            ("schedule", .string(j.scheduleText)), ("lag", dur(j.lag)), ("engine", .string(j.engine.rawValue)),
+            ("targets", .strings(j.targets)), ("retention", retention),
+            ("encryption", .object([
+                ("at_rest", .bool(j.encryption.atRest)), ("in_transit", .bool(j.encryption.inTransit)),
+                ("key_storage", opt(j.encryption.keyStorage, Value.string)), ("passphrase", opt(j.encryption.passphrase, secret)),
+            ])),
+            ("monitoring", .object([("alert_on_failure", .strings(j.monitoring.alertOnFailure)), ("max_age", opt(j.monitoring.maxAge, dur))])),
+            ("options", j.options.map { yaml($0, key: nil) } ?? .object([])), ("labels", labels(j.labels)),
+            ("max_gap", opt(g?.maxGap, { .duration(CELDuration(seconds: $0)) })), ("min_gap", opt(g?.minGap, { .duration(CELDuration(seconds: $0)) })),
+            ("retention_effective", dur(effectiveRetention(j))), ("versioned", .bool(j.type.isVersioned)),
+            ("offsite_targets", .strings(offsite)),
+            ("last_success", opt(last.success, Value.timestamp)), ("last_success_source", opt(last.source, Value.string)),
+            ("last_status", opt(last.status?.rawValue, Value.string)), ("next_run", opt(nextRun, Value.timestamp)),
+        ])
+    }
+
+    func testValue(_ t: RestoreTest) -> Value {
+        let last = testLast(t)
+        let testAssets = t.asset.map { [$0] } ?? (inv.jobs.first { $0.id == t.job }?.assets ?? [])
+        var full: Value = .null
+        if let d = last.duration {
+            let sizes = testAssets.compactMap { assets[$0]?.size }
+            if t.scope == .sample, let restored = last.restored, restored > 0, sizes.count == testAssets.count, !sizes.isEmpty {
+                full = .duration(CELDuration(fractional: Double(d.seconds) * Double(sizes.reduce(0, +)) / Double(restored)))
+            } else {
+                full = dur(d)
+            }
+        }
+        var age: Value = .null
+        if let r = last.run {
+            var s = now.seconds - r.seconds, n = now.nanos - r.nanos
+            if n < 0 && s > 0 { s -= 1; n += 1_000_000_000 } else if n > 0 && s < 0 { s += 1; n -= 1_000_000_000 }
+            age = .duration(CELDuration(seconds: s, nanos: n))
+        }
+        return .object([
+            ("id", .string(t.id)), ("job", .string(t.job)), ("asset", opt(t.asset, Value.string)), ("scope", .string(t.scope.rawValue)),
+            ("every", dur(t.interval(policy: inv.policy))), ("last_run", opt(last.run, Value.timestamp)),
+            ("result", opt(last.result?.rawValue, Value.string)), ("duration", opt(last.duration, dur)), ("restored", opt(last.restored, Value.int)),
+            ("labels", labels(t.labels)), ("assets", .strings(testAssets)), ("age", age), ("full_equivalent", full),
+            ("last_run_source", opt(last.source, Value.string)),
+        ])
+    }
+
+    func waiverValue(_ w: Waiver) -> Value {
+        .object([
+            ("rule", .string(w.rule)), ("subject", .string(w.subject)), ("reason", .string(w.reason)),
+            ("approved_by", .string(w.approvedBy)), ("expires", .timestamp(w.expires)), ("labels", labels(w.labels)),
+            ("expired", .bool(w.expires < now)),
+        ])
+    }
+
+    // MARK: helpers
+
+    func dur(_ t: TimeSpan) -> Value { .duration(CELDuration(seconds: t.seconds)) }
+    func int(_ n: Int) -> Value { .int(Int64(n)) }
+    func opt<T>(_ v: T?, _ f: (T) -> Value) -> Value { v.map(f) ?? .null }
+    func secret(_ s: SecretRef) -> Value { .string(s.display) }
+
+    func labels(_ l: [(String, String)]) -> Value {
+        .object(l.map { ($0.0, SecretKeys.isSecret($0.0) && SecretRef.classify($0.1) == .literal ? .string("<redacted>") : .string($0.1)) })
+    }
+
+    func source(_ s: AssetSource?) -> Value {
+        switch s {
+        case nil: return .null
+        case .paths(let p, let ex)?: return .object([("path", .strings(p)), ("exclude", .strings(ex))])
+        case .sqlite(let f)?: return .object([("sqlite", .string(f))])
+        case .postgres(let dsn, let pw)?: return .object([("postgres", .string(Redact.dsn(dsn))), ("password", opt(pw, secret))])
+        case .command(let c)?: return .object([("command", .string(c))])
+        }
+    }
+
+    /// Engine options as typed values; secret-named keys holding literals are redacted.
+    func yaml(_ v: YAMLValue, key: String?) -> Value {
+        switch v {
+        case .null: return .null
+        case .scalar(let s, let plain):
+            if let key, SecretKeys.isSecret(key), SecretRef.classify(s) == .literal { return .string("<redacted>") }
+            if plain, let i = Int64(s) { return .int(i) }
+            if plain, s == "true" || s == "false" { return .bool(s == "true") }
+            return .string(s)
+        case .list(let items): return .list(items.map { yaml($0, key: key) })
+        case .map(let pairs): return .object(pairs.map { ($0.0, yaml($0.1, key: $0.0)) })
+        }
+    }
+}
+
+/// Removes credentials embedded in connection strings before they are printed.
+public enum Redact {
+    /// `postgresql://user:secret@host/db` → `postgresql://user:<redacted>@host/db`.
+    public static func dsn(_ dsn: String) -> String {
+        guard let scheme = dsn.range(of: "://"), let at = dsn[scheme.upperBound...].lastIndex(of: "@") else { return dsn }
+        let userinfo = dsn[scheme.upperBound..<at]
+        guard let colon = userinfo.firstIndex(of: ":") else { return dsn }
+        return String(dsn[..<colon]) + ":<redacted>" + String(dsn[at...])
+    }
+}

@@ -1,0 +1,54 @@
+import CEL
+import DRInventory
+
+/// Evidence that drplan recorded itself (runs.md). Empty until the evidence store exists;
+/// where both declared and measured evidence exist, the newer wins.
+public struct MeasuredEvidence: Sendable {
+    public struct JobRun: Sendable {
+        public var at: Timestamp
+        public var status: JobStatus
+        public var lastSuccess: Timestamp?
+        public init(at: Timestamp, status: JobStatus, lastSuccess: Timestamp?) { self.at = at; self.status = status; self.lastSuccess = lastSuccess }
+    }
+    public struct TestRun: Sendable {
+        public var at: Timestamp
+        public var result: TestResult
+        public var duration: TimeSpan?
+        public var restored: Int64?
+        public init(at: Timestamp, result: TestResult, duration: TimeSpan?, restored: Int64?) { self.at = at; self.result = result; self.duration = duration; self.restored = restored }
+    }
+    public var jobs: [String: JobRun] = [:]
+    public var tests: [String: TestRun] = [:]
+    public init() {}
+}
+
+/// Facts derived from an inventory as of one instant, in the expression language's value
+/// model: what `drplan facts` prints and what policies read. Each list holds maps in inventory order.
+public struct Facts: Sendable {
+    public var asOf: Timestamp
+    public var organization: String?
+    public var policy: Value
+    public var sites: [Value]
+    public var storage: [Value]
+    public var assets: [Value]
+    public var jobs: [Value]
+    public var restoreTests: [Value]
+    public var waivers: [Value]
+
+    /// The whole document, as `drplan facts` prints it.
+    public var document: Value {
+        .object([
+            ("as_of", .timestamp(asOf)), ("organization", organization.map(Value.string) ?? .null), ("policy", policy),
+            ("sites", .list(sites)), ("storage", .list(storage)), ("assets", .list(assets)), ("jobs", .list(jobs)),
+            ("restore_tests", .list(restoreTests)), ("waivers", .list(waivers)),
+        ])
+    }
+}
+
+extension Value {
+    /// Field access on a map value, for tests and reports.
+    public subscript(field: String) -> Value? {
+        if case .map(let m) = self { return m[field] }
+        return nil
+    }
+}

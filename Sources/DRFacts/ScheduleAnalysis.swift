@@ -1,0 +1,153 @@
+import CEL
+import DRInventory
+
+/// Gaps between consecutive fire times, in seconds.
+public struct GapStats: Hashable, Sendable {
+    public var maxGap: Int64
+    public var minGap: Int64
+}
+
+/// Exact gap analysis of schedules over the fixed window [2026-01-01, 2030-01-01) UTC.
+///
+/// Why it is fast: a cron expression fires at the same seconds-of-day on every day it
+/// matches, so each day contributes only (first, last, largest inner gap, smallest inner gap)
+/// of a *day profile*, and that profile is computed once per distinct set of schedules that
+/// match a day. The work per schedule set is O(days + fire times in one day), never
+/// O(fire times in four years), and results are cached per distinct set, so thousands of
+/// jobs sharing a handful of expressions cost a handful of analyses.
+///
+/// A schedule that fires fewer than twice in the window (`0 0 29 2 *` fires once, in 2028)
+/// is analysed over 28 years instead, the period after which weekdays and leap years repeat.
+public final class ScheduleAnalyzer {
+    public static let windowStartDay = Schedule.windowStartDay
+    public static let windowEndDay = Schedule.windowEndDay
+    static let extendedEndDay = Schedule.windowStartDay + 28 * 366
+
+    private var schedules: [Schedule] = []
+    private var indexOf: [Schedule: Int] = [:]
+    private var profiles: [[Int]: DayProfile] = [:]
+    private var results: [[Int]: GapStats?] = [:]
+    private var secondsOfDay: [Int: [Int]] = [:]
+    private lazy var calendar: [(month: Int, day: Int, weekday: Int)] = {
+        (Self.windowStartDay..<Self.extendedEndDay).map { d in
+            let (_, m, dd) = Civil.date(days: d)
+            return (m, dd, Civil.weekday(days: d))
+        }
+    }()
+
+    public init() {}
+
+    /// Gaps of one schedule, or nil for `continuous` (which has a lag, not a gap) and for a
+    /// schedule that never fires twice.
+    public func gaps(_ schedule: Schedule) -> GapStats? { gaps(of: [schedule]) }
+
+    /// Gaps of the union of several schedules' fire times; `continuous` entries are ignored.
+    public func gaps(of set: [Schedule]) -> GapStats? {
+        let key = Array(Set(set.filter { $0 != .continuous }.map(register))).sorted()
+        guard !key.isEmpty else { return nil }
+        if let cached = results[key] { return cached }
+        var r = analyse(key, endDay: Self.windowEndDay)
+        if r.count < 2 { r = analyse(key, endDay: Self.extendedEndDay) }
+        let stats = r.count < 2 ? nil : GapStats(maxGap: r.maxGap, minGap: r.minGap)
+        results[key] = stats
+        return stats
+    }
+
+    private func register(_ s: Schedule) -> Int {
+        if let i = indexOf[s] { return i }
+        indexOf[s] = schedules.count
+        schedules.append(s)
+        return schedules.count - 1
+    }
+
+    struct DayProfile {
+        var first: Int, last: Int, maxInner: Int, minInner: Int, count: Int
+        init?(_ times: [Int]) {
+            guard let f = times.first, let l = times.last else { return nil }
+            first = f; last = l; count = times.count
+            maxInner = 0; minInner = Int.max
+            for i in times.indices.dropFirst() {
+                let g = times[i] - times[i - 1]
+                maxInner = max(maxInner, g); minInner = min(minInner, g)
+            }
+        }
+    }
+
+    /// For a schedule that fires at the same seconds every day it fires, those seconds.
+    private func uniformTimes(_ i: Int) -> [Int]? {
+        if let t = secondsOfDay[i] { return t }
+        let t: [Int]?
+        switch schedules[i] {
+        case .cron(let c): t = c.secondsOfDay
+        case .every(let p) where 86_400 % p.seconds == 0: t = Array(stride(from: 0, to: 86_400, by: Int(p.seconds)))
+        case .every(let p) where p.seconds % 86_400 == 0: t = [0]
+        default: t = nil
+        }
+        if let t { secondsOfDay[i] = t }
+        return t
+    }
+
+    private func firesOn(_ i: Int, dayOffset: Int) -> Bool {
+        switch schedules[i] {
+        case .cron(let c):
+            let d = calendar[dayOffset]
+            return c.matches(month: d.month, day: d.day, weekday: d.weekday)
+        case .every(let p) where p.seconds % 86_400 == 0:
+            return dayOffset % Int(p.seconds / 86_400) == 0
+        case .every:
+            return true
+        case .continuous:
+            return false
+        }
+    }
+
+    /// Fire times of an `every` schedule whose period neither divides nor is a multiple of a day.
+    private func irregularTimes(_ i: Int, dayOffset: Int) -> [Int] {
+        guard case .every(let p) = schedules[i] else { return [] }
+        let period = Int(p.seconds)
+        let dayStart = dayOffset * 86_400
+        var t = (dayStart + period - 1) / period * period
+        var out: [Int] = []
+        while t < dayStart + 86_400 { out.append(t - dayStart); t += period }
+        return out
+    }
+
+    private func analyse(_ key: [Int], endDay: Int) -> (maxGap: Int64, minGap: Int64, count: Int) {
+        let irregular = key.filter { uniformTimes($0) == nil }
+        let uniform = key.filter { uniformTimes($0) != nil }
+        var prevLast: Int64? = nil
+        var maxGap: Int64 = 0, minGap = Int64.max
+        var count = 0
+        var matching: [Int] = []
+        matching.reserveCapacity(uniform.count)
+        for offset in 0..<(endDay - Self.windowStartDay) {
+            matching.removeAll(keepingCapacity: true)
+            for i in uniform where firesOn(i, dayOffset: offset) { matching.append(i) }
+            let profile: DayProfile?
+            if irregular.isEmpty {
+                if matching.isEmpty { continue }
+                if let p = profiles[matching] { profile = p } else {
+                    profile = DayProfile(merge(matching.map { uniformTimes($0) ?? [] }))
+                    profiles[matching] = profile
+                }
+            } else {
+                profile = DayProfile(merge(matching.map { uniformTimes($0) ?? [] } + irregular.map { irregularTimes($0, dayOffset: offset) }))
+            }
+            guard let p = profile else { continue }
+            let base = Int64(offset) * 86_400
+            if let prev = prevLast {
+                let g = base + Int64(p.first) - prev
+                maxGap = max(maxGap, g); minGap = min(minGap, g)
+            }
+            if p.count > 1 { maxGap = max(maxGap, Int64(p.maxInner)); minGap = min(minGap, Int64(p.minInner)) }
+            prevLast = base + Int64(p.last)
+            count += p.count
+        }
+        return (maxGap, minGap, count)
+    }
+
+    private func merge(_ lists: [[Int]]) -> [Int] {
+        if lists.count == 1 { return lists[0] }
+        return Array(Set(lists.joined())).sorted()
+    }
+}

@@ -1,0 +1,237 @@
+import Foundation
+import Yams
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads inventory files into one validated `Inventory`, or throws every problem found.
+public enum InventoryLoader {
+    /// Files above this size are refused before parsing: the spec's largest test input is 50 MB.
+    public static let maxFileBytes = 256 << 20
+    /// Alias expansion may add this many nodes beyond one per source byte; more is an alias bomb.
+    public static let aliasNodeAllowance = 1_000_000
+
+    /// Loads `paths` (files, or directories meaning their `*.yaml`/`*.yml`, sorted), follows
+    /// `include:`, merges, validates. Never returns a half-read inventory.
+    public static func load(paths: [String]) throws(InputError) -> Inventory {
+        var state = LoadState()
+        for path in paths {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+                state.sink.add(SourceLocation(file: path, line: 0, column: 0), Messages.fileNotFound(path))
+                continue
+            }
+            if isDir.boolValue {
+                let entries = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
+                    .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+                if entries.isEmpty { state.sink.add(SourceLocation(file: path, line: 0, column: 0), Messages.emptyDirectory(path)) }
+                for e in entries { state.readFile(display: join(path, e), chain: []) }
+            } else {
+                state.readFile(display: path, chain: [])
+            }
+        }
+        var inventory = state.inventory
+        Validator(inventory: &inventory, declared: state.declared, sink: state.sink).run()
+        if !state.sink.isEmpty { throw InputError(state.sink.items) }
+        return inventory
+    }
+
+    /// Parses YAML text into one document node, or reports where and why it cannot.
+    static func compose(_ text: String, file: String, sink: DiagnosticSink) -> Node? {
+        do {
+            let parser = try Parser(yaml: text)
+            guard let root = try parser.nextRoot() else {
+                sink.add(SourceLocation(file: file, line: 1, column: 1), Messages.emptyDocument())
+                return nil
+            }
+            if try parser.nextRoot() != nil {
+                sink.add(SourceLocation(file: file, line: 1, column: 1), Messages.multipleDocuments())
+                return nil
+            }
+            return root
+        } catch let error as YamlError {
+            let (loc, problem) = locate(error, file: file)
+            sink.add(loc, Messages.yamlSyntax(problem))
+            return nil
+        } catch {
+            sink.add(SourceLocation(file: file, line: 1, column: 1), Messages.yamlSyntax("\(error)"))
+            return nil
+        }
+    }
+
+    static func locate(_ error: YamlError, file: String) -> (SourceLocation, String) {
+        func at(_ m: Mark) -> SourceLocation { SourceLocation(file: file, line: max(1, m.line), column: max(1, m.column)) }
+        switch error {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
+            let ctx = context.map { " (\($0.text) at line \($0.mark.line))" } ?? ""
+            return (at(mark), problem + ctx)
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return (at(context.mark), "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) in one mapping; keep one")
+        case let .reader(problem, offset, _, yaml):
+            var line = 1, col = 1
+            if let offset {
+                for ch in yaml.prefix(offset) { if ch == "\n" { line += 1; col = 1 } else { col += 1 } }
+            }
+            return (SourceLocation(file: file, line: line, column: col), problem)
+        default:
+            return (SourceLocation(file: file, line: 1, column: 1), "\(error)")
+        }
+    }
+
+    /// Counts nodes with aliases expanded, stopping at `limit`. Returns false past it.
+    static func expandedSizeWithin(_ root: Node, limit: Int) -> Bool {
+        var stack = [root]
+        var count = 0
+        while let n = stack.popLast() {
+            count += 1
+            if count > limit { return false }
+            switch n {
+            case .mapping(let m): for (k, v) in m { stack.append(k); stack.append(v) }
+            case .sequence(let s): stack.append(contentsOf: s)
+            default: break
+            }
+        }
+        return true
+    }
+
+    /// Decodes UTF-8 (a leading BOM is dropped), or reports the first bad byte's line and column.
+    static func decodeUTF8(_ bytes: [UInt8], file: String, sink: DiagnosticSink) -> String? {
+        var body = bytes[...]
+        if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
+        var line = 1, col = 1, i = body.startIndex
+        while i < body.endIndex {
+            let b = body[i]
+            var len = 0
+            if b < 0x80 { len = 1 } else if b & 0xE0 == 0xC0, b >= 0xC2 { len = 2 } else if b & 0xF0 == 0xE0 { len = 3 } else if b & 0xF8 == 0xF0, b <= 0xF4 { len = 4 }
+            var ok = len > 0 && i + len <= body.endIndex
+            if ok { for j in 1..<len where body[i + j] & 0xC0 != 0x80 { ok = false } }
+            if ok, len == 3 {
+                let cp = (Int(b & 0x0F) << 12) | (Int(body[i + 1] & 0x3F) << 6)
+                ok = cp >= 0x800 && !(0xD800...0xDFFF).contains(cp | Int(body[i + 2] & 0x3F))
+            }
+            if ok, len == 4 { let cp = (Int(b & 0x07) << 18) | (Int(body[i + 1] & 0x3F) << 12); ok = cp >= 0x10000 && cp <= 0x10FFFF }
+            guard ok else {
+                sink.add(SourceLocation(file: file, line: line, column: col), Messages.invalidUTF8(byte: b))
+                return nil
+            }
+            if b == 0x0A { line += 1; col = 1 } else { col += 1 }
+            i += len
+        }
+        return String(decoding: body, as: UTF8.self)
+    }
+
+    static func join(_ dir: String, _ name: String) -> String {
+        if name.hasPrefix("/") { return name }
+        if dir.isEmpty || dir == "." { return name }
+        return dir.hasSuffix("/") ? dir + name : dir + "/" + name
+    }
+
+    static func canonical(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+    }
+
+    static func glob(_ pattern: String) -> [String] {
+        #if canImport(Glibc)
+        var g = glob_t()
+        defer { globfree(&g) }
+        guard Glibc.glob(pattern, 0, nil, &g) == 0 else { return [] }
+        return (0..<Int(g.gl_pathc)).compactMap { g.gl_pathv[$0].map { String(cString: $0) } }
+        #else
+        return []
+        #endif
+    }
+}
+
+/// Kinds of object that carry ids, for reference checks and messages.
+public enum ObjectKind: String, Sendable {
+    case site, storage, asset, job
+    case restoreTest = "restore test"
+}
+
+/// An id as declared, even when the rest of its object was invalid: references to it are
+/// then not reported a second time as missing.
+struct Declared {
+    var kind: ObjectKind
+    var location: SourceLocation
+}
+
+struct LoadState {
+    var inventory = Inventory()
+    var sink = DiagnosticSink()
+    var declared: [String: Declared] = [:]
+    var loaded: Set<String> = []
+    var organizationAt: SourceLocation?
+    var policyAt: SourceLocation?
+
+    mutating func readFile(display: String, chain: [(canonical: String, display: String)]) {
+        let canon = InventoryLoader.canonical(display)
+        if loaded.contains(canon) { return }
+        loaded.insert(canon)
+        let attributes = try? FileManager.default.attributesOfItem(atPath: display)
+        let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
+        if size > InventoryLoader.maxFileBytes {
+            sink.add(SourceLocation(file: display, line: 0, column: 0), Messages.fileTooLarge(display, size, limit: InventoryLoader.maxFileBytes))
+            return
+        }
+        guard let data = FileManager.default.contents(atPath: display) else {
+            sink.add(SourceLocation(file: display, line: 0, column: 0), Messages.fileUnreadable(display, "permission denied or not a regular file"))
+            return
+        }
+        let bytes = [UInt8](data)
+        inventory.files.append(InventoryFile(path: display, bytes: bytes))
+        guard let text = InventoryLoader.decodeUTF8(bytes, file: display, sink: sink),
+              let root = InventoryLoader.compose(text, file: display, sink: sink)
+        else { return }
+        guard InventoryLoader.expandedSizeWithin(root, limit: bytes.count + InventoryLoader.aliasNodeAllowance) else {
+            sink.add(SourceLocation(file: display, line: 1, column: 1), Messages.aliasBomb(limit: bytes.count + InventoryLoader.aliasNodeAllowance))
+            return
+        }
+        let ctx = ReadContext(file: display, sink: sink)
+        var sections = SectionReader(ctx: ctx)
+        let includes = sections.readDocument(root)
+        absorb(sections, ctx: ctx)
+
+        let dir = (display as NSString).deletingLastPathComponent
+        let here = chain + [(canon, display)]
+        for (pattern, node) in includes {
+            let target = InventoryLoader.join(dir, pattern)
+            let isGlob = pattern.contains(where: { "*?[".contains($0) })
+            let matches = isGlob ? InventoryLoader.glob(target).filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") } : [target]
+            if isGlob && matches.isEmpty { ctx.error(node, Messages.includeNoMatch(pattern)); continue }
+            for m in matches {
+                guard FileManager.default.fileExists(atPath: m) else { ctx.error(node, Messages.includeMissing(pattern)); continue }
+                let mc = InventoryLoader.canonical(m)
+                if let start = here.firstIndex(where: { $0.canonical == mc }) {
+                    ctx.error(node, Messages.includeCycle(here[start...].map(\.display) + [m]))
+                    continue
+                }
+                readFile(display: m, chain: here)
+            }
+        }
+    }
+
+    mutating func absorb(_ s: SectionReader, ctx: ReadContext) {
+        if let org = s.organization {
+            if let first = organizationAt { ctx.sink.add(org.1, Messages.onlyOnce("organization", first: first)) }
+            else { inventory.organization = org.0; organizationAt = org.1 }
+        }
+        if let p = s.policyRead {
+            if let first = policyAt { ctx.sink.add(p.1, Messages.onlyOnce("policy", first: first)) }
+            else { inventory.policy = p.0; policyAt = p.1 }
+        }
+        for (id, d) in s.declared {
+            if let first = declared[id] {
+                ctx.sink.add(d.location, Messages.duplicateId(id, kind: d.kind.rawValue, first: first.location, firstKind: first.kind.rawValue))
+            } else {
+                declared[id] = d
+            }
+        }
+        inventory.sites += s.sites
+        inventory.storage += s.storage
+        inventory.assets += s.assets
+        inventory.jobs += s.jobs
+        inventory.restoreTests += s.restoreTests
+        inventory.waivers += s.waivers
+        inventory.plaintextSecrets += s.secrets
+    }
+}

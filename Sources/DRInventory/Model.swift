@@ -1,0 +1,265 @@
+import CEL
+/// The inventory model (inventory-v1): what the loader produces once a file validates.
+/// Defaults from the spec are applied here, so later layers never guess.
+
+public enum SiteKind: String, CaseIterable, Sendable { case datacenter, office, cloudRegion = "cloud-region", colo, home, vault }
+public enum StorageKind: String, CaseIterable, Sendable { case nas, das, san, disk, removable, tape, cloudObject = "cloud-object", optical }
+public enum Media: String, CaseIterable, Sendable, Comparable {
+    case disk, removable, tape, object, optical
+    public static func < (a: Media, b: Media) -> Bool { a.rawValue < b.rawValue }
+}
+public enum AssetKind: String, CaseIterable, Sendable { case database, fileStore = "file-store", server, vm, endpoint, application, saas }
+public enum Tier: String, CaseIterable, Sendable {
+    case critical, high, medium, low
+    /// `critical` or `high`: the rules' "tier ≥ high".
+    public var isHighOrAbove: Bool { self == .critical || self == .high }
+}
+public enum JobType: String, CaseIterable, Sendable {
+    case full, incremental, differential, snapshot, logShipping = "log-shipping", mirror, replica
+    /// Mirrors and replicas overwrite in place, so they keep no point in time.
+    public var isVersioned: Bool { self != .mirror && self != .replica }
+}
+public enum Engine: String, CaseIterable, Sendable { case builtin, restic, rsync, sqlite, pgDump = "pg_dump", command }
+public enum TestScope: String, CaseIterable, Sendable { case sample, full, failover }
+public enum TestResult: String, CaseIterable, Sendable { case pass, fail }
+public enum JobStatus: String, CaseIterable, Sendable { case success, failed }
+public enum BackupRequirement: String, CaseIterable, Sendable { case required, none }
+public enum Severity: String, CaseIterable, Sendable, Comparable {
+    case critical, high, medium, low, info
+    public var rank: Int { Severity.allCases.count - (Severity.allCases.firstIndex(of: self) ?? 0) }
+    public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
+}
+public enum Framework: String, CaseIterable, Sendable {
+    case gdpr, hipaa, iso27001, nist80053 = "nist-800-53", soc2, dora, pciDss = "pci-dss"
+}
+
+extension StorageKind {
+    /// The media a storage kind implies when `media` is not given.
+    public var defaultMedia: Media {
+        switch self {
+        case .nas, .das, .san, .disk: return .disk
+        case .removable: return .removable
+        case .tape: return .tape
+        case .cloudObject: return .object
+        case .optical: return .optical
+        }
+    }
+}
+
+/// Where an object and each of its keys were written, for messages and report annotations.
+public struct Origin: Sendable, Hashable {
+    public var location: SourceLocation
+    public var keys: [String: SourceLocation]
+    /// Positions of scalar values inside lists and nested maps, keyed by "key/value".
+    public var values: [String: SourceLocation]
+    public init(location: SourceLocation, keys: [String: SourceLocation] = [:], values: [String: SourceLocation] = [:]) {
+        self.location = location
+        self.keys = keys
+        self.values = values
+    }
+    /// The key's own position, or the object's when the key was not written.
+    public func of(_ key: String) -> SourceLocation { keys[key] ?? location }
+    /// Where `value` was written under `key` (a list item, say), else the key's position.
+    public func of(_ key: String, value: String) -> SourceLocation { values[key + "/" + value] ?? of(key) }
+}
+
+public struct RetentionBounds: Sendable, Hashable {
+    public var min: TimeSpan?
+    public var max: TimeSpan?
+    public init(min: TimeSpan? = nil, max: TimeSpan? = nil) { self.min = min; self.max = max }
+}
+
+public struct Policy: Sendable {
+    public var frameworks: [Framework] = Framework.allCases
+    public var failOn: Severity = .high
+    public var restoreTestEvery: TimeSpan = .days(90)
+    public var minRecoveryWindow: TimeSpan = .days(35)
+    public var capacityThreshold: Double = 0.8
+    public var retention: [(dataClass: String, bounds: RetentionBounds)] = []
+    public var restoreRates: [Media: Int64] = [:]
+    public var origin: Origin?
+    public init() {}
+
+    /// The restore rates rules.md gives when neither the storage nor the policy sets one.
+    public static let defaultRestoreRates: [Media: Int64] = [
+        .disk: 200_000_000, .removable: 100_000_000, .tape: 150_000_000, .object: 50_000_000, .optical: 20_000_000,
+    ]
+    public func restoreRate(for media: Media) -> Int64 { restoreRates[media] ?? Policy.defaultRestoreRates[media] ?? 1 }
+}
+
+public struct Site: Sendable {
+    public var id: String
+    public var kind: SiteKind
+    public var region: String?
+    public var name: String?
+    public var labels: [(String, String)]
+    public var origin: Origin
+}
+
+public struct StorageEncryption: Sendable {
+    public var atRest = false
+    public var inTransit = false
+    public var passphrase: SecretRef?
+    public init() {}
+}
+
+public struct Storage: Sendable {
+    public var id: String
+    public var kind: StorageKind
+    public var site: String
+    public var media: Media
+    public var immutable: Bool
+    public var airGapped: Bool
+    public var encryption: StorageEncryption
+    public var mfaDelete: Bool
+    public var networkIsolated: Bool
+    public var capacity: Int64?
+    public var used: Int64?
+    public var restoreRate: Int64?
+    public var path: String?
+    public var url: String?
+    public var credentials: [(String, SecretRef)]
+    public var name: String?
+    public var labels: [(String, String)]
+    public var origin: Origin
+}
+
+/// What the engines read for an asset (runs.md).
+public enum AssetSource: Sendable {
+    case paths([String], exclude: [String])
+    case sqlite(String)
+    case postgres(dsn: String, password: SecretRef?)
+    case command(String)
+}
+
+public struct Asset: Sendable {
+    public var id: String
+    public var kind: AssetKind
+    public var site: String
+    public var media: Media
+    public var tier: Tier
+    public var owner: String?
+    public var name: String?
+    public var size: Int64?
+    public var dataClasses: [String]
+    public var rpo: TimeSpan?
+    public var rto: TimeSpan?
+    public var dependsOn: [String]
+    public var retention: RetentionBounds
+    public var backup: BackupRequirement
+    public var reason: String?
+    public var source: AssetSource?
+    public var labels: [(String, String)]
+    public var origin: Origin
+}
+
+public struct JobRetention: Sendable, Hashable {
+    public var keepWithin: TimeSpan?
+    public var keepLast: Int?
+    public var keepHourly: Int?
+    public var keepDaily: Int?
+    public var keepWeekly: Int?
+    public var keepMonthly: Int?
+    public var keepYearly: Int?
+    public init() {}
+}
+
+public struct JobEncryption: Sendable {
+    public var atRest = false
+    public var inTransit = false
+    public var keyStorage: String?
+    public var passphrase: SecretRef?
+    public init() {}
+}
+
+public struct Monitoring: Sendable {
+    public var alertOnFailure: [String] = []
+    public var maxAge: TimeSpan?
+    public init() {}
+}
+
+public struct Job: Sendable {
+    public var id: String
+    public var assets: [String]
+    public var type: JobType
+    public var schedule: Schedule
+    public var scheduleText: String
+    public var lag: TimeSpan
+    public var engine: Engine
+    public var targets: [String]
+    public var retention: JobRetention?
+    public var encryption: JobEncryption
+    public var monitoring: Monitoring
+    public var lastSuccess: Timestamp?
+    public var lastStatus: JobStatus?
+    /// Engine options, kept as written (strings, numbers, booleans, lists, maps); secret-like keys are redacted on output.
+    public var options: YAMLValue?
+    public var labels: [(String, String)]
+    public var origin: Origin
+}
+
+public struct RestoreTest: Sendable {
+    public var id: String
+    public var job: String
+    public var asset: String?
+    public var scope: TestScope
+    /// As written; `nil` means `policy.restore_test_every` (see `interval(policy:)`).
+    public var every: TimeSpan?
+    public var lastRun: Timestamp?
+    public var result: TestResult?
+    public var duration: TimeSpan?
+    public var restored: Int64?
+    public var labels: [(String, String)]
+    public var origin: Origin
+}
+
+extension RestoreTest {
+    /// How often the test must run: its own `every`, else the policy's default.
+    public func interval(policy: Policy) -> TimeSpan { every ?? policy.restoreTestEvery }
+}
+
+public struct Waiver: Sendable {
+    public var rule: String
+    public var subject: String
+    public var reason: String
+    public var approvedBy: String
+    public var expires: Timestamp
+    public var labels: [(String, String)]
+    public var origin: Origin
+}
+
+/// A free-form YAML value (engine options), with its scalars kept as text.
+public indirect enum YAMLValue: Sendable {
+    case scalar(String, plain: Bool)
+    case null
+    case list([YAMLValue])
+    case map([(String, YAMLValue)])
+}
+
+/// A key that holds a literal secret (rule DR703). Only the path and place are kept, never the value.
+public struct PlaintextSecret: Sendable, Hashable {
+    public var path: String
+    public var location: SourceLocation
+}
+
+public struct InventoryFile: Sendable {
+    /// The path as the user gave it (or as an include resolved it), for messages and reports.
+    public var path: String
+    /// The exact bytes read, so reports can hash what was evaluated.
+    public var bytes: [UInt8]
+}
+
+/// A whole, validated inventory: the merge of every file that was read.
+public struct Inventory: Sendable {
+    public var files: [InventoryFile] = []
+    public var organization: String?
+    public var policy = Policy()
+    public var sites: [Site] = []
+    public var storage: [Storage] = []
+    public var assets: [Asset] = []
+    public var jobs: [Job] = []
+    public var restoreTests: [RestoreTest] = []
+    public var waivers: [Waiver] = []
+    public var plaintextSecrets: [PlaintextSecret] = []
+    public init() {}
+}

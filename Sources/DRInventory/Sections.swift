@@ -1,0 +1,329 @@
+import Yams
+
+/// Key names whose values are secrets wherever they appear (rule DR703, and redaction on output).
+public enum SecretKeys {
+    public static let names: Set<String> = ["password", "passphrase", "secret", "token", "api_key", "access_key", "secret_key", "private_key"]
+    public static func isSecret(_ key: String) -> Bool { names.contains(key.lowercased()) }
+}
+
+/// Reads one file's document into objects. Problems go to the context's sink. Every object
+/// with an id is kept, even when other fields are invalid, so that its references are still
+/// checked and one run reports everything; a file with any problem is never used anyway.
+struct SectionReader {
+    let ctx: ReadContext
+    var organization: (String, SourceLocation)?
+    var policyRead: (Policy, SourceLocation)?
+    var declared: [(String, Declared)] = []
+    var sites: [Site] = []
+    var storage: [Storage] = []
+    var assets: [Asset] = []
+    var jobs: [Job] = []
+    var restoreTests: [RestoreTest] = []
+    var waivers: [Waiver] = []
+    var secrets: [PlaintextSecret] = []
+
+    init(ctx: ReadContext) { self.ctx = ctx }
+
+    static let topKeys = ["drplan", "organization", "policy", "include", "sites", "storage", "assets", "jobs", "restore_tests", "waivers"]
+
+    /// Reads the top level and returns the `include:` entries for the loader to follow.
+    mutating func readDocument(_ root: Node) -> [(String, Node)] {
+        guard case .mapping = root else {
+            ctx.error(root, Messages.topLevelNotMapping(found: root.shapeDescription))
+            return []
+        }
+        guard let top = ObjectReader(root, what: "the inventory", ctx: ctx) else { return [] }
+        if let (v, node) = top.scalarText("drplan", shape: "the number 1") {
+            if v != "1" { ctx.error(node, Messages.unsupportedVersion(v)) }
+        } else if !top.has("drplan") {
+            ctx.sink.add(SourceLocation(file: ctx.file, line: 1, column: 1), Messages.missingVersion())
+        }
+        top.finish(allowed: Self.topKeys)
+        scanSecrets(root, path: [])
+        if let org = top.string("organization"), let k = top.keyNode("organization") { organization = (org, ctx.location(k)) }
+        if let p = top.object("policy"), let k = top.keyNode("policy") { policyRead = (readPolicy(p), ctx.location(k)) }
+        readList(top, "sites", singular: "site") { $0.readSite($1) }
+        readList(top, "storage", singular: "storage") { $0.readStorage($1) }
+        readList(top, "assets", singular: "asset") { $0.readAsset($1) }
+        readList(top, "jobs", singular: "job") { $0.readJob($1) }
+        readList(top, "restore_tests", singular: "restore test") { $0.readRestoreTest($1) }
+        readList(top, "waivers", singular: "waiver") { $0.readWaiver($1) }
+        var includes: [(String, Node)] = []
+        if let v = top.value("include") {
+            if case .scalar(let s) = v { includes = [(s.string, v)] } else { includes = top.list("include") ?? [] }
+        }
+        return includes
+    }
+
+    mutating func readList(_ top: ObjectReader, _ key: String, singular: String, _ read: (inout SectionReader, ObjectReader) -> Void) {
+        guard let v = top.value(key) else { return }
+        guard case .sequence(let items) = v else {
+            ctx.error(v, Messages.expected("a list of \(singular) entries", for: key, in: "the inventory", found: v.shapeDescription))
+            return
+        }
+        for (i, item) in items.enumerated() {
+            guard let r = ObjectReader(item, what: "\(singular) #\(i + 1)", ctx: ctx) else { continue }
+            read(&self, r)
+        }
+    }
+
+    /// Reads `id`, names the object after it in later messages, and declares it.
+    mutating func declare(_ r: ObjectReader, kind: ObjectKind) -> String? {
+        guard let id = r.id("id") else { return nil }
+        r.what = "\(kind.rawValue) '\(id)'"
+        declared.append((id, Declared(kind: kind, location: ctx.location(r.value("id") ?? r.node))))
+        return id
+    }
+
+    // MARK: policy
+
+    func readPolicy(_ r: ObjectReader) -> Policy {
+        r.what = "'policy'"
+        var p = Policy()
+        p.origin = r.origin
+        if let fws = r.list("frameworks") {
+            var out: [Framework] = []
+            for (s, n) in fws {
+                if let f = Framework(rawValue: s) { out.append(f) } else {
+                    let names = Framework.allCases.map(\.rawValue)
+                    ctx.error(n, Messages.invalidValue(s, key: "frameworks", in: "'policy'", reason: Messages.oneOf(names, suggestion: suggestion(for: s, among: names))))
+                }
+            }
+            p.frameworks = out
+        }
+        if let s: Severity = r.choice("fail_on") { p.failOn = s }
+        if let d = r.duration("restore_test_every") { p.restoreTestEvery = d }
+        if let d = r.duration("min_recovery_window") { p.minRecoveryWindow = d }
+        if let c = r.parsed("capacity_threshold", shape: "a percent", Percent.parse) { p.capacityThreshold = c }
+        if let m = r.object("retention") {
+            for e in m.entries {
+                guard let b = ObjectReader(e.value, what: "retention for data class '\(e.key)'", ctx: ctx) else { continue }
+                p.retention.append((e.key, readBounds(b)))
+            }
+        }
+        if let m = r.object("restore_rates") {
+            let names = Media.allCases.map(\.rawValue)
+            for e in m.entries {
+                guard let media = Media(rawValue: e.key) else {
+                    ctx.error(e.keyNode, Messages.invalidValue(e.key, key: "restore_rates", in: "'policy'", reason: Messages.oneOf(names, suggestion: suggestion(for: e.key, among: names))))
+                    continue
+                }
+                if let rate = m.rate(e.key) { p.restoreRates[media] = rate }
+            }
+        }
+        r.finish(allowed: ["frameworks", "fail_on", "restore_test_every", "min_recovery_window", "capacity_threshold", "retention", "restore_rates"])
+        return p
+    }
+
+    func readBounds(_ b: ObjectReader) -> RetentionBounds {
+        let bounds = RetentionBounds(min: b.duration("min"), max: b.duration("max"))
+        if let lo = bounds.min, let hi = bounds.max, lo > hi, let n = b.value("min") {
+            ctx.error(n, "\(b.what) has min \(lo) above max \(hi); a copy cannot be kept longer than it may be kept")
+        }
+        b.finish(allowed: ["min", "max"])
+        return bounds
+    }
+
+    // MARK: objects
+
+    mutating func readSite(_ r: ObjectReader) {
+        let id = declare(r, kind: .site)
+        let kind: SiteKind? = r.choice("kind", required: true)
+        let region = r.string("region"), name = r.string("name"), labels = r.labels()
+        r.finish(allowed: ["id", "kind", "region", "name", "labels"])
+        guard let id else { return }
+        sites.append(Site(id: id, kind: kind ?? .datacenter, region: region, name: name, labels: labels, origin: r.origin))
+    }
+
+    mutating func readStorage(_ r: ObjectReader) {
+        let id = declare(r, kind: .storage)
+        let kind: StorageKind? = r.choice("kind", required: true)
+        let site = r.id("site")
+        let media: Media? = r.choice("media")
+        var enc = StorageEncryption()
+        if let e = r.object("encryption") {
+            enc.atRest = e.bool("at_rest") ?? false
+            enc.inTransit = e.bool("in_transit") ?? false
+            enc.passphrase = e.secret("passphrase")
+            e.finish(allowed: ["at_rest", "in_transit", "passphrase"])
+        }
+        var mfa = false, isolated = false
+        if let a = r.object("access") {
+            mfa = a.bool("mfa_delete") ?? false
+            isolated = a.bool("network_isolated") ?? false
+            a.finish(allowed: ["mfa_delete", "network_isolated"])
+        }
+        var credentials: [(String, SecretRef)] = []
+        if let c = r.object("credentials") {
+            for e in c.entries { if let s = c.secret(e.key) { credentials.append((e.key, s)) } }
+        }
+        let s = Storage(
+            id: id ?? "", kind: kind ?? .disk, site: site ?? "", media: media ?? kind?.defaultMedia ?? .disk,
+            immutable: r.bool("immutable") ?? false, airGapped: r.bool("air_gapped") ?? false, encryption: enc,
+            mfaDelete: mfa, networkIsolated: isolated, capacity: r.size("capacity"), used: r.size("used"),
+            restoreRate: r.rate("restore_rate"), path: r.string("path"), url: r.string("url"), credentials: credentials,
+            name: r.string("name"), labels: r.labels(), origin: r.origin)
+        r.finish(allowed: ["id", "kind", "site", "media", "immutable", "air_gapped", "encryption", "access", "capacity", "used", "restore_rate", "path", "url", "credentials", "name", "labels"])
+        guard id != nil else { return }
+        storage.append(s)
+    }
+
+    mutating func readAsset(_ r: ObjectReader) {
+        let id = declare(r, kind: .asset)
+        let kind: AssetKind? = r.choice("kind", required: true)
+        let site = r.id("site")
+        var retention = RetentionBounds()
+        if let b = r.object("retention") { retention = readBounds(b) }
+        let backup: BackupRequirement = r.choice("backup") ?? .required
+        let reason = r.string("reason")
+        if backup == .none, reason == nil, let id, let n = r.value("backup") {
+            ctx.error(n, Messages.reasonRequired(id))
+        }
+        let a = Asset(
+            id: id ?? "", kind: kind ?? .server, site: site ?? "", media: r.choice("media") ?? .disk, tier: r.choice("tier") ?? .medium,
+            owner: r.string("owner"), name: r.string("name"), size: r.size("size"),
+            dataClasses: r.list("data_classes")?.map(\.0) ?? [], rpo: r.duration("rpo"), rto: r.duration("rto"),
+            dependsOn: r.idList("depends_on") ?? [], retention: retention, backup: backup, reason: reason,
+            source: readSource(r), labels: r.labels(), origin: r.origin)
+        r.finish(allowed: ["id", "kind", "site", "media", "tier", "owner", "name", "size", "data_classes", "rpo", "rto", "depends_on", "retention", "backup", "reason", "source", "labels"])
+        guard id != nil else { return }
+        assets.append(a)
+    }
+
+    func readSource(_ r: ObjectReader) -> AssetSource? {
+        guard let s = r.object("source") else { return nil }
+        defer { s.finish(allowed: ["path", "exclude", "sqlite", "postgres", "password", "command"]) }
+        let kinds = ["path", "sqlite", "postgres", "command"].filter { s.has($0) }
+        guard kinds.count == 1 else {
+            ctx.error(s.node, "\(s.what) must have exactly one of 'path', 'sqlite', 'postgres' or 'command'" + (kinds.isEmpty ? "" : ", not \(kinds.map { "'\($0)'" }.joined(separator: " and "))"))
+            return nil
+        }
+        switch kinds[0] {
+        case "path":
+            let paths: [String]
+            if case .scalar(let sc)? = s.value("path") { paths = [sc.string] } else { paths = s.list("path")?.map(\.0) ?? [] }
+            return .paths(paths, exclude: s.list("exclude")?.map(\.0) ?? [])
+        case "sqlite": return s.string("sqlite").map { .sqlite($0) }
+        case "postgres": return s.string("postgres").map { .postgres(dsn: $0, password: s.secret("password")) }
+        default: return s.string("command").map { .command($0) }
+        }
+    }
+
+    mutating func readJob(_ r: ObjectReader) {
+        let id = declare(r, kind: .job)
+        var assetIds = r.idList("assets")
+        if let single = r.id("asset", required: false) {
+            if assetIds != nil { ctx.error(r.keyNode("asset") ?? r.node, Messages.bothAssetAndAssets(in: r.what)) }
+            assetIds = [single]
+        }
+        if assetIds == nil, !r.has("assets"), !r.has("asset") { r.missing("assets") }
+        if let a = assetIds, a.isEmpty, let n = r.value("assets") { ctx.error(n, Messages.emptyList("assets", in: r.what)) }
+        let type: JobType = r.choice("type") ?? .full
+        var scheduleText = ""
+        let schedule = r.parsed("schedule", required: true, shape: "a schedule") { (s: String) throws(ScalarError) -> Schedule in
+            scheduleText = s
+            let sch = try Schedule.parse(s)
+            guard sch.everFires else { throw ScalarError("this schedule never fires (no date matches its day and month fields)") }
+            return sch
+        }
+        let lag = r.duration("lag")
+        if lag != nil, let schedule, schedule != .continuous, let n = r.keyNode("lag") {
+            ctx.error(n, "'lag' in \(r.what) applies only to 'schedule: continuous'; remove it or make the job continuous")
+        }
+        let targets = r.idList("targets", required: true)
+        if let t = targets, t.isEmpty, let n = r.value("targets") { ctx.error(n, Messages.emptyList("targets", in: r.what)) }
+        var retention: JobRetention?
+        if let k = r.object("retention") {
+            var ret = JobRetention()
+            ret.keepWithin = k.duration("keep_within")
+            ret.keepLast = k.int("keep_last"); ret.keepHourly = k.int("keep_hourly"); ret.keepDaily = k.int("keep_daily")
+            ret.keepWeekly = k.int("keep_weekly"); ret.keepMonthly = k.int("keep_monthly"); ret.keepYearly = k.int("keep_yearly")
+            k.finish(allowed: ["keep_within", "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"])
+            retention = ret
+        }
+        var enc = JobEncryption()
+        if let e = r.object("encryption") {
+            enc.atRest = e.bool("at_rest") ?? false
+            enc.inTransit = e.bool("in_transit") ?? false
+            enc.keyStorage = e.id("key_storage", required: false)
+            if let k = enc.keyStorage { r.note("encryption", value: k, at: e.value("key_storage")) }
+            enc.passphrase = e.secret("passphrase")
+            e.finish(allowed: ["at_rest", "in_transit", "key_storage", "passphrase"])
+        }
+        var mon = Monitoring()
+        if let m = r.object("monitoring") {
+            mon.alertOnFailure = m.list("alert_on_failure")?.map(\.0) ?? []
+            mon.maxAge = m.duration("max_age")
+            m.finish(allowed: ["alert_on_failure", "max_age"])
+        }
+        let job = Job(
+            id: id ?? "", assets: assetIds ?? [], type: type, schedule: schedule ?? .continuous, scheduleText: scheduleText,
+            lag: lag ?? .zero, engine: r.choice("engine") ?? .builtin, targets: targets ?? [], retention: retention,
+            encryption: enc, monitoring: mon, lastSuccess: r.timestamp("last_success"), lastStatus: r.choice("last_status"),
+            options: r.value("options").map(YAMLValue.init), labels: r.labels(), origin: r.origin)
+        r.finish(allowed: ["id", "assets", "asset", "type", "schedule", "lag", "engine", "targets", "retention", "encryption", "monitoring", "last_success", "last_status", "options", "labels"])
+        guard id != nil else { return }
+        jobs.append(job)
+    }
+
+    mutating func readRestoreTest(_ r: ObjectReader) {
+        let id = declare(r, kind: .restoreTest)
+        let job = r.id("job")
+        let t = RestoreTest(
+            id: id ?? "", job: job ?? "", asset: r.id("asset", required: false), scope: r.choice("scope") ?? .sample,
+            every: r.duration("every"), lastRun: r.timestamp("last_run"), result: r.choice("result"),
+            duration: r.duration("duration"), restored: r.size("restored"), labels: r.labels(), origin: r.origin)
+        if let e = t.every, e.seconds == 0, let n = r.value("every") { ctx.error(n, Messages.invalidValue("0s", key: "every", in: r.what, reason: "a restore test interval must be greater than zero")) }
+        r.finish(allowed: ["id", "job", "asset", "scope", "every", "last_run", "result", "duration", "restored", "labels"])
+        guard id != nil else { return }
+        restoreTests.append(t)
+    }
+
+    mutating func readWaiver(_ r: ObjectReader) {
+        let rule = r.parsed("rule", required: true, shape: "a rule id", Identifier.validateRule)
+        let subject = r.string("subject", required: true)
+        if let subject { r.note("subject", value: subject, at: r.value("subject")) }
+        if let rule, let subject { r.what = "waiver for \(rule) on '\(subject)'" }
+        let reason = r.string("reason", required: true)
+        let approver = r.string("approved_by", required: true)
+        let expires = r.timestamp("expires", required: true)
+        let labels = r.labels()
+        r.finish(allowed: ["rule", "subject", "reason", "approved_by", "expires", "labels"])
+        guard let rule, let subject, let reason, let approver, let expires else { return }
+        waivers.append(Waiver(rule: rule, subject: subject, reason: reason, approvedBy: approver, expires: expires, labels: labels, origin: r.origin))
+    }
+
+    // MARK: DR703
+
+    /// Records every secret-named key holding a literal (a string that is not a reference, or a number).
+    /// Iterative, so hostile nesting cannot exhaust the stack.
+    mutating func scanSecrets(_ root: Node, path: [String]) {
+        var stack: [(Node, [String])] = [(root, path)]
+        while let (node, path) = stack.popLast() {
+            switch node {
+            case .mapping(let m):
+                for (k, v) in m {
+                    guard case .scalar(let ks) = k else { continue }
+                    let p = path + [ks.string]
+                    if SecretKeys.isSecret(ks.string), case .scalar(let vs) = v, !v.isNull {
+                        let isRef = SecretRef.classify(vs.string) != .literal
+                        let isBool = vs.style == .plain && ["true", "false"].contains(vs.string.lowercased())
+                        if !isRef && !isBool {
+                            secrets.append(PlaintextSecret(path: p.joined(separator: "."), location: ctx.location(v)))
+                        }
+                    } else {
+                        stack.append((v, p))
+                    }
+                }
+            case .sequence(let items):
+                for (i, item) in items.enumerated().reversed() {
+                    var name = String(i)
+                    if case .mapping = item, case .scalar(let idNode)? = item["id"] { name = idNode.string }
+                    stack.append((item, path + [name]))
+                }
+            default:
+                break
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import ArgumentParser
+import DRInventory
+import Foundation
+
+struct InitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Write a commented starter drplan.yaml (never overwrites one).",
+        discussion: """
+            Example:
+              drplan init my-dr && drplan validate -i my-dr/drplan.yaml
+            """)
+
+    @Argument(help: ArgumentHelp("Directory to write drplan.yaml into; created if missing.", valueName: "dir"))
+    var directory: String = "."
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        global.apply()
+        let path = (directory as NSString).appendingPathComponent(StarterInventory.fileName)
+        let fm = FileManager.default
+        if fm.fileExists(atPath: path) {
+            Console.error("drplan: error: '\(path)' already exists; drplan init never overwrites an inventory. Choose another directory or remove the file")
+            throw CommandFailure(status: .badInput)
+        }
+        do {
+            try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            // withoutOverwriting: a file created between the check above and now is not clobbered.
+            try Data(StarterInventory.text.utf8).write(to: URL(fileURLWithPath: path), options: .withoutOverwriting)
+        } catch {
+            Console.error("drplan: error: cannot write '\(path)': \(error.localizedDescription)")
+            throw CommandFailure(status: .badInput)
+        }
+        if !global.quiet { Console.out("wrote \(path); check it with: drplan validate -i \(path)") }
+    }
+}

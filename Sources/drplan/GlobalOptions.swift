@@ -1,0 +1,59 @@
+import ArgumentParser
+import CEL
+import DRInventory
+import Foundation
+
+/// Options every command accepts (docs/cli.md: global options follow the subcommand).
+struct GlobalOptions: ParsableArguments {
+    @Option(name: [.short, .customLong("inventory")], help: ArgumentHelp("Inventory file or directory (repeatable).", valueName: "path"))
+    var inventory: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Evaluate as of this instant (RFC 3339 or YYYY-MM-DD); default now.", valueName: "timestamp"))
+    var now: String?
+
+    @Option(name: .long, help: ArgumentHelp("Evidence store; default .drplan/evidence.sqlite beside the first inventory file.", valueName: "path"))
+    var evidence: String?
+
+    @Flag(name: .long, help: "Never colour output (also: NO_COLOR).")
+    var noColor = false
+
+    @Flag(name: .shortAndLong, help: "Print only errors.")
+    var quiet = false
+
+    @Flag(name: .shortAndLong, help: "Print what is read and done.")
+    var verbose = false
+
+    /// The inventory paths, defaulting to ./drplan.yaml.
+    var inventoryPaths: [String] { inventory.isEmpty ? ["drplan.yaml"] : inventory }
+
+    func validate() throws {
+        if let now {
+            do { _ = try Timestamp.parse(now) } catch {
+                throw ValidationError("invalid --now '\(now)': \(error.reason)")
+            }
+        }
+    }
+
+    /// The instant to evaluate at.
+    func instant() -> Timestamp {
+        if let now, let t = try? Timestamp.parse(now) { return t }
+        return Timestamp(Date())
+    }
+
+    /// Applies presentation flags; call first in `run()`.
+    func apply() { Console.useColor = !noColor }
+
+    /// Loads and validates the inventory, printing every problem and failing with exit 2.
+    func loadInventory() throws(CommandFailure) -> Inventory {
+        do {
+            let inv = try InventoryLoader.load(paths: inventoryPaths)
+            if verbose { for f in inv.files { Console.error("drplan: read \(f.path) (\(f.bytes.count) bytes)") } }
+            return inv
+        } catch {
+            for d in error.diagnostics { Console.diagnostic(d.location.description, d.message) }
+            let n = error.diagnostics.count
+            if !quiet { Console.error("drplan: \(n) problem\(n == 1 ? "" : "s") found; nothing was evaluated") }
+            throw CommandFailure(status: .badInput)
+        }
+    }
+}

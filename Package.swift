@@ -29,7 +29,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL"]),
+        .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL"], exclude: ["Fixtures"]),
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL"]),
         .testTarget(name: "CLITests", dependencies: ["drplan"]),
     ],

@@ -50,8 +50,8 @@ public enum InventoryLoader {
             }
             return root
         } catch let error as YamlError {
-            let (loc, problem) = locate(error, file: file)
-            sink.add(loc, Messages.yamlSyntax(problem))
+            let (loc, message) = locate(error, file: file)
+            sink.add(loc, message)
             return nil
         } catch {
             sink.add(SourceLocation(file: file, line: 1, column: 1), Messages.yamlSyntax("\(error)"))
@@ -59,22 +59,23 @@ public enum InventoryLoader {
         }
     }
 
+    /// Where libyaml stopped, and the message to print there.
     static func locate(_ error: YamlError, file: String) -> (SourceLocation, String) {
         func at(_ m: Mark) -> SourceLocation { SourceLocation(file: file, line: max(1, m.line), column: max(1, m.column)) }
         switch error {
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
             let ctx = context.map { " (\($0.text) at line \($0.mark.line))" } ?? ""
-            return (at(mark), problem + ctx)
+            return (at(mark), Messages.yamlSyntax(problem + ctx))
         case let .duplicatedKeysInMapping(duplicates, context):
-            return (at(context.mark), "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) in one mapping; keep one")
+            return (at(context.mark), Messages.duplicateKeys(duplicates))
         case let .reader(problem, offset, _, yaml):
             var line = 1, col = 1
             if let offset {
                 for ch in yaml.prefix(offset) { if ch == "\n" { line += 1; col = 1 } else { col += 1 } }
             }
-            return (SourceLocation(file: file, line: line, column: col), problem)
+            return (SourceLocation(file: file, line: line, column: col), Messages.yamlSyntax(problem))
         default:
-            return (SourceLocation(file: file, line: 1, column: 1), "\(error)")
+            return (SourceLocation(file: file, line: 1, column: 1), Messages.yamlSyntax("\(error)"))
         }
     }
 

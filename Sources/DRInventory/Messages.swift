@@ -28,6 +28,9 @@ public enum Messages {
     static func yamlSyntax(_ problem: String) -> String {
         "YAML syntax error: \(problem); fix the YAML at this position"
     }
+    static func duplicateKeys(_ keys: [String]) -> String {
+        "the key \(keys.map { "'\($0)'" }.joined(separator: ", ")) appears twice in one mapping; keep one of them"
+    }
     static func aliasBomb(limit: Int) -> String {
         "YAML aliases expand to more than \(limit) nodes; this looks like an alias bomb, so the file was not read. Write the values out or use fewer nested aliases"
     }

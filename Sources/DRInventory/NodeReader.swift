@@ -48,11 +48,27 @@ final class ObjectReader {
             ctx.error(node, "\(what) must be a mapping of keys to values, not \(node.shapeDescription)")
             return nil
         }
+        var merged: [(Node, Node)] = []
         for (k, v) in m {
             guard case .scalar(let ks) = k else {
                 ctx.error(k, Messages.keyNotString(in: what))
                 continue
             }
+            // YAML merge keys (`<<: *defaults`): their entries apply unless written explicitly.
+            if ks.string == "<<", ks.style == .plain {
+                switch v {
+                case .mapping(let base): merged += base.map { ($0.key, $0.value) }
+                case .sequence(let bases):
+                    for case .mapping(let base) in bases { merged += base.map { ($0.key, $0.value) } }
+                default: ctx.error(v, "'<<' in \(what) must merge a mapping, such as '<<: *defaults'")
+                }
+                continue
+            }
+            index[ks.string] = entries.count
+            entries.append((ks.string, k, v))
+        }
+        for (k, v) in merged {
+            guard case .scalar(let ks) = k, index[ks.string] == nil else { continue }
             index[ks.string] = entries.count
             entries.append((ks.string, k, v))
         }

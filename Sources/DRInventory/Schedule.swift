@@ -154,6 +154,7 @@ extension Schedule {
 
     /// Whether the schedule ever fires (a cron such as `0 0 30 2 *` never does).
     public var everFires: Bool {
-        nextFire(after: Timestamp(seconds: Int64(Schedule.windowStartDay) * 86_400 - 1)) != nil
+        if case .cron = self { return nextFire(after: Timestamp(seconds: Int64(Schedule.windowStartDay) * 86_400 - 1)) != nil }
+        return true
     }
 }

@@ -29,9 +29,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL"], exclude: ["Fixtures"]),
-        .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL"]),
-        .testTarget(name: "CLITests", dependencies: ["drplan"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -23,33 +23,45 @@ public struct CELTimestamp: Hashable, Comparable, Sendable {
 }
 
 /// An insertion-ordered map, so that JSON output is deterministic and reads in the spec's order.
+/// String keys (every fact field) are indexed by the plain string, which hashes far faster
+/// than the `Value` enum; other keys, rare outside map literals, are found by a scan.
 public struct OrderedMap: Hashable, Sendable {
     public private(set) var entries: [(key: Value, value: Value)] = []
-    private var index: [Value: Int] = [:]
+    private var stringIndex: [String: Int] = [:]
 
     public init() {}
     public init(_ pairs: [(String, Value)]) {
         entries.reserveCapacity(pairs.count)
-        for (k, v) in pairs { self[.string(k)] = v }
+        stringIndex.reserveCapacity(pairs.count)
+        for (k, v) in pairs {
+            if let i = stringIndex[k] { entries[i].value = v; continue }
+            stringIndex[k] = entries.count
+            entries.append((.string(k), v))
+        }
+    }
+
+    private func position(of key: Value) -> Int? {
+        if case .string(let s) = key { return stringIndex[s] }
+        return entries.firstIndex { $0.key == key }
     }
 
     public subscript(key: Value) -> Value? {
-        get { index[key].map { entries[$0].value } }
+        get { position(of: key).map { entries[$0].value } }
         set {
-            if let i = index[key] {
+            if let i = position(of: key) {
                 if let newValue { entries[i].value = newValue } else {
                     entries.remove(at: i)
-                    index = [:]
-                    for (j, e) in entries.enumerated() { index[e.key] = j }
+                    stringIndex = [:]
+                    for (j, e) in entries.enumerated() { if case .string(let s) = e.key { stringIndex[s] = j } }
                 }
             } else if let newValue {
-                index[key] = entries.count
+                if case .string(let s) = key { stringIndex[s] = entries.count }
                 entries.append((key, newValue))
             }
         }
     }
 
-    public subscript(field: String) -> Value? { self[.string(field)] }
+    public subscript(field: String) -> Value? { stringIndex[field].map { entries[$0].value } }
     public var count: Int { entries.count }
 
     public static func == (a: OrderedMap, b: OrderedMap) -> Bool {
@@ -92,60 +104,66 @@ public struct JSONWriter: Sendable {
     }
 
     public func string(_ v: Value) -> String {
-        var out = ""
-        out.reserveCapacity(4096)
+        var out: [UInt8] = []
+        out.reserveCapacity(1 << 16)
         write(v, into: &out, indent: 0)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
-    func write(_ v: Value, into out: inout String, indent: Int) {
+    func write(_ v: Value, into out: inout [UInt8], indent: Int) {
         switch v {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .int(let i): out += String(i)
-        case .uint(let u): out += String(u)
-        case .double(let d): out += Self.number(d)
+        case .null: out += Self.nullBytes
+        case .bool(let b): out += b ? Self.trueBytes : Self.falseBytes
+        case .int(let i): out += String(i).utf8
+        case .uint(let u): out += String(u).utf8
+        case .double(let d): out += Self.number(d).utf8
         case .string(let s): Self.quote(s, into: &out)
         case .bytes(let b): Self.quote(Data(b).base64EncodedString(), into: &out)
         case .type(let t): Self.quote(t, into: &out)
         case .timestamp(let t): Self.quote(Self.rfc3339(t), into: &out)
         case .duration(let d):
             switch durations {
-            case .seconds: out += d.nanos == 0 ? String(d.seconds) : Self.number(d.totalSeconds)
+            case .seconds: out += (d.nanos == 0 ? String(d.seconds) : Self.number(d.totalSeconds)).utf8
             case .celString: Self.quote(Self.celDuration(d), into: &out)
             }
         case .list(let items):
-            if items.isEmpty { out += "[]"; return }
-            out += "["
+            if items.isEmpty { out += [0x5B, 0x5D]; return }
+            out.append(0x5B)
             for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(0x2C) }
                 newline(&out, indent + 1)
                 write(item, into: &out, indent: indent + 1)
             }
             newline(&out, indent)
-            out += "]"
+            out.append(0x5D)
         case .map(let m):
-            if m.count == 0 { out += "{}"; return }
-            out += "{"
+            if m.count == 0 { out += [0x7B, 0x7D]; return }
+            out.append(0x7B)
             for (i, e) in m.entries.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(0x2C) }
                 newline(&out, indent + 1)
                 switch e.key {
                 case .string(let s): Self.quote(s, into: &out)
-                default: var k = ""; write(e.key, into: &k, indent: 0); Self.quote(k, into: &out)
+                default:
+                    var k: [UInt8] = []
+                    write(e.key, into: &k, indent: 0)
+                    Self.quote(String(decoding: k, as: UTF8.self), into: &out)
                 }
-                out += pretty ? ": " : ":"
+                out.append(0x3A)
+                if pretty { out.append(0x20) }
                 write(e.value, into: &out, indent: indent + 1)
             }
             newline(&out, indent)
-            out += "}"
+            out.append(0x7D)
         }
     }
 
-    func newline(_ out: inout String, _ indent: Int) {
+    static let nullBytes = Array("null".utf8), trueBytes = Array("true".utf8), falseBytes = Array("false".utf8)
+
+    func newline(_ out: inout [UInt8], _ indent: Int) {
         guard pretty else { return }
-        out += "\n"
-        out += String(repeating: "  ", count: indent)
+        out.append(0x0A)
+        for _ in 0..<(indent * 2) { out.append(0x20) }
     }
 
     public static func number(_ d: Double) -> String {
@@ -154,20 +172,21 @@ public struct JSONWriter: Sendable {
         return "\(d)"
     }
 
-    public static func quote(_ s: String, into out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+    /// A JSON string literal. Bytes pass through unless they must be escaped; UTF-8 stays UTF-8.
+    public static func quote(_ s: String, into out: inout [UInt8]) {
+        out.append(0x22)
+        for b in s.utf8 {
+            switch b {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x0A: out += [0x5C, 0x6E]
+            case 0x0D: out += [0x5C, 0x72]
+            case 0x09: out += [0x5C, 0x74]
+            case 0..<0x20: out += Array(String(format: "\\u%04x", b).utf8)
+            default: out.append(b)
             }
         }
-        out += "\""
+        out.append(0x22)
     }
 
     /// RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits.

@@ -13,6 +13,7 @@ public struct FactDeriver {
     let sites: [String: Site]
     let storage: [String: Storage]
     let assets: [String: Asset]
+    let jobs: [String: Job]
     let jobsByAsset: [String: [Job]]
     let testsByAsset: [String: [String]]
     let holds: [String: [String]]
@@ -36,6 +37,7 @@ public struct FactDeriver {
         jobsByAsset = byAsset
         self.holds = holds
         let jobs = Dictionary(inventory.jobs.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        self.jobs = jobs
         var tests: [String: [String]] = [:]
         for t in inventory.restoreTests {
             for a in t.asset.map({ [$0] }) ?? jobs[t.job]?.assets ?? [] { tests[a, default: []].append(t.id) }
@@ -134,7 +136,7 @@ public struct FactDeriver {
     }
 
     func siteValue(_ s: Site) -> Value {
-        .object([
+        return .object([
             ("id", .string(s.id)), ("kind", .string(s.kind.rawValue)), ("region", .string(region(ofSite: s.id))),
             ("name", opt(s.name, Value.string)), ("labels", labels(s.labels)),
             ("assets", .strings(inv.assets.filter { $0.site == s.id }.map(\.id))),
@@ -266,7 +268,7 @@ public struct FactDeriver {
 
     func testValue(_ t: RestoreTest) -> Value {
         let last = testLast(t)
-        let testAssets = t.asset.map { [$0] } ?? (inv.jobs.first { $0.id == t.job }?.assets ?? [])
+        let testAssets = t.asset.map { [$0] } ?? (jobs[t.job]?.assets ?? [])
         var full: Value = .null
         if let d = last.duration {
             let sizes = testAssets.compactMap { assets[$0]?.size }

@@ -318,7 +318,9 @@ struct SectionReader {
             case .sequence(let items):
                 for (i, item) in items.enumerated().reversed() {
                     var name = String(i)
-                    if case .mapping = item, case .scalar(let idNode)? = item["id"] { name = idNode.string }
+                    if case .mapping(let m) = item {
+                        for (k, v) in m { if case .scalar(let ks) = k, ks.string == "id", case .scalar(let vs) = v { name = vs.string; break } }
+                    }
                     stack.append((item, path + [name]))
                 }
             default:

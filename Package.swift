@@ -32,6 +32,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
+        .testTarget(name: "CELTests", dependencies: ["CEL"]),
         .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -5,6 +5,7 @@ import PackageDescription
 //   CEL          — the expression language: its value model, time types and calendar (later: parser, evaluator)
 //   DRInventory  — scalars, cron schedules, the inventory model, YAML loading and validation
 //   DRFacts      — facts derived from a validated inventory (copies, RPO, retention, RTO…)
+//   DRPolicy     — policy files, the built-in catalog, load-time checks, findings and the report
 //   drplan       — the command line: parses flags, calls one core function, maps errors to exit codes
 let package = Package(
     name: "drplan",
@@ -13,19 +14,25 @@ let package = Package(
         .executable(name: "drplan", targets: ["drplan"]),
         .library(name: "DRInventory", targets: ["DRInventory"]),
         .library(name: "DRFacts", targets: ["DRFacts"]),
+        .library(name: "DRPolicy", targets: ["DRPolicy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         .target(name: "DRInventory", dependencies: ["CEL", .product(name: "Yams", package: "Yams")]),
         .target(name: "CEL"),
         .target(name: "DRFacts", dependencies: ["DRInventory", "CEL"]),
+        .target(
+            name: "DRPolicy",
+            dependencies: ["DRInventory", "DRFacts", "CEL", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .executableTarget(
             name: "drplan",
             dependencies: [
-                "DRInventory", "DRFacts", "CEL",
+                "DRInventory", "DRFacts", "DRPolicy", "CEL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -33,6 +40,7 @@ let package = Package(
         .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CELTests", dependencies: ["CEL"]),
+        .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -2,8 +2,8 @@ import Foundation
 
 /// The standard function library, with drplan's `quantity()` and `rate()`.
 public enum Builtins {
-    /// Extra functions a host may register (drplan's `quantity`, `rate`). Set once at start-up.
-    nonisolated(unsafe) public static var extensions: [String: @Sendable ([Value]) throws(EvalError) -> Value] = [:]
+    /// A host function (drplan's `quantity`, `rate`), passed to `Program.evaluate`.
+    public typealias Function = @Sendable ([Value]) throws(EvalError) -> Value
 
     /// Every function name the library knows, for load-time checks of policies.
     public static let functionNames: Set<String> = [
@@ -36,7 +36,7 @@ public enum Builtins {
 
     // MARK: dispatch
 
-    static func call(_ name: String, _ a: [Value], receiver: Bool) throws(EvalError) -> Value {
+    static func call(_ name: String, _ a: [Value], receiver: Bool, extensions: [String: Function] = [:]) throws(EvalError) -> Value {
         switch (name, a.count) {
         case ("==", 2): return .bool(equals(a[0], a[1]))
         case ("!=", 2): return .bool(!equals(a[0], a[1]))

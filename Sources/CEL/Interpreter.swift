@@ -22,8 +22,9 @@ public struct Program: Sendable {
         root = try CELParser.parse(source, macros: macros)
     }
 
-    public func evaluate(_ bindings: [String: Value]) throws(EvalError) -> Value {
-        var i = Interpreter(globals: bindings)
+    /// Evaluates against `bindings`, with optional host `functions` beyond the standard library.
+    public func evaluate(_ bindings: [String: Value], functions: [String: Builtins.Function] = [:]) throws(EvalError) -> Value {
+        var i = Interpreter(globals: bindings, functions: functions)
         return try i.eval(root)
     }
 }
@@ -37,9 +38,13 @@ let typeNames: [String: String] = [
 
 struct Interpreter {
     let globals: [String: Value]
+    let functions: [String: Builtins.Function]
     var locals: [(String, Value)] = []
 
-    init(globals: [String: Value]) { self.globals = globals }
+    init(globals: [String: Value], functions: [String: Builtins.Function] = [:]) {
+        self.globals = globals
+        self.functions = functions
+    }
 
     func lookup(_ name: String) -> Value? {
         for (n, v) in locals.reversed() where n == name { return v }
@@ -106,7 +111,7 @@ struct Interpreter {
                 if let target { values.append(try eval(target)) }
                 for a in args { values.append(try eval(a)) }
                 do {
-                    return try Builtins.call(name, values, receiver: target != nil)
+                    return try Builtins.call(name, values, receiver: target != nil, extensions: functions)
                 } catch {
                     throw EvalError(error.message, at: e.offset)
                 }

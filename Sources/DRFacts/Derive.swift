@@ -59,7 +59,10 @@ public struct FactDeriver {
         return Facts(
             asOf: now, organization: inv.organization, policy: policyValue(),
             sites: inv.sites.map(siteValue), storage: inv.storage.map(storageValue), assets: inv.assets.map(assetValue),
-            jobs: jobFacts, restoreTests: inv.restoreTests.map(testValue), waivers: inv.waivers.map(waiverValue))
+            jobs: jobFacts, restoreTests: inv.restoreTests.map(testValue), waivers: inv.waivers.map(waiverValue),
+            documents: inv.secretKeys.map { k in
+                .object([("id", .string(k.path)), ("path", .string(k.path)), ("key", .string(String(k.path.split(separator: ".").last ?? ""))), ("literal", .bool(k.isLiteral))])
+            })
     }
 
     // MARK: derived numbers, exposed for tests and other layers

@@ -34,13 +34,30 @@ public struct Facts: Sendable {
     public var jobs: [Value]
     public var restoreTests: [Value]
     public var waivers: [Value]
+    /// Secret-named keys (DR703's subjects): `{id, path, key, literal}`, never the value.
+    public var documents: [Value]
 
     /// The whole document, as `drplan facts` prints it.
     public var document: Value {
         .object([
             ("as_of", .timestamp(asOf)), ("organization", organization.map(Value.string) ?? .null), ("policy", policy),
             ("sites", .list(sites)), ("storage", .list(storage)), ("assets", .list(assets)), ("jobs", .list(jobs)),
-            ("restore_tests", .list(restoreTests)), ("waivers", .list(waivers)),
+            ("restore_tests", .list(restoreTests)), ("waivers", .list(waivers)), ("documents", .list(documents)),
+        ])
+    }
+
+    /// What expressions see as `inventory`: every list, plus `by_id` (every object with an id)
+    /// so that rules look objects up in constant time instead of filtering lists.
+    public var inventoryValue: Value {
+        var byId = OrderedMap()
+        for list in [sites, storage, assets, jobs, restoreTests] {
+            for o in list { if case .string(let id)? = o["id"], byId[.string(id)] == nil { byId[.string(id)] = o } }
+        }
+        return .object([
+            ("organization", organization.map(Value.string) ?? .null),
+            ("sites", .list(sites)), ("storage", .list(storage)), ("assets", .list(assets)), ("jobs", .list(jobs)),
+            ("restore_tests", .list(restoreTests)), ("waivers", .list(waivers)), ("documents", .list(documents)),
+            ("by_id", .map(byId)),
         ])
     }
 }

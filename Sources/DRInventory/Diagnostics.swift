@@ -50,8 +50,9 @@ public struct InputError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Collects diagnostics while a file is read. A class so that nested readers share one list.
-final class DiagnosticSink {
-    private(set) var items: [Diagnostic] = []
-    func add(_ location: SourceLocation, _ message: String) { items.append(Diagnostic(location, message)) }
-    var isEmpty: Bool { items.isEmpty }
+package final class DiagnosticSink {
+    package private(set) var items: [Diagnostic] = []
+    package init() {}
+    package func add(_ location: SourceLocation, _ message: String) { items.append(Diagnostic(location, message)) }
+    package var isEmpty: Bool { items.isEmpty }
 }

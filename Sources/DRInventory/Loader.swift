@@ -36,8 +36,19 @@ public enum InventoryLoader {
         return inventory
     }
 
+    /// Loads inventories given as text (policy examples, tests). `name` is used in messages and
+    /// as the base for relative includes.
+    public static func load(texts: [(name: String, text: String)]) throws(InputError) -> Inventory {
+        var state = LoadState()
+        for (name, text) in texts { state.read(display: name, bytes: Array(text.utf8), chain: []) }
+        var inventory = state.inventory
+        Validator(inventory: &inventory, declared: state.declared, sink: state.sink).run()
+        if !state.sink.isEmpty { throw InputError(state.sink.items) }
+        return inventory
+    }
+
     /// Parses YAML text into one document node, or reports where and why it cannot.
-    static func compose(_ text: String, file: String, sink: DiagnosticSink) -> Node? {
+    package static func compose(_ text: String, file: String, sink: DiagnosticSink) -> Node? {
         do {
             // The basic resolver types nothing: drplan reads every scalar as text and types it
             // itself. Yams' default resolver runs regular expressions on every scalar (its
@@ -83,7 +94,7 @@ public enum InventoryLoader {
     }
 
     /// Counts nodes with aliases expanded, stopping at `limit`. Returns false past it.
-    static func expandedSizeWithin(_ root: Node, limit: Int) -> Bool {
+    package static func expandedSizeWithin(_ root: Node, limit: Int) -> Bool {
         var stack = [root]
         var count = 0
         while let n = stack.popLast() {
@@ -99,7 +110,7 @@ public enum InventoryLoader {
     }
 
     /// Decodes UTF-8 (a leading BOM is dropped), or reports the first bad byte's line and column.
-    static func decodeUTF8(_ bytes: [UInt8], file: String, sink: DiagnosticSink) -> String? {
+    package static func decodeUTF8(_ bytes: [UInt8], file: String, sink: DiagnosticSink) -> String? {
         var body = bytes[...]
         if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
         var line = 1, col = 1, i = body.startIndex
@@ -124,7 +135,7 @@ public enum InventoryLoader {
         return String(decoding: body, as: UTF8.self)
     }
 
-    static func join(_ dir: String, _ name: String) -> String {
+    package static func join(_ dir: String, _ name: String) -> String {
         if name.hasPrefix("/") { return name }
         if dir.isEmpty || dir == "." { return name }
         return dir.hasSuffix("/") ? dir + name : dir + "/" + name
@@ -181,7 +192,13 @@ struct LoadState {
             sink.add(SourceLocation(file: display, line: 0, column: 0), Messages.fileUnreadable(display, "permission denied or not a regular file"))
             return
         }
-        let bytes = [UInt8](data)
+        read(display: display, bytes: [UInt8](data), chain: chain)
+    }
+
+    /// Reads one file's bytes: decode, compose, check alias expansion, read sections, follow includes.
+    mutating func read(display: String, bytes: [UInt8], chain: [(canonical: String, display: String)]) {
+        let canon = InventoryLoader.canonical(display)
+        loaded.insert(canon)
         inventory.files.append(InventoryFile(path: display, bytes: bytes))
         guard let text = InventoryLoader.decodeUTF8(bytes, file: display, sink: sink),
               let root = InventoryLoader.compose(text, file: display, sink: sink)
@@ -236,6 +253,6 @@ struct LoadState {
         inventory.jobs += s.jobs
         inventory.restoreTests += s.restoreTests
         inventory.waivers += s.waivers
-        inventory.plaintextSecrets += s.secrets
+        inventory.secretKeys += s.secrets
     }
 }

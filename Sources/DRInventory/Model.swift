@@ -236,10 +236,14 @@ public indirect enum YAMLValue: Sendable {
     case map([(String, YAMLValue)])
 }
 
-/// A key that holds a literal secret (rule DR703). Only the path and place are kept, never the value.
-public struct PlaintextSecret: Sendable, Hashable {
+/// A secret-named key anywhere in the inventory (rule DR703's subjects). Only its path, place
+/// and whether it holds a literal are kept, never the value.
+public struct SecretKey: Sendable, Hashable {
+    /// Dotted path, list items named by their `id` or index: `storage.s3-eu.credentials.secret_key`.
     public var path: String
     public var location: SourceLocation
+    /// True when the value is a literal string or a number, not an `env:`/`file:`/`vault:` reference.
+    public var isLiteral: Bool
 }
 
 public struct InventoryFile: Sendable {
@@ -260,6 +264,9 @@ public struct Inventory: Sendable {
     public var jobs: [Job] = []
     public var restoreTests: [RestoreTest] = []
     public var waivers: [Waiver] = []
-    public var plaintextSecrets: [PlaintextSecret] = []
+    public var secretKeys: [SecretKey] = []
     public init() {}
+
+    /// The secret keys that hold literals (DR703 findings).
+    public var plaintextSecrets: [SecretKey] { secretKeys.filter(\.isLiteral) }
 }

@@ -1,26 +1,31 @@
 import Yams
 
 /// The file being read and where its problems go.
-struct ReadContext {
-    let file: String
-    let sink: DiagnosticSink
+package struct ReadContext {
+    package let file: String
+    package let sink: DiagnosticSink
 
-    func location(_ node: Node) -> SourceLocation {
+    package init(file: String, sink: DiagnosticSink) {
+        self.file = file
+        self.sink = sink
+    }
+
+    package func location(_ node: Node) -> SourceLocation {
         let mark = node.mark
         return SourceLocation(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1)
     }
 
-    func error(_ node: Node, _ message: String) { sink.add(location(node), message) }
+    package func error(_ node: Node, _ message: String) { sink.add(location(node), message) }
 }
 
 extension Node {
-    var isNull: Bool {
+    package var isNull: Bool {
         if case .scalar(let s) = self { return s.style == .plain && ["", "~", "null", "Null", "NULL"].contains(s.string) }
         return false
     }
 
     /// How a node reads in a message: "a list", "a mapping", "'abc'".
-    var shapeDescription: String {
+    package var shapeDescription: String {
         switch self {
         case .scalar(let s): return isNull ? "null" : "'\(s.string)'"
         case .mapping: return "a mapping"
@@ -32,15 +37,15 @@ extension Node {
 
 /// Reads one YAML mapping as a drplan object: every key it takes is remembered, so
 /// `finish(allowed:)` can report the rest as unknown, with a did-you-mean suggestion.
-final class ObjectReader {
-    let ctx: ReadContext
-    let node: Node
-    var what: String
-    private(set) var entries: [(key: String, keyNode: Node, value: Node)] = []
+package final class ObjectReader {
+    package let ctx: ReadContext
+    package let node: Node
+    package var what: String
+    package private(set) var entries: [(key: String, keyNode: Node, value: Node)] = []
     private var index: [String: Int] = [:]
     private var valueLocations: [String: SourceLocation] = [:]
 
-    init?(_ node: Node, what: String, ctx: ReadContext) {
+    package init?(_ node: Node, what: String, ctx: ReadContext) {
         self.ctx = ctx
         self.node = node
         self.what = what
@@ -74,43 +79,43 @@ final class ObjectReader {
         }
     }
 
-    var origin: Origin {
+    package var origin: Origin {
         var keys: [String: SourceLocation] = [:]
         for e in entries { keys[e.key] = ctx.location(e.keyNode) }
         return Origin(location: ctx.location(node), keys: keys, values: valueLocations)
     }
 
     /// The value under `key`, or nil when absent or written as null.
-    func value(_ key: String) -> Node? {
+    package func value(_ key: String) -> Node? {
         guard let i = index[key] else { return nil }
         let v = entries[i].value
         return v.isNull ? nil : v
     }
 
-    func keyNode(_ key: String) -> Node? { index[key].map { entries[$0].keyNode } }
+    package func keyNode(_ key: String) -> Node? { index[key].map { entries[$0].keyNode } }
 
     /// Remembers where a value sits, so that a later reference error can point at it.
-    func note(_ key: String, value: String, at node: Node?) {
+    package func note(_ key: String, value: String, at node: Node?) {
         if let node, valueLocations[key + "/" + value] == nil { valueLocations[key + "/" + value] = ctx.location(node) }
     }
 
-    func has(_ key: String) -> Bool { value(key) != nil }
+    package func has(_ key: String) -> Bool { value(key) != nil }
 
     /// Reports keys outside `allowed`. `x-` extension keys are always allowed.
-    func finish(allowed: [String]) {
+    package func finish(allowed: [String]) {
         let allowedSet = Set(allowed)
         for e in entries where !allowedSet.contains(e.key) && !e.key.hasPrefix("x-") {
             ctx.error(e.keyNode, Messages.unknownKey(e.key, in: what, suggestion: suggestion(for: e.key, among: allowed)))
         }
     }
 
-    func missing(_ key: String) {
+    package func missing(_ key: String) {
         ctx.sink.add(ctx.location(node), Messages.missingKey(key, in: what))
     }
 
     // MARK: typed values
 
-    func scalarText(_ key: String, shape: String) -> (String, Node)? {
+    package func scalarText(_ key: String, shape: String) -> (String, Node)? {
         guard let v = value(key) else { return nil }
         guard case .scalar(let s) = v else {
             ctx.error(v, Messages.expected(shape, for: key, in: what, found: v.shapeDescription))
@@ -119,7 +124,7 @@ final class ObjectReader {
         return (s.string, v)
     }
 
-    func string(_ key: String, required: Bool = false) -> String? {
+    package func string(_ key: String, required: Bool = false) -> String? {
         guard let (s, _) = scalarText(key, shape: "a string") else {
             if required && !has(key) { missing(key) }
             return nil
@@ -127,7 +132,7 @@ final class ObjectReader {
         return s
     }
 
-    func parsed<T>(_ key: String, required: Bool = false, shape: String, _ parse: (String) throws(ScalarError) -> T) -> T? {
+    package func parsed<T>(_ key: String, required: Bool = false, shape: String, _ parse: (String) throws(ScalarError) -> T) -> T? {
         guard let (s, node) = scalarText(key, shape: shape) else {
             if required && !has(key) { missing(key) }
             return nil
@@ -140,17 +145,17 @@ final class ObjectReader {
         }
     }
 
-    func duration(_ key: String, required: Bool = false) -> TimeSpan? { parsed(key, required: required, shape: "a duration", TimeSpan.parse) }
-    func size(_ key: String) -> Int64? { parsed(key, shape: "a size", ByteSize.parse) }
-    func rate(_ key: String) -> Int64? { parsed(key, shape: "a rate", ByteRate.parse) }
-    func timestamp(_ key: String, required: Bool = false) -> Timestamp? { parsed(key, required: required, shape: "a timestamp", Timestamp.parse) }
-    func id(_ key: String, required: Bool = true) -> String? {
+    package func duration(_ key: String, required: Bool = false) -> TimeSpan? { parsed(key, required: required, shape: "a duration", TimeSpan.parse) }
+    package func size(_ key: String) -> Int64? { parsed(key, shape: "a size", ByteSize.parse) }
+    package func rate(_ key: String) -> Int64? { parsed(key, shape: "a rate", ByteRate.parse) }
+    package func timestamp(_ key: String, required: Bool = false) -> Timestamp? { parsed(key, required: required, shape: "a timestamp", Timestamp.parse) }
+    package func id(_ key: String, required: Bool = true) -> String? {
         let v = parsed(key, required: required, shape: "an id", Identifier.validate)
         if let v { note(key, value: v, at: value(key)) }
         return v
     }
 
-    func choice<E: RawRepresentable & CaseIterable>(_ key: String, required: Bool = false) -> E? where E.RawValue == String {
+    package func choice<E: RawRepresentable & CaseIterable>(_ key: String, required: Bool = false) -> E? where E.RawValue == String {
         let names = E.allCases.map(\.rawValue)
         return parsed(key, required: required, shape: "one of \(names.joined(separator: ", "))") { (s: String) throws(ScalarError) -> E in
             guard let e = E(rawValue: s) else { throw ScalarError(Messages.oneOf(names, suggestion: suggestion(for: s, among: names))) }
@@ -158,7 +163,7 @@ final class ObjectReader {
         }
     }
 
-    func bool(_ key: String) -> Bool? {
+    package func bool(_ key: String) -> Bool? {
         parsed(key, shape: "true or false") { (s: String) throws(ScalarError) -> Bool in
             switch s.lowercased() {
             case "true": return true
@@ -168,7 +173,7 @@ final class ObjectReader {
         }
     }
 
-    func int(_ key: String, minimum: Int = 0) -> Int? {
+    package func int(_ key: String, minimum: Int = 0) -> Int? {
         parsed(key, shape: "a whole number") { (s: String) throws(ScalarError) -> Int in
             guard let n = Int(s) else { throw ScalarError("expected a whole number") }
             guard n >= minimum else { throw ScalarError("must be at least \(minimum)") }
@@ -176,7 +181,7 @@ final class ObjectReader {
         }
     }
 
-    func secret(_ key: String) -> SecretRef? {
+    package func secret(_ key: String) -> SecretRef? {
         guard let v = value(key) else { return nil }
         guard case .scalar(let s) = v else {
             ctx.error(v, Messages.expected("a secret reference such as 'env:NAME'", for: key, in: what, found: v.shapeDescription))
@@ -186,7 +191,7 @@ final class ObjectReader {
     }
 
     /// A list of scalars, each with its node for later messages.
-    func list(_ key: String, required: Bool = false) -> [(String, Node)]? {
+    package func list(_ key: String, required: Bool = false) -> [(String, Node)]? {
         guard let v = value(key) else {
             if required { missing(key) }
             return nil
@@ -207,7 +212,7 @@ final class ObjectReader {
         return out
     }
 
-    func idList(_ key: String, required: Bool = false) -> [String]? {
+    package func idList(_ key: String, required: Bool = false) -> [String]? {
         guard let items = list(key, required: required) else { return nil }
         var out: [String] = []
         for (s, n) in items {
@@ -216,13 +221,13 @@ final class ObjectReader {
         return out
     }
 
-    func object(_ key: String) -> ObjectReader? {
+    package func object(_ key: String) -> ObjectReader? {
         guard let v = value(key) else { return nil }
         return ObjectReader(v, what: "'\(key)' of \(what)", ctx: ctx)
     }
 
     /// `labels:` — a map of strings, allowed on every object.
-    func labels() -> [(String, String)] {
+    package func labels() -> [(String, String)] {
         guard let v = value("labels") else { return [] }
         guard case .mapping(let m) = v else {
             ctx.error(v, Messages.expected("a mapping of strings", for: "labels", in: what, found: v.shapeDescription))

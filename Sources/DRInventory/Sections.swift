@@ -20,7 +20,7 @@ struct SectionReader {
     var jobs: [Job] = []
     var restoreTests: [RestoreTest] = []
     var waivers: [Waiver] = []
-    var secrets: [PlaintextSecret] = []
+    var secrets: [SecretKey] = []
 
     init(ctx: ReadContext) { self.ctx = ctx }
 
@@ -295,8 +295,8 @@ struct SectionReader {
 
     // MARK: DR703
 
-    /// Records every secret-named key holding a literal (a string that is not a reference, or a number).
-    /// Iterative, so hostile nesting cannot exhaust the stack.
+    /// Records every secret-named key with a scalar value, and whether it holds a literal (a
+    /// string that is not a reference, or a number). Iterative, so nesting cannot exhaust the stack.
     mutating func scanSecrets(_ root: Node, path: [String]) {
         var stack: [(Node, [String])] = [(root, path)]
         while let (node, path) = stack.popLast() {
@@ -308,8 +308,8 @@ struct SectionReader {
                     if SecretKeys.isSecret(ks.string), case .scalar(let vs) = v, !v.isNull {
                         let isRef = SecretRef.classify(vs.string) != .literal
                         let isBool = vs.style == .plain && ["true", "false"].contains(vs.string.lowercased())
-                        if !isRef && !isBool {
-                            secrets.append(PlaintextSecret(path: p.joined(separator: "."), location: ctx.location(v)))
+                        if !isBool {
+                            secrets.append(SecretKey(path: p.joined(separator: "."), location: ctx.location(v), isLiteral: !isRef))
                         }
                     } else {
                         stack.append((v, p))

@@ -9,7 +9,7 @@ struct Validator {
         self.inventory = inventory
         self.declared = declared
         self.sink = sink
-        inventory.plaintextSecrets.sort { $0.location < $1.location }
+        inventory.secretKeys.sort { $0.location < $1.location }
     }
 
     func run() {

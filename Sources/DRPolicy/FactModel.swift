@@ -1,0 +1,79 @@
+import CEL
+
+/// The shape of the facts (docs/facts.md) as static types, so that policies are checked when
+/// they are loaded: a misspelt field or a wrong comparison fails before any subject is evaluated.
+/// A test walks real facts and keeps this schema and `FactDeriver` in agreement.
+public enum FactModel {
+    static let strings: CELType = .list(.string)
+    static let labels: CELType = .map(.string, .string)
+
+    public static let objects: [String: [String: CELType]] = [
+        "site": ["id": .string, "kind": .string, "region": .string, "name": .string, "labels": labels, "assets": strings, "storage": strings],
+        "storage": [
+            "id": .string, "kind": .string, "site": .string, "region": .string, "media": .string, "immutable": .bool, "air_gapped": .bool,
+            "encryption": .object("storage_encryption"), "access": .object("access"), "capacity": .int, "used": .int, "restore_rate": .int,
+            "path": .string, "url": .string, "credentials": .map(.string, .string), "name": .string, "labels": labels,
+            "utilization": .double, "holds": strings,
+        ],
+        "storage_encryption": ["at_rest": .bool, "in_transit": .bool, "passphrase": .string],
+        "access": ["mfa_delete": .bool, "network_isolated": .bool],
+        "asset": [
+            "id": .string, "kind": .string, "name": .string, "site": .string, "region": .string, "media": .string, "tier": .string,
+            "owner": .string, "size": .int, "data_classes": strings, "rpo": .duration, "rto": .duration, "depends_on": strings,
+            "retention": .object("retention_bounds"), "backup": .string, "reason": .string, "source": .map(.string, .dyn), "labels": labels,
+            "protected": .bool, "jobs": strings, "copies": .list(.object("copy")), "copy_count": .int, "media_count": .int,
+            "offsite_count": .int, "immutable_count": .int, "rpo_achievable": .duration, "rto_estimate": .duration,
+            "retention_effective": .duration, "retention_required_min": .duration, "retention_allowed_max": .duration,
+            "last_success": .timestamp, "last_success_source": .string, "restore_tests": strings, "dependencies": strings,
+        ],
+        "retention_bounds": ["min": .duration, "max": .duration],
+        "copy": [
+            "storage": .string, "site": .string, "region": .string, "media": .string, "offsite": .bool, "immutable": .bool,
+            "air_gapped": .bool, "encrypted_at_rest": .bool, "versioned": .bool, "primary": .bool,
+        ],
+        "job": [
+            "id": .string, "assets": strings, "type": .string, "schedule": .string, "lag": .duration, "engine": .string, "targets": strings,
+            "retention": .object("job_retention"), "encryption": .object("job_encryption"), "monitoring": .object("monitoring"),
+            "options": .map(.string, .dyn), "labels": labels, "max_gap": .duration, "min_gap": .duration,
+            "retention_effective": .duration, "versioned": .bool, "offsite_targets": strings, "last_success": .timestamp,
+            "last_success_source": .string, "last_status": .string, "next_run": .timestamp,
+        ],
+        "job_retention": [
+            "keep_within": .duration, "keep_last": .int, "keep_hourly": .int, "keep_daily": .int, "keep_weekly": .int,
+            "keep_monthly": .int, "keep_yearly": .int,
+        ],
+        "job_encryption": ["at_rest": .bool, "in_transit": .bool, "key_storage": .string, "passphrase": .string],
+        "monitoring": ["alert_on_failure": strings, "max_age": .duration],
+        "restore_test": [
+            "id": .string, "job": .string, "asset": .string, "scope": .string, "every": .duration, "last_run": .timestamp,
+            "result": .string, "duration": .duration, "restored": .int, "labels": labels, "assets": strings, "age": .duration,
+            "full_equivalent": .duration, "last_run_source": .string,
+        ],
+        "waiver": [
+            "rule": .string, "subject": .string, "reason": .string, "approved_by": .string, "expires": .timestamp, "labels": labels,
+            "expired": .bool,
+        ],
+        "document": ["id": .string, "path": .string, "key": .string, "literal": .bool],
+        "policy": [
+            "frameworks": strings, "fail_on": .string, "restore_test_every": .duration, "min_recovery_window": .duration,
+            "capacity_threshold": .double, "retention": .map(.string, .object("retention_bounds")), "restore_rates": .map(.string, .int),
+        ],
+        "inventory": [
+            "organization": .string, "sites": .list(.object("site")), "storage": .list(.object("storage")),
+            "assets": .list(.object("asset")), "jobs": .list(.object("job")), "restore_tests": .list(.object("restore_test")),
+            "waivers": .list(.object("waiver")), "documents": .list(.object("document")), "by_id": .map(.string, .dyn),
+        ],
+    ]
+
+    /// drplan's additions to CEL.
+    public static let functions: [String: CELType] = ["quantity": .int, "rate": .int]
+
+    /// Declarations for a rule about `subject`: the subject under its kind's name, plus
+    /// `inventory`, `policy` and `now`.
+    public static func declarations(subject: SubjectKind?, extra: [String: CELType] = [:]) -> Declarations {
+        var vars: [String: CELType] = ["inventory": .object("inventory"), "policy": .object("policy"), "now": .timestamp]
+        if let subject { vars[subject.rawValue] = .object(subject.rawValue) }
+        vars.merge(extra) { _, new in new }
+        return Declarations(variables: vars, objects: objects, functions: functions)
+    }
+}

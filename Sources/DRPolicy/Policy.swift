@@ -1,0 +1,78 @@
+import CEL
+import DRInventory
+
+/// What a rule is about. Expressions see the subject under this name.
+public enum SubjectKind: String, CaseIterable, Sendable {
+    case asset, job, storage, site, waiver, document
+    case restoreTest = "restore_test"
+}
+
+/// A rule condition: an expression and the reason reported when it does not hold.
+public struct Condition: Sendable {
+    public var program: Program
+    public var reason: String
+    public var location: SourceLocation
+}
+
+/// A compiled message: literal text and `{{ expr }}` parts.
+public struct MessageTemplate: Sendable {
+    public enum Part: Sendable { case text(String), expr(Program) }
+    public var parts: [Part]
+}
+
+/// One inventory a rule's examples run against, and what the rule must find there.
+public struct RuleExample: Sendable {
+    public enum Expectation: Sendable, Equatable {
+        case pass
+        /// Findings expected, as `subject` or `subject/related`; empty means "at least one".
+        case fail([String])
+    }
+    public var inventory: String
+    public var now: Timestamp?
+    public var expectation: Expectation
+    public var location: SourceLocation
+}
+
+/// A rule, parsed and checked, ready to evaluate over many subjects without re-parsing.
+public struct Rule: Sendable {
+    public var id: String
+    public var name: String
+    public var title: String
+    public var severity: Severity
+    public var subject: SubjectKind
+    public var conditions: [Condition]
+    public var assertion: Condition
+    public var each: Program?
+    public var eachName: String
+    public var message: MessageTemplate
+    public var subjectId: Program?
+    public var related: Program?
+    public var controls: [String]
+    public var rationale: String
+    public var examples: [RuleExample]
+    public var enabled = true
+    /// Where the rule was defined, for evaluation errors and `drplan rules`.
+    public var location: SourceLocation
+    /// Which policy file defined it (`builtin:…` for the catalog).
+    public var file: String
+
+    /// The frameworks this rule's controls belong to (`gdpr` from `gdpr:Art.32(1)(c)`).
+    public var frameworks: Set<String> { Set(controls.compactMap { $0.split(separator: ":").first.map(String.init) }) }
+}
+
+/// A change to a loaded rule, from a policy file's `overrides`.
+public struct Override: Sendable {
+    public var rule: String
+    public var enabled: Bool?
+    public var severity: Severity?
+    public var location: SourceLocation
+}
+
+/// Every rule drplan evaluates: the built-in catalog, then each `--policies` directory.
+public struct PolicySet: Sendable {
+    public var rules: [Rule] = []
+    public var overrides: [Override] = []
+    public init() {}
+
+    public func rule(_ id: String) -> Rule? { rules.first { $0.id == id } }
+}

@@ -11,6 +11,7 @@ struct Drplan: ParsableCommand {
         abstract: "Plan disaster recovery and audit backup compliance from a declarative inventory.",
         discussion: """
             Examples:
+              drplan check -i samples/betpro.yaml --now 2026-11-22T00:00:00Z
               drplan validate -i samples/small-office.yaml
               drplan facts -i samples/betpro.yaml
 
@@ -18,7 +19,7 @@ struct Drplan: ParsableCommand {
             2 unusable input (bad inventory, flags or files), 3 internal or environment error.
             """,
         version: version,
-        subcommands: [InitCommand.self, ValidateCommand.self, FactsCommand.self]
+        subcommands: [InitCommand.self, ValidateCommand.self, FactsCommand.self, CheckCommand.self, EvalCommand.self, RulesCommand.self]
     )
 }
 

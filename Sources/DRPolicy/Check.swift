@@ -1,0 +1,120 @@
+import CEL
+import Crypto
+import DRFacts
+import DRInventory
+import Foundation
+
+/// The severity at or above which `drplan check` fails, or `none`.
+public enum FailThreshold: Sendable, Equatable, CustomStringConvertible {
+    case severity(Severity)
+    case none
+
+    public init?(_ text: String) {
+        if text == "none" { self = .none } else if let s = Severity(rawValue: text) { self = .severity(s) } else { return nil }
+    }
+
+    public func fails(_ s: Severity) -> Bool {
+        if case .severity(let t) = self { return s >= t }
+        return false
+    }
+
+    public var description: String {
+        if case .severity(let s) = self { return s.rawValue }
+        return "none"
+    }
+}
+
+/// What a check is asked to do beyond evaluating the policies.
+public struct CheckOptions: Sendable {
+    /// nil: `policy.fail_on` from the inventory.
+    public var failOn: FailThreshold?
+    /// `--framework`: limits findings and control matrices. Empty: no limit.
+    public var frameworks: [String] = []
+    /// Fingerprints from a `--baseline` report: those findings are `existing`.
+    public var baseline: Set<String> = []
+    public var toolVersion = "0.1.0"
+    public init() {}
+}
+
+/// A control of a framework, and how the rules that support it fared.
+public struct ControlStatus: Sendable {
+    public enum Status: String, Sendable { case pass, fail, waived, notAssessed = "not assessed" }
+    public var control: String
+    public var status: Status
+    public var rules: [String]
+    public var findings: Int
+}
+
+/// Everything `drplan check` and the reports need, computed once.
+public struct CheckResult: Sendable {
+    public var inventory: Inventory
+    public var facts: Facts
+    public var policies: PolicySet
+    public var findings: [Finding]
+    public var notApplicable: [NotApplicable]
+    public var controls: [ControlStatus]
+    public var failOn: FailThreshold
+    public var options: CheckOptions
+
+    public var active: [Finding] { findings.filter { $0.status == .active } }
+    public func count(_ s: Severity) -> Int { active.filter { $0.severity == s }.count }
+    public var waived: Int { findings.filter { $0.status == .waived }.count }
+    public var existing: Int { findings.filter { $0.status == .existing }.count }
+    /// True when no active finding is at or above the threshold.
+    public var passed: Bool { !active.contains { failOn.fails($0.severity) } }
+    public var rulesById: [String: Rule] { Dictionary(policies.rules.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }) }
+
+    /// SHA-256 of the inventory: of the one file's bytes, or of all files' bytes in load order.
+    public var inventorySHA256: String {
+        var h = SHA256()
+        for f in inventory.files { h.update(data: f.bytes) }
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+public enum Check {
+    /// Evaluates `policies` over `inventory` as of `now`: findings, waivers, baseline, the
+    /// framework filter and the control matrix.
+    public static func run(inventory: Inventory, policies: PolicySet, now: Timestamp, measured: MeasuredEvidence = MeasuredEvidence(),
+                           options: CheckOptions) throws(RuleEvaluationError) -> CheckResult {
+        let facts = FactDeriver.derive(inventory, now: now, measured: measured)
+        var evaluation = try Engine(facts: facts, inventory: inventory).evaluate(policies.rules)
+        for i in evaluation.findings.indices where evaluation.findings[i].status == .active && options.baseline.contains(evaluation.findings[i].fingerprint) {
+            evaluation.findings[i].status = .existing
+        }
+        let rules = policies.rules.filter(\.enabled)
+        let selected = Set(options.frameworks)
+        func inScope(_ ruleId: String) -> Bool {
+            guard !selected.isEmpty else { return true }
+            return rules.first { $0.id == ruleId }.map { !$0.frameworks.isDisjoint(with: selected) } ?? false
+        }
+        let findings = evaluation.findings.filter { inScope($0.rule) }
+        let matrixFrameworks = selected.isEmpty ? Set(inventory.policy.frameworks.map(\.rawValue)) : selected
+        var controlRules: [String: [String]] = [:]
+        for r in rules { for c in r.controls { controlRules[c, default: []].append(r.id) } }
+        let controls = controlRules.keys.filter { c in matrixFrameworks.contains(String(c.split(separator: ":").first ?? "")) }.sorted().map { c -> ControlStatus in
+            let ids = controlRules[c] ?? []
+            let mine = findings.filter { ids.contains($0.rule) }
+            let status: ControlStatus.Status
+            if mine.contains(where: { $0.status != .waived }) { status = .fail }
+            else if !mine.isEmpty { status = .waived }
+            else if ids.contains(where: { (evaluation.applicable[$0] ?? 0) > 0 }) { status = .pass }
+            else { status = .notAssessed }
+            return ControlStatus(control: c, status: status, rules: ids, findings: mine.count)
+        }
+        return CheckResult(
+            inventory: inventory, facts: facts, policies: policies, findings: findings,
+            notApplicable: evaluation.notApplicable.filter { inScope($0.rule) }, controls: controls,
+            failOn: options.failOn ?? .severity(inventory.policy.failOn), options: options)
+    }
+
+    /// Fingerprints of the findings in an earlier JSON report, for `--baseline`.
+    public static func baselineFingerprints(_ data: Data) throws(InputError) -> Set<String> {
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any], json["schema"] as? String == "drplan.report/v1",
+              let findings = json["findings"] as? [[String: Any]]
+        else {
+            throw InputError([Diagnostic(SourceLocation(file: "baseline", line: 0, column: 0), "the baseline is not a drplan JSON report (schema drplan.report/v1); create one with 'drplan check --format json -o FILE'")])
+        }
+        return Set(findings.compactMap { $0["fingerprint"] as? String })
+    }
+}

@@ -14,7 +14,7 @@ struct CLITests {
         return root + "/.build/debug/drplan"
     }()
 
-    struct Result {
+    struct Result: Sendable {
         var status: Int32
         var stdout: String
         var stderr: String

@@ -1,0 +1,149 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("Command line: check, eval, rules")
+struct CheckCLITests {
+    static let now = ["--now", "2026-11-22T00:00:00Z"]
+    static let requireIntegration = ProcessInfo.processInfo.environment["DRPLAN_REQUIRE_INTEGRATION"] == "1"
+
+    func run(_ args: [String], cwd: String = CLITests.root) throws -> CLITests.Result { try CLITests.run(args, cwd: cwd, env: ["NO_COLOR": "1"]) }
+
+    @Test("exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad input")
+    func exitCodes() throws {
+        #expect(try run(["check", "-i", "samples/clean.yaml"] + Self.now).status == 0)
+        let office = try run(["check", "-i", "samples/small-office.yaml"] + Self.now)
+        #expect(office.status == 1)
+        #expect(office.stdout.hasSuffix("21 findings (1 critical, 11 high, 7 medium, 2 low), 0 waived — FAIL (fails on high and above)\n"))
+        #expect(office.stdout.contains("high      DR103") == false)
+        #expect(office.stdout.contains("critical  DR703 plaintext-secret  document storage.s3-backup.credentials.secret_key"))
+        #expect(try run(["check", "-i", "samples/clinic.yaml", "--fail-on", "critical"] + Self.now).status == 0)
+        #expect(try run(["check", "-i", "samples/clinic.yaml", "--fail-on", "none"] + Self.now).status == 0)
+        #expect(try run(["check", "-i", "samples/clinic.yaml", "--fail-on", "severe"] + Self.now).status == 2)
+        #expect(try run(["check", "-i", "Tests/DRInventoryTests/Fixtures/invalid/cycle.yaml"]).status == 2)
+        #expect(try run(["check", "-i", "samples/clean.yaml", "--policies", "/nonexistent"]).status == 2)
+        #expect(try run(["check", "-i", "samples/clean.yaml", "--framework", "sox"]).status == 2)
+    }
+
+    @Test("the JSON report validates against the committed schema, for every sample")
+    func jsonSchema() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", "import jsonschema"]
+        probe.standardError = FileHandle.nullDevice
+        var available = false
+        if (try? probe.run()) != nil { probe.waitUntilExit(); available = probe.terminationStatus == 0 }
+        guard available else {
+            print("JSON Schema validation: skipped, python3 with the jsonschema package is not installed (pip install jsonschema)")
+            if Self.requireIntegration { Issue.record("DRPLAN_REQUIRE_INTEGRATION=1 but python3 jsonschema is missing") }
+            return
+        }
+        for sample in ["small-office", "betpro", "clinic", "clean"] {
+            let out = dir.path + "/\(sample).json"
+            let r = try run(["check", "-i", "samples/\(sample).yaml", "--format", "json", "-o", out] + Self.now)
+            #expect(r.status == (sample == "clean" ? 0 : 1))
+            let v = Process()
+            v.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            v.arguments = ["python3", "-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))",
+                           out, CLITests.root + "/docs/schemas/drplan.report.v1.json"]
+            let err = Pipe()
+            v.standardError = err
+            try v.run()
+            let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            v.waitUntilExit()
+            #expect(v.terminationStatus == 0, "\(sample): \(msg)")
+        }
+        // A report that breaks the contract is rejected, so the validation above can fail.
+        try "{\"schema\": \"drplan.report/v1\"}".write(toFile: dir.path + "/bad.json", atomically: true, encoding: .utf8)
+        let bad = Process()
+        bad.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        bad.arguments = ["python3", "-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))",
+                         dir.path + "/bad.json", CLITests.root + "/docs/schemas/drplan.report.v1.json"]
+        bad.standardError = FileHandle.nullDevice
+        try bad.run(); bad.waitUntilExit()
+        #expect(bad.terminationStatus != 0)
+    }
+
+    @Test("the JSON report's core fields")
+    func jsonFields() throws {
+        let r = try run(["check", "-i", "samples/betpro.yaml", "--format", "json"] + Self.now)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let summary = try #require(json["summary"] as? [String: Any])
+        #expect(summary["passed"] as? Bool == false && summary["fail_on"] as? String == "high" && summary["waived"] as? Int == 1)
+        #expect((summary["counts"] as? [String: Int])?["high"] == 25)
+        let findings = try #require(json["findings"] as? [[String: Any]])
+        #expect(findings.count == 40)
+        let first = try #require(findings.first)
+        #expect(first["rule"] as? String == "DR703" && first["severity"] as? String == "critical")
+        let waived = try #require(findings.first { $0["status"] as? String == "waived" })
+        #expect((waived["waiver"] as? [String: Any])?["approved_by"] as? String == "ciso@betpro.example")
+        let inventory = try #require(json["inventory"] as? [String: Any])
+        #expect(inventory["files"] as? [String] == ["samples/betpro.yaml"])
+        let sha = Process()
+        sha.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        sha.arguments = ["sha256sum", CLITests.root + "/samples/betpro.yaml"]
+        let pipe = Pipe()
+        sha.standardOutput = pipe
+        try sha.run()
+        let digest = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(64)
+        sha.waitUntilExit()
+        #expect(inventory["sha256"] as? String == String(digest))
+    }
+
+    @Test("--baseline: a second run with the first report as baseline passes")
+    func baselineCLI() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let first = try run(["check", "-i", "samples/small-office.yaml", "--format", "json", "-o", dir.path + "/base.json"] + Self.now)
+        #expect(first.status == 1)
+        let second = try run(["check", "-i", "samples/small-office.yaml", "--baseline", dir.path + "/base.json"] + Self.now)
+        #expect(second.status == 0)
+        #expect(second.stdout.contains("21 existing"))
+        #expect(try run(["check", "-i", "samples/small-office.yaml", "--baseline", dir.path + "/none.json"]).status == 2)
+    }
+
+    @Test("eval prints JSON, typed or plain; errors exit 2 with a position")
+    func eval() throws {
+        let r = try run(["eval", "-i", "samples/betpro.yaml", "inventory.assets.filter(a, a.copy_count < 3).map(a, a.id)"] + Self.now)
+        #expect(r.status == 0)
+        #expect(r.stdout.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "\n", with: "") == "[\"hr-files\",\"laptops\",\"dev-sandbox\"]")
+        let dir = try TempDir(); defer { dir.cleanup() }
+        #expect(try run(["eval", "--typed", "1 + 2"], cwd: dir.path).stdout == "{\"int\":\"3\"}\n")
+        #expect(try run(["eval", "--", "-1 < 0"], cwd: dir.path).stdout == "true\n")
+        #expect(try run(["eval", "duration('1h') + duration('30m')"], cwd: dir.path).stdout == "\"5400s\"\n")
+        #expect(try run(["eval", "quantity('500GB') / rate('250MB/s')"], cwd: dir.path).stdout == "2000\n")
+        let bad = try run(["eval", "1 / 0"], cwd: dir.path)
+        #expect(bad.status == 2 && bad.stderr.contains("division by zero"))
+        let syntax = try run(["eval", "1 +"], cwd: dir.path)
+        #expect(syntax.status == 2 && syntax.stderr.hasPrefix("<expression>:1:4: error: syntax error"))
+    }
+
+    @Test("rules lists the catalog and explains one rule")
+    func rules() throws {
+        let list = try run(["rules"])
+        #expect(list.status == 0 && list.stdout.split(separator: "\n").count == 30)
+        let one = try run(["rules", "DR104"])
+        #expect(one.status == 0 && one.stdout.contains("ransomware") && one.stdout.contains("example 1 (passes)"))
+        #expect(try run(["rules", "DR999"]).status == 2)
+    }
+
+    @Test("the catalog is embedded: a copy of the binary works from any directory")
+    func installedBinary() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let copy = dir.path + "/bin/drplan"
+        try FileManager.default.createDirectory(atPath: dir.path + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: CLITests.binary, toPath: copy)
+        try FileManager.default.copyItem(atPath: CLITests.root + "/samples/clinic.yaml", toPath: dir.path + "/drplan.yaml")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: copy)
+        p.arguments = ["check", "--now", "2026-11-22T00:00:00Z", "--fail-on", "none"]
+        p.currentDirectoryURL = URL(fileURLWithPath: dir.path)
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(text.contains("11 findings"))
+    }
+}

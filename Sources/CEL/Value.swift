@@ -189,18 +189,37 @@ public struct JSONWriter: Sendable {
         out.append(0x22)
     }
 
-    /// RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits.
+    /// RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits. Hand-formatted: this runs for every
+    /// timestamp in a report, and `String(format:)` was a measurable share of large checks.
     public static func rfc3339(_ t: CELTimestamp) -> String {
         let day = Civil.floorDiv(Int(t.seconds), 86_400)
         let sod = Int(t.seconds) - day * 86_400
         let (y, m, d) = Civil.date(days: day)
-        var s = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", y, m, d, sod / 3600, sod / 60 % 60, sod % 60)
-        if t.nanos != 0 {
-            if t.nanos % 1_000_000 == 0 { s += String(format: ".%03d", t.nanos / 1_000_000) }
-            else if t.nanos % 1000 == 0 { s += String(format: ".%06d", t.nanos / 1000) }
-            else { s += String(format: ".%09d", t.nanos) }
+        var b: [UInt8] = []
+        b.reserveCapacity(30)
+        func digits(_ v: Int, _ width: Int) {
+            var x = v, buf = [UInt8](repeating: 48, count: width)
+            for i in stride(from: width - 1, through: 0, by: -1) { buf[i] = UInt8(48 + x % 10); x /= 10 }
+            b += buf
         }
-        return s + "Z"
+        digits(y, 4); b.append(45); digits(m, 2); b.append(45); digits(d, 2); b.append(84)
+        digits(sod / 3600, 2); b.append(58); digits(sod / 60 % 60, 2); b.append(58); digits(sod % 60, 2)
+        if t.nanos != 0 {
+            b.append(46)
+            if t.nanos % 1_000_000 == 0 { digits(Int(t.nanos / 1_000_000), 3) }
+            else if t.nanos % 1000 == 0 { digits(Int(t.nanos / 1000), 6) }
+            else { digits(Int(t.nanos), 9) }
+        }
+        b.append(90)
+        return String(decoding: b, as: UTF8.self)
+    }
+
+    /// Lower-case hexadecimal of bytes (digests, fingerprints).
+    public static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+        let table = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for byte in bytes { out.append(table[Int(byte >> 4)]); out.append(table[Int(byte & 15)]) }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// CEL's duration text: `"90s"`, `"1.5s"`.

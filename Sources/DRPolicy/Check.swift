@@ -68,7 +68,7 @@ public struct CheckResult: Sendable {
     public var inventorySHA256: String {
         var h = SHA256()
         for f in inventory.files { h.update(data: f.bytes) }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return JSONWriter.hex(h.finalize())
     }
 }
 
@@ -79,8 +79,10 @@ public enum Check {
                            options: CheckOptions) throws(RuleEvaluationError) -> CheckResult {
         let facts = FactDeriver.derive(inventory, now: now, measured: measured)
         var evaluation = try Engine(facts: facts, inventory: inventory).evaluate(policies.rules)
-        for i in evaluation.findings.indices where evaluation.findings[i].status == .active && options.baseline.contains(evaluation.findings[i].fingerprint) {
-            evaluation.findings[i].status = .existing
+        if !options.baseline.isEmpty {
+            for i in evaluation.findings.indices where evaluation.findings[i].status == .active && options.baseline.contains(evaluation.findings[i].fingerprint) {
+                evaluation.findings[i].status = .existing
+            }
         }
         let rules = policies.rules.filter(\.enabled)
         let selected = Set(options.frameworks)

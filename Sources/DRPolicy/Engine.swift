@@ -23,7 +23,7 @@ public struct Finding: Sendable {
     /// Stable across runs and machines for the same (rule, subject, related).
     public var fingerprint: String {
         let key = ["drplan-finding-v1", rule, subjectKind.rawValue, subject, related ?? ""].joined(separator: "\u{0}")
-        return SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        return JSONWriter.hex(SHA256.hash(data: Data(key.utf8)))
     }
 }
 

@@ -224,6 +224,17 @@ struct LoaderTests {
         #expect(p.first?.contains("alias bomb") == true)
     }
 
+    @Test("a 50 MB file is read without a crash, and its size does not trip the alias budget")
+    func fiftyMegabytes() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        var text = "drplan: 1\nsites: [{ id: s, kind: office }]\nx-blob: "
+        text += String(repeating: "abcdefghij", count: 5_000_000) + "\n"
+        let f = try dir.write("big.yaml", text)
+        let inv = try InventoryLoader.load(paths: [f])
+        #expect(inv.sites.count == 1)
+        #expect(inv.files.first?.bytes.count ?? 0 > 50_000_000)
+    }
+
     @Test("moderate alias use is accepted")
     func aliasesAccepted() throws {
         let dir = try TempDir(); defer { dir.cleanup() }

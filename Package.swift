@@ -5,7 +5,8 @@ import PackageDescription
 //   CEL          — the expression language: its value model, time types and calendar (later: parser, evaluator)
 //   DRInventory  — scalars, cron schedules, the inventory model, YAML loading and validation
 //   DRFacts      — facts derived from a validated inventory (copies, RPO, retention, RTO…)
-//   DRPolicy     — policy files, the built-in catalog, load-time checks, findings and the report
+//   DRPolicy     — policy files, the built-in catalog, load-time checks, findings
+//   DRReports    — one file per report format (text, JSON, SARIF, JUnit, Markdown, HTML)
 //   drplan       — the command line: parses flags, calls one core function, maps errors to exit codes
 let package = Package(
     name: "drplan",
@@ -15,11 +16,13 @@ let package = Package(
         .library(name: "DRInventory", targets: ["DRInventory"]),
         .library(name: "DRFacts", targets: ["DRFacts"]),
         .library(name: "DRPolicy", targets: ["DRPolicy"]),
+        .library(name: "DRReports", targets: ["DRReports"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         .target(name: "DRInventory", dependencies: ["CEL", .product(name: "Yams", package: "Yams")]),
@@ -29,10 +32,14 @@ let package = Package(
             name: "DRPolicy",
             dependencies: ["DRInventory", "DRFacts", "CEL", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")]
         ),
+        .target(
+            name: "DRReports",
+            dependencies: ["DRPolicy", "DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache")]
+        ),
         .executableTarget(
             name: "drplan",
             dependencies: [
-                "DRInventory", "DRFacts", "DRPolicy", "CEL",
+                "DRInventory", "DRFacts", "DRPolicy", "DRReports", "CEL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -40,7 +47,8 @@ let package = Package(
         .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CELTests", dependencies: ["CEL"]),
-        .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
+        .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRReports", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
+        .testTarget(name: "DRReportsTests", dependencies: ["DRReports", "DRPolicy", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -32,7 +32,6 @@ public struct CheckOptions: Sendable {
     public var frameworks: [String] = []
     /// Fingerprints from a `--baseline` report: those findings are `existing`.
     public var baseline: Set<String> = []
-    public var toolVersion = "0.1.0"
     public init() {}
 }
 
@@ -55,6 +54,8 @@ public struct CheckResult: Sendable {
     public var controls: [ControlStatus]
     public var failOn: FailThreshold
     public var options: CheckOptions
+    /// Passing judgements per rule (`subject` or `subject/related`), for JUnit.
+    public var passedJudgements: [String: [String]]
 
     public var active: [Finding] { findings.filter { $0.status == .active } }
     public func count(_ s: Severity) -> Int { active.filter { $0.severity == s }.count }
@@ -65,9 +66,14 @@ public struct CheckResult: Sendable {
     public var rulesById: [String: Rule] { Dictionary(policies.rules.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }) }
 
     /// SHA-256 of the inventory: of the one file's bytes, or of all files' bytes in load order.
-    public var inventorySHA256: String {
+    public var inventorySHA256: String { Digests.sha256Hex(inventory.files.map(\.bytes)) }
+}
+
+/// SHA-256 in lower-case hex, for inventory hashes and bundle manifests.
+public enum Digests {
+    public static func sha256Hex(_ parts: [[UInt8]]) -> String {
         var h = SHA256()
-        for f in inventory.files { h.update(data: f.bytes) }
+        for p in parts { h.update(data: p) }
         return JSONWriter.hex(h.finalize())
     }
 }
@@ -107,7 +113,8 @@ public enum Check {
         return CheckResult(
             inventory: inventory, facts: facts, policies: policies, findings: findings,
             notApplicable: evaluation.notApplicable.filter { inScope($0.rule) }, controls: controls,
-            failOn: options.failOn ?? .severity(inventory.policy.failOn), options: options)
+            failOn: options.failOn ?? .severity(inventory.policy.failOn), options: options,
+            passedJudgements: evaluation.passed.filter { inScope($0.key) })
     }
 
     /// Fingerprints of the findings in an earlier JSON report, for `--baseline`.

@@ -53,6 +53,8 @@ public struct Evaluation: Sendable {
     public var findings: [Finding] = []
     public var notApplicable: [NotApplicable] = []
     public var applicable: [String: Int] = [:]
+    /// Judgements that passed, per rule, as `subject` or `subject/related` (JUnit's passing cases).
+    public var passed: [String: [String]] = [:]
 }
 
 /// Evaluates rules over facts. Expressions were compiled once at load time; here each runs
@@ -147,6 +149,8 @@ public struct Engine {
             if try !run(rule.assertion, bindings) {
                 let related = try string(rule.related, bindings, fallback: nil)
                 result.findings.append(try finding(rule, subjectId: subjectId, naturalId: naturalId, related: related, bindings))
+            } else {
+                result.passed[rule.id, default: []].append(subjectId)
             }
             return
         }
@@ -171,10 +175,12 @@ public struct Engine {
                 continue
             }
             judged = true
+            let related: String
+            if case .string(let s) = item { related = s } else if case .string(let s)? = item["id"] { related = s } else { related = Self.display(item) }
             if try !run(rule.assertion, b) {
-                let related: String
-                if case .string(let s) = item { related = s } else if case .string(let s)? = item["id"] { related = s } else { related = Self.display(item) }
                 result.findings.append(try finding(rule, subjectId: subjectId, naturalId: naturalId, related: try string(rule.related, b, fallback: related), b))
+            } else {
+                result.passed[rule.id, default: []].append(subjectId + "/" + related)
             }
         }
         if judged {

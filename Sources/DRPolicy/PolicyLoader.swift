@@ -54,6 +54,7 @@ public struct PolicyLoader {
         }
         loader.applyOverrides()
         if !loader.sink.isEmpty { throw InputError(loader.sink.items) }
+        loader.set.rules.sort { $0.id < $1.id }
         return loader.set
     }
 

@@ -38,7 +38,7 @@ struct CatalogTests {
         for problem in RuleExamples.check(rule) { Issue.record(Comment(rawValue: problem)) }
     }
 
-    @Test("the embedded catalog matches policies/ (run scripts/embed-policies.py after editing)")
+    @Test("the embedded catalog matches policies/ (run scripts/embed-resources.py after editing)")
     func embeddedMatchesFiles() throws {
         let dir = Self.root + "/policies"
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()

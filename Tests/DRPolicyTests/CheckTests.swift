@@ -4,6 +4,7 @@ import DRInventory
 import Foundation
 import Testing
 import TestSupport
+import DRReports
 @testable import DRPolicy
 
 @Suite("Check")
@@ -66,7 +67,7 @@ struct CheckTests {
         let path = Self.root + "/samples/small-office.yaml"
         let first = try check([path])
         #expect(!first.passed)
-        let json = Data(JSONReport.render(first).utf8)
+        let json = Data(JSONFormat.render(first, context: ReportContext(toolVersion: "0.1.0", generatedAt: Self.now)).utf8)
         var options = CheckOptions()
         options.baseline = try Check.baselineFingerprints(json)
         let second = try check([path], options: options)
@@ -209,13 +210,15 @@ struct CheckTests {
         #expect(FailThreshold("urgent") == nil)
     }
 
-    @Test("secret values never appear in findings or the JSON report")
+    @Test("secret values never appear in any report format")
     func noSecrets() throws {
         for sample in ["small-office", "betpro"] {
             let r = try check([Self.root + "/samples/\(sample).yaml"])
-            let json = JSONReport.render(r), text = TextReport.render(r, color: false)
+            let context = ReportContext(toolVersion: "0.1.0", generatedAt: Self.now)
+            var rendered: [String] = []
+            for format in [TextFormat.self] + ReportFormats.all { rendered.append(try format.render(r, context: context)) }
             for secret in ["wJalrXUtnFEMI", "Summer2019!"] {
-                #expect(!json.contains(secret) && !text.contains(secret))
+                for output in rendered { #expect(!output.contains(secret)) }
             }
         }
     }

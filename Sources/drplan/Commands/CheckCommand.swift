@@ -1,10 +1,13 @@
 import ArgumentParser
+import CEL
 import DRInventory
 import DRPolicy
+import DRReports
 import Foundation
 
-enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
-    case text, json
+/// `--format` values: every report format by name.
+enum FormatName: String, ExpressibleByArgument, CaseIterable {
+    case text, json, html, sarif, junit, markdown
 }
 
 struct CheckCommand: ParsableCommand {
@@ -24,8 +27,8 @@ struct CheckCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Add the policy files under this directory (repeatable).", valueName: "dir"))
     var policies: [String] = []
 
-    @Option(name: .long, help: "Output format: text or json.")
-    var format: ReportFormat = .text
+    @Option(name: .long, help: "Output format: text, json, html, sarif, junit or markdown.")
+    var format: FormatName = .text
 
     @Option(name: .short, help: ArgumentHelp("Write the report here instead of stdout.", valueName: "path"))
     var output: String?
@@ -50,30 +53,9 @@ struct CheckCommand: ParsableCommand {
 
     func run() throws {
         global.apply()
-        let inventory = try global.loadInventory()
-        let policySet = try Loaders.policies(policies, quiet: global.quiet)
-        var options = CheckOptions()
-        options.failOn = failOn.flatMap(FailThreshold.init)
-        options.frameworks = framework
-        options.toolVersion = Drplan.version
-        if let baseline {
-            guard let data = FileManager.default.contents(atPath: baseline) else {
-                Console.error("drplan: error: cannot read baseline '\(baseline)'; pass a JSON report written by 'drplan check --format json -o FILE'")
-                throw CommandFailure(status: .badInput)
-            }
-            options.baseline = try Loaders.report(Check.baselineFingerprints(data))
-        }
-        let result: CheckResult
-        do {
-            result = try Check.run(inventory: inventory, policies: policySet, now: global.instant(), options: options)
-        } catch {
-            Console.error(error.description)
-            throw CommandFailure(status: .badInput)
-        }
-        switch format {
-        case .text: try Console.write(TextReport.render(result, color: output == nil && Console.colorEnabled(fd: 1)), to: output)
-        case .json: try Console.write(JSONReport.render(result), to: output)
-        }
+        let result = try Loaders.check(global, policies: policies, failOn: failOn, frameworks: framework, baseline: baseline)
+        let context = ReportContext(toolVersion: Drplan.version, generatedAt: Timestamp(Date()), color: output == nil && Console.colorEnabled(fd: 1))
+        try Console.write(Loaders.render(ReportFormats.byName[format.rawValue] ?? TextFormat.self, result, context), to: output)
         if !result.passed { throw CommandFailure(status: .findings) }
     }
 }
@@ -94,6 +76,36 @@ enum Loaders {
         do { return try body() } catch {
             for d in error.diagnostics { Console.error("drplan: error: \(d.message)") }
             throw CommandFailure(status: .badInput)
+        }
+    }
+
+    /// Loads the inventory and policies, reads the baseline, and evaluates: what `check` and
+    /// `report` share. Every failure is printed and mapped to its exit status.
+    static func check(_ global: GlobalOptions, policies: [String], failOn: String?, frameworks: [String], baseline: String?) throws(CommandFailure) -> CheckResult {
+        let inventory = try global.loadInventory()
+        let policySet = try Loaders.policies(policies, quiet: global.quiet)
+        var options = CheckOptions()
+        options.failOn = failOn.flatMap(FailThreshold.init)
+        options.frameworks = frameworks
+        if let baseline {
+            guard let data = FileManager.default.contents(atPath: baseline) else {
+                Console.error("drplan: error: cannot read baseline '\(baseline)'; pass a JSON report written by 'drplan check --format json -o FILE'")
+                throw CommandFailure(status: .badInput)
+            }
+            options.baseline = try Loaders.report(Check.baselineFingerprints(data))
+        }
+        do {
+            return try Check.run(inventory: inventory, policies: policySet, now: global.instant(), options: options)
+        } catch {
+            Console.error(error.description)
+            throw CommandFailure(status: .badInput)
+        }
+    }
+
+    static func render(_ format: any ReportFormat.Type, _ result: CheckResult, _ context: ReportContext) throws(CommandFailure) -> String {
+        do { return try format.render(result, context: context) } catch {
+            Console.error("drplan: error: cannot render the \(format.name) report: \(error); this is a bug in drplan, please report it")
+            throw CommandFailure(status: .environment)
         }
     }
 }

@@ -1,0 +1,80 @@
+import ArgumentParser
+import CEL
+import DRInventory
+import DRPolicy
+import DRReports
+import Foundation
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write the audit report as JSON, HTML, SARIF, JUnit and Markdown at once into a folder.",
+        discussion: """
+            Example:
+              drplan report -i samples/clinic.yaml --now 2026-11-22T00:00:00Z
+
+            The folder defaults to reports/<organization>-<date>/ (the date of --now). The
+            files are written to a temporary folder first and moved into place together, so a
+            failed run never leaves half a report. Exit status is 0 whatever the findings;
+            gate on 'drplan check'.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .long, help: ArgumentHelp("Add the policy files under this directory (repeatable).", valueName: "dir"))
+    var policies: [String] = []
+
+    @Option(name: .short, help: ArgumentHelp("The folder to write into.", valueName: "dir"))
+    var output: String?
+
+    @Option(name: .long, help: ArgumentHelp("The threshold the reports show as the verdict (critical … info, none).", valueName: "severity"))
+    var failOn: String?
+
+    @Option(name: .long, help: ArgumentHelp("An earlier JSON report: findings already in it are 'existing'.", valueName: "file"))
+    var baseline: String?
+
+    @Option(name: .long, help: ArgumentHelp("Limit findings and control matrices to a framework (repeatable).", valueName: "name"))
+    var framework: [String] = []
+
+    func validate() throws {
+        if let f = failOn, FailThreshold(f) == nil { throw ValidationError("invalid --fail-on '\(f)': use critical, high, medium, low, info or none") }
+    }
+
+    /// `BetPro Exchange` → `betpro-exchange`.
+    static func slug(_ s: String) -> String {
+        let lowered = s.lowercased().unicodeScalars.map { CharacterSet.alphanumerics.contains($0) && $0.isASCII ? Character($0) : "-" }
+        return String(lowered).split(separator: "-").joined(separator: "-")
+    }
+
+    func run() throws {
+        global.apply()
+        let result = try Loaders.check(global, policies: policies, failOn: failOn, frameworks: framework, baseline: baseline)
+        let context = ReportContext(toolVersion: Drplan.version, generatedAt: Timestamp(Date()))
+        let folder = output ?? "reports/\(Self.slug(result.inventory.organization ?? "inventory"))-\(result.facts.asOf.description.prefix(10))"
+        var rendered: [(String, String)] = []
+        for format in ReportFormats.all { rendered.append((format.fileName, try Loaders.render(format, result, context))) }
+        let fm = FileManager.default
+        let staging = (folder as NSString).deletingLastPathComponent + "/.drplan-report-\(UUID().uuidString)"
+        do {
+            try fm.createDirectory(atPath: staging, withIntermediateDirectories: true)
+            for (name, text) in rendered { try Data(text.utf8).write(to: URL(fileURLWithPath: staging + "/" + name)) }
+            if fm.fileExists(atPath: folder) {
+                for (name, _) in rendered {
+                    let target = folder + "/" + name
+                    if fm.fileExists(atPath: target) { try fm.removeItem(atPath: target) }
+                    try fm.moveItem(atPath: staging + "/" + name, toPath: target)
+                }
+                try fm.removeItem(atPath: staging)
+            } else {
+                try fm.moveItem(atPath: staging, toPath: folder)
+            }
+        } catch {
+            try? fm.removeItem(atPath: staging)
+            Console.error("drplan: error: cannot write the report into '\(folder)': \(error.localizedDescription); check that the folder is writable")
+            throw CommandFailure(status: .badInput)
+        }
+        if !global.quiet {
+            for (name, _) in rendered { Console.out(folder + "/" + name) }
+        }
+    }
+}

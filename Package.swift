@@ -7,6 +7,7 @@ import PackageDescription
 //   DRFacts      — facts derived from a validated inventory (copies, RPO, retention, RTO…)
 //   DRPolicy     — policy files, the built-in catalog, load-time checks, findings
 //   DRReports    — one file per report format (text, JSON, SARIF, JUnit, Markdown, HTML)
+//   DRPlanning   — disaster scenarios, recovery waves and runbooks (`drplan plan`)
 //   drplan       — the command line: parses flags, calls one core function, maps errors to exit codes
 let package = Package(
     name: "drplan",
@@ -17,6 +18,7 @@ let package = Package(
         .library(name: "DRFacts", targets: ["DRFacts"]),
         .library(name: "DRPolicy", targets: ["DRPolicy"]),
         .library(name: "DRReports", targets: ["DRReports"]),
+        .library(name: "DRPlanning", targets: ["DRPlanning"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,10 +38,11 @@ let package = Package(
             name: "DRReports",
             dependencies: ["DRPolicy", "DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache")]
         ),
+        .target(name: "DRPlanning", dependencies: ["DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache")]),
         .executableTarget(
             name: "drplan",
             dependencies: [
-                "DRInventory", "DRFacts", "DRPolicy", "DRReports", "CEL",
+                "DRInventory", "DRFacts", "DRPolicy", "DRReports", "DRPlanning", "CEL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -48,6 +51,7 @@ let package = Package(
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CELTests", dependencies: ["CEL"]),
         .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRReports", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
+        .testTarget(name: "DRPlanningTests", dependencies: ["DRPlanning", "DRInventory", "TestSupport"]),
         .testTarget(name: "DRReportsTests", dependencies: ["DRReports", "DRPolicy", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),
     ],

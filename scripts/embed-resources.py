@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Compiles the built-in resources into the binary, so an installed drplan needs no files.
 
-  policies/*.yaml                -> Sources/DRPolicy/Catalog.generated.swift
-  reports/templates/*.mustache   -> Sources/DRReports/Templates.generated.swift
+  policies/*.yaml                       -> Sources/DRPolicy/Catalog.generated.swift
+  reports/templates/report*.mustache    -> Sources/DRReports/Templates.generated.swift
+  reports/templates/plan*.mustache      -> Sources/DRPlanning/Templates.generated.swift
 
 Run it after changing either; tests fail while a generated file and its sources disagree.
 """
@@ -34,4 +35,5 @@ def embed(pattern, folder, target, type_name):
 
 
 embed("*.yaml", "policies", "Sources/DRPolicy/Catalog.generated.swift", "Catalog")
-embed("*.mustache", "reports/templates", "Sources/DRReports/Templates.generated.swift", "Templates")
+embed("report*.mustache", "reports/templates", "Sources/DRReports/Templates.generated.swift", "Templates")
+embed("plan*.mustache", "reports/templates", "Sources/DRPlanning/Templates.generated.swift", "Templates")

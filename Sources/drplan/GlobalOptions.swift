@@ -37,7 +37,7 @@ struct GlobalOptions: ParsableArguments {
     /// The instant to evaluate at.
     func instant() -> Timestamp {
         if let now, let t = try? Timestamp.parse(now) { return t }
-        return Timestamp(Date())
+        return Timestamp(seconds: Timestamp(Date()).seconds)   // whole seconds: what people read in reports
     }
 
     /// Applies presentation flags; call first in `run()`.

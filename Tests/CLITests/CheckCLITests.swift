@@ -147,3 +147,28 @@ struct CheckCLITests {
         #expect(text.contains("11 findings"))
     }
 }
+
+@Suite("Command line: plan")
+struct PlanCLITests {
+    func run(_ args: [String]) throws -> CLITests.Result { try CLITests.run(args, env: ["NO_COLOR": "1"]) }
+
+    @Test("plan prints a verdict per default scenario, then the details; JSON has the spec's fields")
+    func plan() throws {
+        let r = try run(["plan", "-i", "samples/betpro.yaml"])
+        #expect(r.status == 0)
+        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.prefix(3).map { String($0.prefix(20)) } == ["FAIL ransomware: 10 ", "FAIL site:fra-dc1: 8", "OK   site:lon-office"])
+        let json = try run(["plan", "-i", "samples/clean.yaml", "--scenario", "site:hq", "--format", "json", "--now", "2026-11-22T00:00:00Z"])
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let scenario = try #require((doc["scenarios"] as? [[String: Any]])?.first)
+        #expect(scenario["scenario"] as? String == "site:hq")
+        let row = try #require((scenario["assets"] as? [[String: Any]])?.first)
+        for key in ["asset", "lost", "recoverable", "source", "restore_time", "data_loss", "wave", "start", "ready_at", "meets_rto", "meets_rpo"] {
+            #expect(row.keys.contains(key), "\(key)")
+        }
+        #expect(try run(["plan", "-i", "samples/clean.yaml", "--scenario", "site:nowhere"]).status == 2)
+        #expect(try run(["plan", "-i", "samples/clean.yaml", "--parallel", "0"]).status == 2)
+        let md = try run(["plan", "-i", "samples/clinic.yaml", "--format", "markdown"])
+        #expect(md.status == 0 && md.stdout.contains("# Disaster-recovery runbook: Riverside Family Clinic"))
+    }
+}

@@ -107,7 +107,9 @@ public enum HTMLFormat: ReportFormat {
             "ruleOptions": r.policies.rules.filter { usedRules.contains($0.id) }.map { ["id": $0.id, "name": $0.name] },
             "frameworkOptions": Framework.allCases.map(\.rawValue),
             "findings": findings, "hasFindings": !findings.isEmpty, "frameworks": frameworks, "assetCards": assetCards,
-            "waivers": waivers, "hasWaivers": !waivers.isEmpty, "jobHistory": jobHistory, "testHistory": testHistory, "hasTests": !testHistory.isEmpty,
+            "waivers": waivers, "hasWaivers": !waivers.isEmpty,
+            "scenarios": context.scenarios.map { ["verdict": $0.verdict, "link": $0.link, "failing": !$0.verdict.hasPrefix("OK")] as [String: Any] },
+            "hasScenarios": !context.scenarios.isEmpty, "jobHistory": jobHistory, "testHistory": testHistory, "hasTests": !testHistory.isEmpty,
         ]
     }
 

@@ -10,11 +10,15 @@ public struct ReportContext: Sendable {
     public var generatedAt: Timestamp
     /// ANSI colour, for the text format on a terminal.
     public var color: Bool
+    /// Disaster-scenario verdicts to show and link (`drplan report` writes the runbook beside
+    /// the report): (verdict line, link target).
+    public var scenarios: [(verdict: String, link: String)]
 
-    public init(toolVersion: String, generatedAt: Timestamp, color: Bool = false) {
+    public init(toolVersion: String, generatedAt: Timestamp, color: Bool = false, scenarios: [(verdict: String, link: String)] = []) {
         self.toolVersion = toolVersion
         self.generatedAt = generatedAt
         self.color = color
+        self.scenarios = scenarios
     }
 }
 

@@ -88,6 +88,14 @@ footer { color: var(--muted); font-size: 12px; padding: 0 32px 30px; }
   <p class="muted">Inventory files: {{#files}}<code>{{path}}</code> (SHA-256 <code>{{sha256}}</code>) {{/files}}</p>
 </section>
 
+{{#hasScenarios}}
+<section id="scenarios">
+  <h2>Disaster scenarios</h2>
+  <ul>{{#scenarios}}<li class="{{#failing}}st-fail{{/failing}}"><a href="{{link}}"><code>{{verdict}}</code></a></li>{{/scenarios}}</ul>
+  <p class="muted">Each verdict links to its section of the runbook (runbook.html, written beside this report): waves, sources, restore commands and checks.</p>
+</section>
+{{/hasScenarios}}
+
 <section id="findings">
   <h2>Findings</h2>
   <div class="filters">

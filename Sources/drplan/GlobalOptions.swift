@@ -37,8 +37,12 @@ struct GlobalOptions: ParsableArguments {
     /// The instant to evaluate at.
     func instant() -> Timestamp {
         if let now, let t = try? Timestamp.parse(now) { return t }
-        return Timestamp(seconds: Timestamp(Date()).seconds)   // whole seconds: what people read in reports
+        return Self.wallClock()
     }
+
+    /// The real time, in whole seconds: when a report was written (unlike `--now`, the instant
+    /// the inventory is evaluated at).
+    static func wallClock() -> Timestamp { Timestamp(seconds: Timestamp(Date()).seconds) }
 
     /// Applies presentation flags; call first in `run()`.
     func apply() { Console.useColor = !noColor }

@@ -172,3 +172,26 @@ struct PlanCLITests {
         #expect(md.status == 0 && md.stdout.contains("# Disaster-recovery runbook: Riverside Family Clinic"))
     }
 }
+
+@Suite("Command line: report")
+struct ReportCLITests {
+    @Test("report writes every format and the runbook, links the scenarios, and prints the paths")
+    func report() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let out = dir.path + "/audit"
+        let r = try CLITests.run(["report", "-i", "samples/clinic.yaml", "--now", "2026-11-22T00:00:00Z", "-o", out])
+        #expect(r.status == 0)
+        let names = ["report.json", "report.html", "report.sarif", "report.junit.xml", "report.md", "runbook.html", "runbook.md"]
+        #expect(r.stdout.split(separator: "\n").map(String.init) == names.map { out + "/" + $0 })
+        for n in names { #expect(FileManager.default.fileExists(atPath: out + "/" + n), "\(n)") }
+        let html = try String(contentsOfFile: out + "/report.html", encoding: .utf8)
+        let runbook = try String(contentsOfFile: out + "/runbook.html", encoding: .utf8)
+        #expect(html.contains("href=\"runbook.html#ransomware\"") && runbook.contains("id=\"ransomware\""))
+        #expect(html.contains("href=\"runbook.html#site-clinic\"") && runbook.contains("id=\"site-clinic\""))
+        // Default folder: reports/<organization-slug>-<date>/ under the working directory.
+        let d = try CLITests.run(["report", "-q", "-i", CLITests.root + "/samples/clean.yaml", "--now", "2026-11-22T00:00:00Z"], cwd: dir.path)
+        #expect(d.status == 0 && d.stdout.isEmpty)
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/reports/northwind-logistics-2026-11-22/report.html"))
+        #expect(try CLITests.run(["report", "-i", "samples/clean.yaml", "-o", "/proc/forbidden/report"]).status == 2)
+    }
+}

@@ -54,7 +54,7 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         global.apply()
         let result = try Loaders.check(global, policies: policies, failOn: failOn, frameworks: framework, baseline: baseline)
-        let context = ReportContext(toolVersion: Drplan.version, generatedAt: Timestamp(Date()), color: output == nil && Console.colorEnabled(fd: 1))
+        let context = ReportContext(toolVersion: Drplan.version, generatedAt: GlobalOptions.wallClock(), color: output == nil && Console.colorEnabled(fd: 1))
         try Console.write(Loaders.render(ReportFormats.byName[format.rawValue] ?? TextFormat.self, result, context), to: output)
         if !result.passed { throw CommandFailure(status: .findings) }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CEL
 import DRInventory
+import DRPlanning
 import DRPolicy
 import DRReports
 import Foundation
@@ -8,7 +9,7 @@ import Foundation
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Write the audit report as JSON, HTML, SARIF, JUnit and Markdown at once into a folder.",
+        abstract: "Write the audit report (JSON, HTML, SARIF, JUnit, Markdown) and the DR runbook into a folder.",
         discussion: """
             Example:
               drplan report -i samples/clinic.yaml --now 2026-11-22T00:00:00Z
@@ -49,10 +50,21 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         global.apply()
         let result = try Loaders.check(global, policies: policies, failOn: failOn, frameworks: framework, baseline: baseline)
-        let context = ReportContext(toolVersion: Drplan.version, generatedAt: Timestamp(Date()))
+        // The default scenarios' verdicts go into the HTML report, linked to the runbook written beside it.
+        let plans = Scenario.defaults(for: result.inventory).map { Planner(result.inventory).plan($0) }
+        let scenarios = plans.map { ($0.verdict, "runbook.html#" + $0.scenario.description.replacingOccurrences(of: ":", with: "-")) }
+        let context = ReportContext(toolVersion: Drplan.version, generatedAt: GlobalOptions.wallClock(), scenarios: scenarios)
         let folder = output ?? "reports/\(Self.slug(result.inventory.organization ?? "inventory"))-\(result.facts.asOf.description.prefix(10))"
         var rendered: [(String, String)] = []
         for format in ReportFormats.all { rendered.append((format.fileName, try Loaders.render(format, result, context))) }
+        let args = global.inventory.map { "-i \($0) " }.joined()
+        do {
+            rendered.append(("runbook.html", try PlanHTML.render(plans, inventory: result.inventory, inventoryArgs: args, asOf: result.facts.asOf)))
+        } catch {
+            Console.error("drplan: error: cannot render the runbook: \(error); this is a bug in drplan, please report it")
+            throw CommandFailure(status: .environment)
+        }
+        rendered.append(("runbook.md", PlanFormat.markdown(plans, inventory: result.inventory, inventoryArgs: args, asOf: result.facts.asOf)))
         let fm = FileManager.default
         let staging = (folder as NSString).deletingLastPathComponent + "/.drplan-report-\(UUID().uuidString)"
         do {

@@ -64,15 +64,17 @@ public struct ScenarioPlan: Sendable {
                 + (only.isEmpty ? "" : "; lose their only offsite copy: \(only.joined(separator: ", "))")
         }
         if s.affected == 0 { return "OK   \(scenario): no primary is lost" }
+        // A verdict is read at a glance: long lists show their first few names and a count.
+        func names(_ l: [String]) -> String { l.count <= 8 ? l.joined(separator: ", ") : l.prefix(8).joined(separator: ", ") + " and \(l.count - 8) more" }
         let bad = !s.lost.isEmpty || !s.blocked.isEmpty || !s.late.isEmpty || !s.overRPO.isEmpty
         var parts = ["\(s.affected) asset\(s.affected == 1 ? "" : "s") to restore"]
-        if !s.lost.isEmpty { parts.append("LOST for good: \(s.lost.joined(separator: ", "))") }
-        if !s.blocked.isEmpty { parts.append("blocked: \(s.blocked.joined(separator: ", "))") }
-        if !s.late.isEmpty { parts.append("late against RTO: \(s.late.joined(separator: ", "))") }
-        if !s.overRPO.isEmpty { parts.append("over RPO: \(s.overRPO.joined(separator: ", "))") }
-        if !s.rebuild.isEmpty { parts.append("rebuild (backup: none): \(s.rebuild.joined(separator: ", "))") }
+        if !s.lost.isEmpty { parts.append("LOST for good: \(names(s.lost))") }
+        if !s.blocked.isEmpty { parts.append("blocked: \(names(s.blocked))") }
+        if !s.late.isEmpty { parts.append("late against RTO: \(names(s.late))") }
+        if !s.overRPO.isEmpty { parts.append("over RPO: \(names(s.overRPO))") }
+        if !s.rebuild.isEmpty { parts.append("rebuild (backup: none): \(names(s.rebuild))") }
         if let t = s.allBackAt { parts.append("all back after \(PlanFormat.duration(t))") }
-        else if !s.unknownTimes.isEmpty { parts.append("restore time unknown for \(s.unknownTimes.joined(separator: ", ")) (no size)") }
+        else if !s.unknownTimes.isEmpty { parts.append("restore time unknown for \(names(s.unknownTimes)) (no size)") }
         return "\(bad ? "FAIL" : "OK  ") \(scenario): " + parts.joined(separator: "; ")
     }
 }

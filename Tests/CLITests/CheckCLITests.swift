@@ -5,7 +5,6 @@ import TestSupport
 @Suite("Command line: check, eval, rules")
 struct CheckCLITests {
     static let now = ["--now", "2026-11-22T00:00:00Z"]
-    static let requireIntegration = ProcessInfo.processInfo.environment["DRPLAN_REQUIRE_INTEGRATION"] == "1"
 
     func run(_ args: [String], cwd: String = CLITests.root) throws -> CLITests.Result { try CLITests.run(args, cwd: cwd, env: ["NO_COLOR": "1"]) }
 
@@ -27,42 +26,22 @@ struct CheckCLITests {
 
     @Test("the JSON report validates against the committed schema, for every sample")
     func jsonSchema() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        probe.arguments = ["python3", "-c", "import jsonschema"]
-        probe.standardError = FileHandle.nullDevice
-        var available = false
-        if (try? probe.run()) != nil { probe.waitUntilExit(); available = probe.terminationStatus == 0 }
-        guard available else {
-            print("JSON Schema validation: skipped, python3 with the jsonschema package is not installed (pip install jsonschema)")
-            if Self.requireIntegration { Issue.record("DRPLAN_REQUIRE_INTEGRATION=1 but python3 jsonschema is missing") }
+        guard Tools.hasPython(module: "jsonschema") else {
+            _ = Tools.skip("JSON Schema validation", because: "python3 with the jsonschema package is not installed (pip install jsonschema)") { Issue.record(Comment(rawValue: $0)) }
             return
         }
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let schema = CLITests.root + "/docs/schemas/drplan.report.v1.json"
         for sample in ["small-office", "betpro", "clinic", "clean"] {
             let out = dir.path + "/\(sample).json"
             let r = try run(["check", "-i", "samples/\(sample).yaml", "--format", "json", "-o", out] + Self.now)
             #expect(r.status == (sample == "clean" ? 0 : 1))
-            let v = Process()
-            v.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            v.arguments = ["python3", "-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))",
-                           out, CLITests.root + "/docs/schemas/drplan.report.v1.json"]
-            let err = Pipe()
-            v.standardError = err
-            try v.run()
-            let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            v.waitUntilExit()
-            #expect(v.terminationStatus == 0, "\(sample): \(msg)")
+            let problem = try Tools.schemaProblem(document: out, schema: schema)
+            #expect(problem == nil, "\(sample): \(problem ?? "")")
         }
         // A report that breaks the contract is rejected, so the validation above can fail.
-        try "{\"schema\": \"drplan.report/v1\"}".write(toFile: dir.path + "/bad.json", atomically: true, encoding: .utf8)
-        let bad = Process()
-        bad.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        bad.arguments = ["python3", "-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))",
-                         dir.path + "/bad.json", CLITests.root + "/docs/schemas/drplan.report.v1.json"]
-        bad.standardError = FileHandle.nullDevice
-        try bad.run(); bad.waitUntilExit()
-        #expect(bad.terminationStatus != 0)
+        let bad = try dir.write("bad.json", "{\"schema\": \"drplan.report/v1\"}")
+        #expect(try Tools.schemaProblem(document: bad, schema: schema) != nil)
     }
 
     @Test("the JSON report's core fields")
@@ -80,14 +59,7 @@ struct CheckCLITests {
         #expect((waived["waiver"] as? [String: Any])?["approved_by"] as? String == "ciso@betpro.example")
         let inventory = try #require(json["inventory"] as? [String: Any])
         #expect(inventory["files"] as? [String] == ["samples/betpro.yaml"])
-        let sha = Process()
-        sha.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        sha.arguments = ["sha256sum", CLITests.root + "/samples/betpro.yaml"]
-        let pipe = Pipe()
-        sha.standardOutput = pipe
-        try sha.run()
-        let digest = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(64)
-        sha.waitUntilExit()
+        let digest = try Tools.run("sha256sum", [CLITests.root + "/samples/betpro.yaml"]).stdout.prefix(64)
         #expect(inventory["sha256"] as? String == String(digest))
     }
 

@@ -10,28 +10,10 @@ enum FormatName: String, ExpressibleByArgument, CaseIterable {
     case text, json, html, sarif, junit, markdown
 }
 
-struct CheckCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "check",
-        abstract: "Evaluate the policies and report findings: the CI gate.",
-        discussion: """
-            Example:
-              drplan check -i samples/betpro.yaml --now 2026-11-22T00:00:00Z
-
-            Exits 0 when no active finding is at or above --fail-on (default: the inventory's
-            policy.fail_on, else high), 1 when one is, 2 for unusable input.
-            """)
-
-    @OptionGroup var global: GlobalOptions
-
+/// The options `check` and `report` share: which policies, the threshold, the baseline, the frameworks.
+struct EvaluationOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Add the policy files under this directory (repeatable).", valueName: "dir"))
     var policies: [String] = []
-
-    @Option(name: .long, help: "Output format: text, json, html, sarif, junit or markdown.")
-    var format: FormatName = .text
-
-    @Option(name: .short, help: ArgumentHelp("Write the report here instead of stdout.", valueName: "path"))
-    var output: String?
 
     @Option(name: .long, help: ArgumentHelp("Fail on findings at or above: critical, high, medium, low, info or none.", valueName: "severity"))
     var failOn: String?
@@ -50,10 +32,33 @@ struct CheckCommand: ParsableCommand {
             throw ValidationError("invalid --framework '\(f)': use one of \(Framework.allCases.map(\.rawValue).joined(separator: ", "))")
         }
     }
+}
+
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Evaluate the policies and report findings: the CI gate.",
+        discussion: """
+            Example:
+              drplan check -i samples/betpro.yaml --now 2026-11-22T00:00:00Z
+
+            Exits 0 when no active finding is at or above --fail-on (default: the inventory's
+            policy.fail_on, else high), 1 when one is, 2 for unusable input.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @OptionGroup var evaluation: EvaluationOptions
+
+    @Option(name: .long, help: "Output format: text, json, html, sarif, junit or markdown.")
+    var format: FormatName = .text
+
+    @Option(name: .short, help: ArgumentHelp("Write the report here instead of stdout.", valueName: "path"))
+    var output: String?
 
     func run() throws {
         global.apply()
-        let result = try Loaders.check(global, policies: policies, failOn: failOn, frameworks: framework, baseline: baseline)
+        let result = try Loaders.check(global, evaluation)
         let context = ReportContext(toolVersion: Drplan.version, generatedAt: GlobalOptions.wallClock(), color: output == nil && Console.colorEnabled(fd: 1))
         try Console.write(Loaders.render(ReportFormats.byName[format.rawValue] ?? TextFormat.self, result, context), to: output)
         if !result.passed { throw CommandFailure(status: .findings) }
@@ -81,13 +86,13 @@ enum Loaders {
 
     /// Loads the inventory and policies, reads the baseline, and evaluates: what `check` and
     /// `report` share. Every failure is printed and mapped to its exit status.
-    static func check(_ global: GlobalOptions, policies: [String], failOn: String?, frameworks: [String], baseline: String?) throws(CommandFailure) -> CheckResult {
+    static func check(_ global: GlobalOptions, _ evaluation: EvaluationOptions) throws(CommandFailure) -> CheckResult {
         let inventory = try global.loadInventory()
-        let policySet = try Loaders.policies(policies, quiet: global.quiet)
+        let policySet = try Loaders.policies(evaluation.policies, quiet: global.quiet)
         var options = CheckOptions()
-        options.failOn = failOn.flatMap(FailThreshold.init)
-        options.frameworks = frameworks
-        if let baseline {
+        options.failOn = evaluation.failOn.flatMap(FailThreshold.init)
+        options.frameworks = evaluation.framework
+        if let baseline = evaluation.baseline {
             guard let data = FileManager.default.contents(atPath: baseline) else {
                 Console.error("drplan: error: cannot read baseline '\(baseline)'; pass a JSON report written by 'drplan check --format json -o FILE'")
                 throw CommandFailure(status: .badInput)

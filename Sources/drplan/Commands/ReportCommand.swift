@@ -22,24 +22,10 @@ struct ReportCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(name: .long, help: ArgumentHelp("Add the policy files under this directory (repeatable).", valueName: "dir"))
-    var policies: [String] = []
+    @OptionGroup var evaluation: EvaluationOptions
 
     @Option(name: .short, help: ArgumentHelp("The folder to write into.", valueName: "dir"))
     var output: String?
-
-    @Option(name: .long, help: ArgumentHelp("The threshold the reports show as the verdict (critical … info, none).", valueName: "severity"))
-    var failOn: String?
-
-    @Option(name: .long, help: ArgumentHelp("An earlier JSON report: findings already in it are 'existing'.", valueName: "file"))
-    var baseline: String?
-
-    @Option(name: .long, help: ArgumentHelp("Limit findings and control matrices to a framework (repeatable).", valueName: "name"))
-    var framework: [String] = []
-
-    func validate() throws {
-        if let f = failOn, FailThreshold(f) == nil { throw ValidationError("invalid --fail-on '\(f)': use critical, high, medium, low, info or none") }
-    }
 
     /// `BetPro Exchange` → `betpro-exchange`.
     static func slug(_ s: String) -> String {
@@ -49,7 +35,7 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         global.apply()
-        let result = try Loaders.check(global, policies: policies, failOn: failOn, frameworks: framework, baseline: baseline)
+        let result = try Loaders.check(global, evaluation)
         // The default scenarios' verdicts go into the HTML report, linked to the runbook written beside it.
         let plans = Scenario.defaults(for: result.inventory).map { Planner(result.inventory).plan($0) }
         let scenarios = plans.map { ($0.verdict, "runbook.html#" + $0.scenario.description.replacingOccurrences(of: ":", with: "-")) }

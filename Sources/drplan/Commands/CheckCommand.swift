@@ -15,10 +15,10 @@ struct EvaluationOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Add the policy files under this directory (repeatable).", valueName: "dir"))
     var policies: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Fail on findings at or above: critical, high, medium, low, info or none.", valueName: "severity"))
+    @Option(name: .long, help: ArgumentHelp("The verdict fails on findings at or above: critical, high, medium, low, info or none (default: policy.fail_on, else high).", valueName: "severity"))
     var failOn: String?
 
-    @Option(name: .long, help: ArgumentHelp("An earlier JSON report: findings already in it are 'existing' and do not fail.", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("An earlier JSON report: findings already in it are 'existing' and do not count.", valueName: "file"))
     var baseline: String?
 
     @Option(name: .long, help: ArgumentHelp("Limit findings and control matrices to a framework (repeatable).", valueName: "name"))
@@ -42,8 +42,7 @@ struct CheckCommand: ParsableCommand {
             Example:
               drplan check -i samples/betpro.yaml --now 2026-11-22T00:00:00Z
 
-            Exits 0 when no active finding is at or above --fail-on (default: the inventory's
-            policy.fail_on, else high), 1 when one is, 2 for unusable input.
+            Exits 0 when no active finding is at or above --fail-on (default: the inventory's policy.fail_on, else high), 1 when one is, 2 for unusable input.
             """)
 
     @OptionGroup var global: GlobalOptions

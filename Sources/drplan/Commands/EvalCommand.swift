@@ -10,11 +10,10 @@ struct EvalCommand: ParsableCommand {
         abstract: "Evaluate an expression against the facts and print the result as JSON.",
         discussion: """
             Example:
-              drplan eval -i samples/betpro.yaml --now 2026-11-22T00:00:00Z 'inventory.assets.filter(a, a.copy_count < 3).map(a, a.id)'
+              drplan eval -i samples/betpro.yaml 'inventory.assets.map(a, a.copy_count)'
               drplan eval -- '-1 < 0'
 
-            The expression sees inventory, policy and now. Without -i and without ./drplan.yaml
-            it sees only now. --typed prints CEL's tagged form ({"int": "7"}).
+            The expression sees inventory, policy and now. Without -i and without ./drplan.yaml it sees only now. --typed prints CEL's tagged form ({"int": "7"}).
             """)
 
     @OptionGroup var global: GlobalOptions

@@ -11,11 +11,9 @@ struct PlanCommand: ParsableCommand {
         discussion: """
             Example:
               drplan plan -i samples/betpro.yaml
-              drplan plan -i samples/betpro.yaml --scenario site:fra-dc1 --parallel 2 --format markdown -o runbook.md
+              drplan plan -i samples/betpro.yaml --scenario site:fra-dc1 --format markdown
 
-            Scenarios: site:ID, region:NAME, ransomware, asset:ID, storage:ID. Without
-            --scenario: ransomware and the loss of each site that holds a primary. Exit status 0
-            whatever the verdicts; 2 for unusable input.
+            Scenarios: site:ID, region:NAME, ransomware, asset:ID, storage:ID. Without --scenario: ransomware and the loss of each site that holds a primary. Exit status 0 whatever the verdicts; 2 for unusable input.
             """)
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case text, json, markdown, html }

@@ -14,10 +14,7 @@ struct ReportCommand: ParsableCommand {
             Example:
               drplan report -i samples/clinic.yaml --now 2026-11-22T00:00:00Z
 
-            The folder defaults to reports/<organization>-<date>/ (the date of --now). The
-            files are written to a temporary folder first and moved into place together, so a
-            failed run never leaves half a report. Exit status is 0 whatever the findings;
-            gate on 'drplan check'.
+            The folder defaults to reports/<organization>-<date>/ (the date of --now). Files are written to a staging folder first and moved into place, so a failed run never leaves half a report. Exit status is 0 whatever the findings; gate on 'drplan check'.
             """)
 
     @OptionGroup var global: GlobalOptions

@@ -179,9 +179,7 @@ struct LoadState {
     var policyAt: SourceLocation?
 
     mutating func readFile(display: String, chain: [(canonical: String, display: String)]) {
-        let canon = InventoryLoader.canonical(display)
-        if loaded.contains(canon) { return }
-        loaded.insert(canon)
+        if loaded.contains(InventoryLoader.canonical(display)) { return }
         let attributes = try? FileManager.default.attributesOfItem(atPath: display)
         let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
         if size > InventoryLoader.maxFileBytes {

@@ -8,6 +8,7 @@ import PackageDescription
 //   DRPolicy     — policy files, the built-in catalog, load-time checks, findings
 //   DRReports    — one file per report format (text, JSON, SARIF, JUnit, Markdown, HTML)
 //   DRPlanning   — disaster scenarios, recovery waves and runbooks (`drplan plan`)
+//   DRRuns       — backup engines; so far the builtin repository (the runs issue continues it)
 //   drplan       — the command line: parses flags, calls one core function, maps errors to exit codes
 let package = Package(
     name: "drplan",
@@ -39,6 +40,10 @@ let package = Package(
             dependencies: ["DRPolicy", "DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache")]
         ),
         .target(name: "DRPlanning", dependencies: ["DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache")]),
+        .target(
+            name: "DRRuns",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto")]
+        ),
         .executableTarget(
             name: "drplan",
             dependencies: [
@@ -51,6 +56,7 @@ let package = Package(
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CELTests", dependencies: ["CEL"]),
         .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRReports", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
+        .testTarget(name: "DRRunsTests", dependencies: ["DRRuns", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "DRPlanningTests", dependencies: ["DRPlanning", "DRInventory", "TestSupport"]),
         .testTarget(name: "DRReportsTests", dependencies: ["DRReports", "DRPolicy", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),

@@ -1,0 +1,197 @@
+import Crypto
+import Foundation
+import Testing
+import TestSupport
+@testable import DRRuns
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Builtin repository")
+struct RepositoryTests {
+    static let passphrase = "correct horse battery staple"
+    /// Fast key derivation for tests; real repositories use 2^15 rounds.
+    static func make(_ dir: TempDir, encrypted: Bool = true) throws -> BuiltinRepository {
+        try BuiltinRepository.initialize(at: URL(fileURLWithPath: dir.path + "/repo"), passphrase: encrypted ? passphrase : nil, kdfRounds: 1 << 10)
+    }
+
+    static func setTimes(_ path: String, _ seconds: Int, _ nanos: Int) {
+        var t = [timespec(tv_sec: seconds, tv_nsec: nanos), timespec(tv_sec: seconds, tv_nsec: nanos)]
+        utimensat(AT_FDCWD, path, &t, AT_SYMLINK_NOFOLLOW)
+    }
+
+    /// Every entry of a tree: (type, mode, mtime, content or link target).
+    static func describe(_ root: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        var stack = [""]
+        while let rel = stack.popLast() {
+            let full = rel.isEmpty ? root : root + "/" + rel
+            var st = stat()
+            guard lstat(full, &st) == 0 else { throw CocoaError(.fileReadNoSuchFile) }
+            let mode = String(UInt32(st.st_mode) & 0o7777, radix: 8)
+            let mtime = "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR:
+                out[rel] = "dir \(mode) \(mtime)"
+                for c in try FileManager.default.contentsOfDirectory(atPath: full) { stack.append(rel.isEmpty ? c : rel + "/" + c) }
+            case S_IFLNK:
+                out[rel] = "link -> \(try FileManager.default.destinationOfSymbolicLink(atPath: full))"
+            default:
+                let data = try Data(contentsOf: URL(fileURLWithPath: full))
+                out[rel] = "file \(mode) \(mtime) \(data.count) \(hex(SHA256.hash(data: data)))"
+            }
+        }
+        return out
+    }
+
+    static func randomFile(_ path: String, bytes: Int) throws {
+        let src = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: path, contents: nil)
+        let out = try #require(FileHandle(forWritingAtPath: path))
+        var left = bytes
+        while left > 0 {
+            let n = min(left, 4 << 20)
+            out.write(try src.read(upToCount: n) ?? Data())
+            left -= n
+        }
+        try out.close()
+    }
+
+    @Test("a round trip is byte for byte: symlinks, empty files and directories, permissions, mtimes, unicode, 100 MB")
+    func roundTrip() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let src = dir.path + "/src"
+        try dir.write("src/docs/report.txt", "quarterly numbers\n")
+        try dir.write("src/docs/empty.txt", "")
+        try dir.write("src/Ünïcödé 文件 ✓.txt", "unicode name\n")
+        try dir.write("src/bin/run.sh", "#!/bin/sh\necho hi\n")
+        try FileManager.default.createDirectory(atPath: src + "/empty-dir", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: src + "/docs/latest", withDestinationPath: "report.txt")
+        try FileManager.default.createSymbolicLink(atPath: src + "/dangling", withDestinationPath: "/nonexistent/target")
+        try Self.randomFile(src + "/big.bin", bytes: 100 << 20)
+        chmod(src + "/bin/run.sh", 0o755); chmod(src + "/docs/report.txt", 0o600); chmod(src + "/bin", 0o750)
+        Self.setTimes(src + "/docs/report.txt", 1_700_000_000, 123_456_789)
+        Self.setTimes(src + "/empty-dir", 1_600_000_000, 0)
+        Self.setTimes(src + "/docs", 1_650_000_000, 5)
+        let repo = try Self.make(dir)
+        let summary = try repo.backup(paths: [src], tags: ["job-a"])
+        #expect(summary.files == 5 && summary.bytesRead > 100 << 20)
+        let out = URL(fileURLWithPath: dir.path + "/restored")
+        let report = try repo.restore(summary.snapshot, to: out)
+        #expect(report.damaged.isEmpty && report.files == 5)
+        var original = try Self.describe(src), restored = try Self.describe(out.path)
+        // The target directory itself takes the source root's mode and mtime too.
+        original[""] = nil; restored[""] = nil
+        #expect(restored == original)
+        #expect(try repo.snapshots().map(\.tags) == [["job-a"]])
+    }
+
+    @Test("a second backup after a 2% change writes a small fraction of the first")
+    func incremental() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        for i in 0..<100 { try Self.randomFile(dir.path + "/src/f\(i).bin", bytes: 200_000) }
+        let repo = try Self.make(dir)
+        let first = try repo.backup(paths: [dir.path + "/src"])
+        try Self.randomFile(dir.path + "/src/f7.bin", bytes: 200_000)
+        try Self.randomFile(dir.path + "/src/f42.bin", bytes: 200_000)
+        let second = try repo.backup(paths: [dir.path + "/src"])
+        #expect(second.bytesRead == first.bytesRead)
+        #expect(second.newObjects == 2)
+        #expect(Double(second.bytesWritten) < 0.05 * Double(first.bytesWritten))
+    }
+
+    @Test("no plaintext of the source appears in an encrypted repository")
+    func noPlaintext() throws {
+        let marker = Array("PLAINTEXT-MARKER-drplan-0123456789".utf8)
+        for encrypted in [true, false] {
+            let dir = try TempDir(); defer { dir.cleanup() }
+            try dir.write("src/secret.txt", String(decoding: Array(repeating: marker, count: 1000).joined(), as: UTF8.self))
+            let repo = try Self.make(dir, encrypted: encrypted)
+            _ = try repo.backup(paths: [dir.path + "/src"])
+            var found = false
+            let files = FileManager.default.enumerator(atPath: dir.path + "/repo")?.allObjects as? [String] ?? []
+            for f in files {
+                guard let data = FileManager.default.contents(atPath: dir.path + "/repo/" + f) else { continue }
+                if data.range(of: Data(marker)) != nil || data.range(of: Data("secret.txt".utf8)) != nil { found = true }
+            }
+            #expect(found == !encrypted, "encrypted: \(encrypted)")   // the unencrypted run proves the scan can find it
+        }
+    }
+
+    @Test("a flipped byte, a truncated object and a deleted object each name the damaged file")
+    func corruption() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        for name in ["a", "b", "c", "d"] { try dir.write("src/\(name).txt", String(repeating: "\(name) content ", count: 5000)) }
+        let repo = try Self.make(dir)
+        let snap = try repo.backup(paths: [dir.path + "/src"]).snapshot
+        let entries = Dictionary(try repo.snapshot(snap).entries.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        func object(_ file: String) throws -> String { try #require(entries[file]?.chunks?.first.map { repo.objectURL($0).path }) }
+        var flipped = try Data(contentsOf: URL(fileURLWithPath: try object("a.txt")))
+        flipped[flipped.count / 2] ^= 0x01
+        try flipped.write(to: URL(fileURLWithPath: try object("a.txt")))
+        let truncated = try Data(contentsOf: URL(fileURLWithPath: try object("b.txt")))
+        try truncated.prefix(truncated.count - 10).write(to: URL(fileURLWithPath: try object("b.txt")))
+        try FileManager.default.removeItem(atPath: try object("c.txt"))
+        let report = try repo.restore(snap, to: URL(fileURLWithPath: dir.path + "/out"))
+        #expect(Set(report.damaged.keys) == ["a.txt", "b.txt", "c.txt"])
+        #expect(report.damaged["c.txt"]?.contains("missing") == true)
+        #expect(report.files == 1)
+    }
+
+    @Test("a malicious manifest with ../ or an absolute path is refused, and nothing is written")
+    func maliciousManifest() throws {
+        for path in ["../evil.txt", "/tmp/drplan-evil.txt", "a/../../evil.txt", "./x"] {
+            let dir = try TempDir(); defer { dir.cleanup() }
+            let repo = try Self.make(dir)
+            try dir.write("src/x.txt", "x")
+            let good = try repo.snapshot(try repo.backup(paths: [dir.path + "/src"]).snapshot)
+            var bad = good
+            bad.id = "00ff00ff00ff00ff"
+            bad.entries.append(ManifestEntry(path: path, kind: .file, mode: 0o644, mtime: 0, mtimeNanos: 0, size: 1, sha256: nil, chunks: good.entries.first { $0.kind == .file }?.chunks, target: nil))
+            try repo.writeSnapshot(bad)
+            do {
+                _ = try repo.restore(bad.id, to: URL(fileURLWithPath: dir.path + "/out/inner"))
+                Issue.record("restored \(path)")
+            } catch {
+                #expect(error.kind == .unsafePath)
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir.path + "/out/evil.txt") && !FileManager.default.fileExists(atPath: dir.path + "/evil.txt"))
+            #expect(!FileManager.default.fileExists(atPath: "/tmp/drplan-evil.txt"))
+        }
+    }
+
+    @Test("a symlink planted in the target is never written through")
+    func plantedSymlink() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.write("src/sub/file.txt", "payload")
+        let repo = try Self.make(dir)
+        let snap = try repo.backup(paths: [dir.path + "/src"]).snapshot
+        try FileManager.default.createDirectory(atPath: dir.path + "/elsewhere", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir.path + "/out", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: dir.path + "/out/sub", withDestinationPath: dir.path + "/elsewhere")
+        #expect(throws: RepositoryError.self) { try repo.restore(snap, to: URL(fileURLWithPath: dir.path + "/out"), force: true) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/elsewhere").isEmpty)
+        // Without --force a non-empty target is refused outright.
+        do { _ = try repo.restore(snap, to: URL(fileURLWithPath: dir.path + "/out")); Issue.record("restored into a non-empty target") } catch {
+            #expect(error.kind == .targetNotEmpty)
+        }
+    }
+
+    @Test("a wrong passphrase is a clear, permanent error before anything is read or written")
+    func wrongPassphrase() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.write("src/x.txt", "x")
+        _ = try Self.make(dir).backup(paths: [dir.path + "/src"])
+        let url = URL(fileURLWithPath: dir.path + "/repo")
+        do { _ = try BuiltinRepository.open(at: url, passphrase: "wrong"); Issue.record("opened with a wrong passphrase") } catch {
+            #expect(error.kind == .wrongPassphrase && error.permanent && error.message.contains("wrong passphrase"))
+        }
+        do { _ = try BuiltinRepository.open(at: url, passphrase: nil); Issue.record("opened without a passphrase") } catch {
+            #expect(error.kind == .passphraseRequired)
+        }
+        let repo = try BuiltinRepository.open(at: url, passphrase: Self.passphrase)
+        #expect(try repo.snapshots().count == 1)
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+    }
+}

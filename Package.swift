@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .target(name: "DRInventory", dependencies: ["CEL", .product(name: "Yams", package: "Yams")]),
@@ -42,7 +43,10 @@ let package = Package(
         .target(name: "DRPlanning", dependencies: ["DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache")]),
         .target(
             name: "DRRuns",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto")]
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
         ),
         .executableTarget(
             name: "drplan",
@@ -56,7 +60,7 @@ let package = Package(
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CELTests", dependencies: ["CEL"]),
         .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRReports", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
-        .testTarget(name: "DRRunsTests", dependencies: ["DRRuns", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "DRRunsTests", dependencies: ["DRRuns", "TestSupport", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "DRPlanningTests", dependencies: ["DRPlanning", "DRInventory", "TestSupport"]),
         .testTarget(name: "DRReportsTests", dependencies: ["DRReports", "DRPolicy", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),

@@ -1,0 +1,244 @@
+import Crypto
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A recorded run (runs.md): a backup, a restore test or a prune, with what it read, wrote and verified.
+public struct RunRecord: Sendable, Equatable {
+    public enum Kind: String, Sendable { case backup, restoreTest = "restore_test", prune }
+    public enum Status: String, Sendable { case running, success, failed, interrupted }
+    public var id: String
+    public var kind: Kind
+    public var job: String?
+    public var restoreTest: String?
+    public var engine: String
+    public var storage: String?
+    public var host: String
+    public var pid: Int32
+    public var startedAt: Date
+    public var finishedAt: Date?
+    public var status: Status
+    public var bytesRead: Int64 = 0
+    public var bytesWritten: Int64 = 0
+    public var files: Int64 = 0
+    public var snapshot: String?
+    public var verifiedFiles: Int64 = 0
+    public var verifiedBytes: Int64 = 0
+    public var error: String?
+    /// A bounded excerpt of the engine's output.
+    public var output: String?
+
+    public init(id: String = UUID().uuidString.lowercased(), kind: Kind, job: String?, restoreTest: String? = nil, engine: String, storage: String?,
+                host: String = ProcessInfo.processInfo.hostName, pid: Int32 = getpid(), startedAt: Date = Date(), status: Status = .running) {
+        self.id = id; self.kind = kind; self.job = job; self.restoreTest = restoreTest; self.engine = engine; self.storage = storage
+        self.host = host; self.pid = pid; self.startedAt = startedAt; self.status = status
+    }
+}
+
+/// Why the evidence store refused: a held lock names its holder; other failures are I/O.
+public struct EvidenceError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable { case locked, unreadable, tampered }
+    public var kind: Kind
+    public var message: String
+    public var description: String { message }
+}
+
+/// The evidence store: SQLite through GRDB, WAL, versioned migrations. Runs, per-job locks,
+/// and an append-only audit log in which each entry holds the hash of the one before.
+public final class EvidenceStore: @unchecked Sendable {
+    let db: DatabasePool
+    public let path: String
+    /// Excerpts of engine output are cut to this many characters.
+    public static let outputLimit = 8_192
+
+    /// Opens (creating when `create`) the store at `path`, migrates it, and marks runs left
+    /// `running` by a process that no longer exists as `interrupted`.
+    public init(path: String, create: Bool = true) throws(EvidenceError) {
+        self.path = path
+        do {
+            if !create && !FileManager.default.fileExists(atPath: path) {
+                throw EvidenceError(kind: .unreadable, message: "no evidence store at \(path)")
+            }
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            db = try DatabasePool(path: path)
+            try Self.migrator.migrate(db)
+        } catch let e as EvidenceError {
+            throw e
+        } catch {
+            throw EvidenceError(kind: .unreadable, message: "the evidence store \(path) cannot be opened: \(error); check the path and its permissions, or pass another with --evidence")
+        }
+        try markInterrupted()
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE runs (
+                  id TEXT PRIMARY KEY, kind TEXT NOT NULL, job TEXT, restore_test TEXT, engine TEXT NOT NULL, storage TEXT,
+                  host TEXT NOT NULL, pid INTEGER NOT NULL, started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL,
+                  bytes_read INTEGER NOT NULL DEFAULT 0, bytes_written INTEGER NOT NULL DEFAULT 0, files INTEGER NOT NULL DEFAULT 0,
+                  snapshot TEXT, verified_files INTEGER NOT NULL DEFAULT 0, verified_bytes INTEGER NOT NULL DEFAULT 0,
+                  error TEXT, output TEXT);
+                CREATE INDEX runs_job ON runs(job, started_at);
+                CREATE TABLE locks (job TEXT PRIMARY KEY, run_id TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, acquired_at TEXT NOT NULL);
+                CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event TEXT NOT NULL, detail TEXT NOT NULL,
+                  prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+                CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                """)
+        }
+        return m
+    }
+
+    static func iso(_ d: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: d)
+    }
+
+    static func date(_ s: String?) -> Date? {
+        guard let s else { return nil }
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: s)
+    }
+
+    static func alive(_ pid: Int32, host: String) -> Bool {
+        host != ProcessInfo.processInfo.hostName || kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    func write<T>(_ body: (Database) throws -> T) throws(EvidenceError) -> T {
+        do { return try db.write(body) } catch let e as EvidenceError { throw e } catch {
+            throw EvidenceError(kind: .unreadable, message: "the evidence store \(path) cannot be written: \(error)")
+        }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws(EvidenceError) -> T {
+        do { return try db.read(body) } catch {
+            throw EvidenceError(kind: .unreadable, message: "the evidence store \(path) cannot be read: \(error)")
+        }
+    }
+
+    // MARK: audit log
+
+    static func chainHash(prev: String, at: String, event: String, detail: String) -> String {
+        let text = [prev, at, event, detail].joined(separator: "\n")
+        return hex(SHA256.hash(data: Data(text.utf8)))
+    }
+
+    /// Appends an audit entry, chained to the previous one.
+    public func audit(_ event: String, _ detail: [String: String]) throws(EvidenceError) {
+        try write { db in try Self.append(db, event, detail) }
+    }
+
+    static func append(_ db: Database, _ event: String, _ detail: [String: String]) throws {
+        let prev = try String.fetchOne(db, sql: "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1") ?? String(repeating: "0", count: 64)
+        let at = iso(Date())
+        let json = String(decoding: (try? JSONSerialization.data(withJSONObject: detail, options: [.sortedKeys])) ?? Data(), as: UTF8.self)
+        try db.execute(sql: "INSERT INTO audit (at, event, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [at, event, json, prev, chainHash(prev: prev, at: at, event: event, detail: json)])
+    }
+
+    /// Recomputes the chain. Returns the problems found: an edited entry breaks its own hash, a
+    /// deleted one breaks the next entry's link and leaves a gap in the sequence.
+    public func verifyAudit() throws(EvidenceError) -> [String] {
+        try read { db in
+            var problems: [String] = []
+            var prev = String(repeating: "0", count: 64)
+            var expectedSeq: Int64 = 1
+            for row in try Row.fetchAll(db, sql: "SELECT seq, at, event, detail, prev_hash, hash FROM audit ORDER BY seq") {
+                let seq: Int64 = row["seq"]
+                if seq != expectedSeq { problems.append("entries \(expectedSeq)…\(seq - 1) are missing") }
+                let at: String = row["at"], event: String = row["event"], detail: String = row["detail"]
+                let prevHash: String = row["prev_hash"], hash: String = row["hash"]
+                if prevHash != prev { problems.append("entry \(seq) does not follow the entry before it (an entry was deleted or edited)") }
+                if chainHash(prevHash, at, event, detail) != hash { problems.append("entry \(seq) (\(event)) was edited after it was written") }
+                prev = hash
+                expectedSeq = seq + 1
+            }
+            return problems
+        }
+    }
+
+    private func chainHash(_ p: String, _ a: String, _ e: String, _ d: String) -> String { Self.chainHash(prev: p, at: a, event: e, detail: d) }
+
+    // MARK: runs and locks
+
+    /// Records a new run and takes its job's lock; a live holder is named in the error.
+    public func begin(_ run: RunRecord) throws(EvidenceError) -> RunRecord {
+        try write { db in
+            if let job = run.job, run.kind != .restoreTest {
+                if let row = try Row.fetchOne(db, sql: "SELECT run_id, host, pid, acquired_at FROM locks WHERE job = ?", arguments: [job]) {
+                    let host: String = row["host"], pid: Int32 = row["pid"]
+                    if Self.alive(pid, host: host) {
+                        let since: String = row["acquired_at"], holder: String = row["run_id"]
+                        throw EvidenceError(kind: .locked, message: "job '\(job)' is already running: run \(holder) (pid \(pid) on \(host), since \(since)); wait for it to finish")
+                    }
+                    try db.execute(sql: "DELETE FROM locks WHERE job = ?", arguments: [job])
+                }
+                try db.execute(sql: "INSERT INTO locks (job, run_id, host, pid, acquired_at) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [job, run.id, run.host, run.pid, Self.iso(run.startedAt)])
+            }
+            try db.execute(sql: """
+                INSERT INTO runs (id, kind, job, restore_test, engine, storage, host, pid, started_at, status)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')
+                """, arguments: [run.id, run.kind.rawValue, run.job, run.restoreTest, run.engine, run.storage, run.host, run.pid, Self.iso(run.startedAt)])
+            try Self.append(db, "run.started", ["run": run.id, "kind": run.kind.rawValue, "job": run.job ?? "", "restore_test": run.restoreTest ?? ""])
+            return run
+        }
+    }
+
+    /// Records how a run ended and releases its lock.
+    public func finish(_ run: RunRecord) throws(EvidenceError) {
+        var r = run
+        if r.finishedAt == nil { r.finishedAt = Date() }
+        if let o = r.output, o.count > Self.outputLimit { r.output = String(o.suffix(Self.outputLimit)) }
+        try write { db in
+            try db.execute(sql: """
+                UPDATE runs SET finished_at = ?, status = ?, bytes_read = ?, bytes_written = ?, files = ?, snapshot = ?,
+                  verified_files = ?, verified_bytes = ?, error = ?, output = ? WHERE id = ?
+                """, arguments: [Self.iso(r.finishedAt ?? Date()), r.status.rawValue, r.bytesRead, r.bytesWritten, r.files, r.snapshot,
+                                 r.verifiedFiles, r.verifiedBytes, r.error, r.output, r.id])
+            try db.execute(sql: "DELETE FROM locks WHERE run_id = ?", arguments: [r.id])
+            try Self.append(db, "run.finished", ["run": r.id, "status": r.status.rawValue, "snapshot": r.snapshot ?? ""])
+        }
+    }
+
+    /// Runs still `running` whose process is gone (killed, crashed) become `interrupted`, never `success`.
+    func markInterrupted() throws(EvidenceError) {
+        try write { db in
+            for row in try Row.fetchAll(db, sql: "SELECT id, host, pid FROM runs WHERE status = 'running'") {
+                let id: String = row["id"], host: String = row["host"], pid: Int32 = row["pid"]
+                guard !Self.alive(pid, host: host) else { continue }
+                try db.execute(sql: "UPDATE runs SET status = 'interrupted', finished_at = ?, error = 'the process running it ended before it finished' WHERE id = ?",
+                               arguments: [Self.iso(Date()), id])
+                try db.execute(sql: "DELETE FROM locks WHERE run_id = ?", arguments: [id])
+                try Self.append(db, "run.interrupted", ["run": id])
+            }
+        }
+    }
+
+    /// Recorded runs, oldest first, optionally for one job and since an instant.
+    public func runs(job: String? = nil, since: Date? = nil) throws(EvidenceError) -> [RunRecord] {
+        try read { db in
+            var sql = "SELECT * FROM runs WHERE 1 = 1"
+            var args: [(any DatabaseValueConvertible)?] = []
+            if let job { sql += " AND job = ?"; args.append(job) }
+            if let since { sql += " AND started_at >= ?"; args.append(Self.iso(since)) }
+            sql += " ORDER BY started_at, id"
+            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map { row in
+                var r = RunRecord(id: row["id"], kind: RunRecord.Kind(rawValue: row["kind"]) ?? .backup, job: row["job"], restoreTest: row["restore_test"],
+                                  engine: row["engine"], storage: row["storage"], host: row["host"], pid: row["pid"],
+                                  startedAt: Self.date(row["started_at"]) ?? Date(timeIntervalSince1970: 0),
+                                  status: RunRecord.Status(rawValue: row["status"]) ?? .failed)
+                r.finishedAt = Self.date(row["finished_at"])
+                r.bytesRead = row["bytes_read"]; r.bytesWritten = row["bytes_written"]; r.files = row["files"]; r.snapshot = row["snapshot"]
+                r.verifiedFiles = row["verified_files"]; r.verifiedBytes = row["verified_bytes"]; r.error = row["error"]; r.output = row["output"]
+                return r
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import GRDB
+import Testing
+import TestSupport
+@testable import DRRuns
+
+@Suite("Evidence store")
+struct EvidenceStoreTests {
+    @Test("runs are recorded with every field, and history reads them back")
+    func runs() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let store = try EvidenceStore(path: dir.path + "/.drplan/evidence.sqlite")
+        var run = try store.begin(RunRecord(kind: .backup, job: "nightly", engine: "builtin", storage: "nas"))
+        run.status = .success
+        run.bytesRead = 1000; run.bytesWritten = 400; run.files = 3; run.snapshot = "abc123"
+        run.output = String(repeating: "x", count: EvidenceStore.outputLimit + 500)
+        try store.finish(run)
+        let back = try #require(try store.runs(job: "nightly").first)
+        #expect(back.status == .success && back.bytesWritten == 400 && back.snapshot == "abc123" && back.finishedAt != nil)
+        #expect(back.output?.count == EvidenceStore.outputLimit)
+        #expect(try store.runs(job: "other").isEmpty)
+        #expect(try store.verifyAudit().isEmpty)
+    }
+
+    @Test("two runs of one job never overlap: the second is told who holds the lock")
+    func lock() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let store = try EvidenceStore(path: dir.path + "/ev.sqlite")
+        let first = try store.begin(RunRecord(kind: .backup, job: "nightly", engine: "builtin", storage: "nas"))
+        do {
+            _ = try store.begin(RunRecord(kind: .backup, job: "nightly", engine: "builtin", storage: "nas"))
+            Issue.record("a second run took the lock")
+        } catch {
+            #expect(error.kind == .locked)
+            #expect(error.message.contains(first.id) && error.message.contains("pid \(getpid())"))
+        }
+        _ = try store.begin(RunRecord(kind: .backup, job: "weekly", engine: "builtin", storage: "nas"))   // other jobs are free
+        var done = first
+        done.status = .success
+        try store.finish(done)
+        _ = try store.begin(RunRecord(kind: .backup, job: "nightly", engine: "builtin", storage: "nas"))
+    }
+
+    @Test("a run left running by a dead process is marked interrupted on the next open, and its lock released")
+    func interrupted() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let path = dir.path + "/ev.sqlite"
+        let dead = Process()
+        dead.executableURL = URL(fileURLWithPath: "/bin/true")
+        try dead.run(); dead.waitUntilExit()
+        do {
+            let store = try EvidenceStore(path: path)
+            _ = try store.begin(RunRecord(kind: .backup, job: "nightly", engine: "builtin", storage: "nas", pid: dead.processIdentifier))
+        }
+        let reopened = try EvidenceStore(path: path)
+        let run = try #require(try reopened.runs().first)
+        #expect(run.status == .interrupted && run.error?.contains("ended before it finished") == true)
+        _ = try reopened.begin(RunRecord(kind: .backup, job: "nightly", engine: "builtin", storage: "nas"))   // the lock is free again
+        #expect(try reopened.verifyAudit().isEmpty)
+    }
+
+    @Test("the audit log is append-only, and an edited or deleted entry is detected")
+    func auditTampering() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let path = dir.path + "/ev.sqlite"
+        let store = try EvidenceStore(path: path)
+        for i in 0..<5 { try store.audit("report.written", ["file": "r\(i).html"]) }
+        #expect(try store.verifyAudit().isEmpty)
+        // Ordinary SQL cannot change it.
+        let q = try DatabaseQueue(path: path)
+        #expect(throws: (any Error).self) { try q.write { try $0.execute(sql: "UPDATE audit SET detail = '{}' WHERE seq = 2") } }
+        // Someone with the file drops the guard and edits an entry: detected.
+        try q.write { db in
+            try db.execute(sql: "DROP TRIGGER audit_no_update")
+            try db.execute(sql: "UPDATE audit SET detail = '{\"file\":\"forged.html\"}' WHERE seq = 3")
+        }
+        #expect(try store.verifyAudit() == ["entry 3 (report.written) was edited after it was written"])
+        // …or deletes one: detected too.
+        try q.write { db in
+            try db.execute(sql: "DROP TRIGGER audit_no_delete")
+            try db.execute(sql: "DELETE FROM audit WHERE seq = 4")
+        }
+        let problems = try store.verifyAudit()
+        #expect(problems.contains("entries 4…4 are missing") && problems.contains("entry 5 does not follow the entry before it (an entry was deleted or edited)"))
+    }
+
+    @Test("a store that cannot be opened is a clear error, not a crash")
+    func unreadable() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.write("ev.sqlite", "this is not a database")
+        do { _ = try EvidenceStore(path: dir.path + "/ev.sqlite"); Issue.record("opened garbage") } catch {
+            #expect(error.kind == .unreadable && error.message.contains("--evidence"))
+        }
+        do { _ = try EvidenceStore(path: dir.path + "/none.sqlite", create: false); Issue.record("opened nothing") } catch {
+            #expect(error.kind == .unreadable)
+        }
+    }
+}

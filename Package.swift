@@ -45,13 +45,13 @@ let package = Package(
             name: "DRRuns",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
-                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDB", package: "GRDB.swift"), "DRInventory", "DRFacts",
             ]
         ),
         .executableTarget(
             name: "drplan",
             dependencies: [
-                "DRInventory", "DRFacts", "DRPolicy", "DRReports", "DRPlanning", "CEL",
+                "DRInventory", "DRFacts", "DRPolicy", "DRReports", "DRPlanning", "DRRuns", "CEL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,6 +1,8 @@
 import ArgumentParser
 import CEL
+import DRFacts
 import DRInventory
+import DRRuns
 import Foundation
 
 /// Options every command accepts (docs/cli.md: global options follow the subcommand).
@@ -43,6 +45,38 @@ struct GlobalOptions: ParsableArguments {
     /// The real time, in whole seconds: when a report was written (unlike `--now`, the instant
     /// the inventory is evaluated at).
     static func wallClock() -> Timestamp { Timestamp(seconds: Timestamp(Date()).seconds) }
+
+    /// Where relative paths in the inventory are resolved: the first inventory's directory.
+    var baseDirectory: String {
+        let first = inventoryPaths[0]
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: first, isDirectory: &isDir), isDir.boolValue { return first }
+        let dir = (first as NSString).deletingLastPathComponent
+        return dir.isEmpty ? "." : dir
+    }
+
+    /// `--evidence`, else `.drplan/evidence.sqlite` beside the first inventory file.
+    var evidencePath: String { evidence ?? baseDirectory + "/.drplan/evidence.sqlite" }
+
+    /// Measured evidence for the facts. Commands that only read never create the store: a
+    /// missing store is an empty one.
+    func measured() throws(CommandFailure) -> MeasuredEvidence {
+        guard FileManager.default.fileExists(atPath: evidencePath) else { return MeasuredEvidence() }
+        do {
+            return MeasuredEvidence(runs: try EvidenceStore(path: evidencePath, create: false).runs())
+        } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+    }
+
+    /// Opens (creating) the evidence store, for commands that record runs.
+    func openStore() throws(CommandFailure) -> EvidenceStore {
+        do { return try EvidenceStore(path: evidencePath) } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+    }
 
     /// Applies presentation flags; call first in `run()`.
     func apply() { Console.useColor = !noColor }

@@ -98,8 +98,9 @@ enum Loaders {
             }
             options.baseline = try Loaders.report(Check.baselineFingerprints(data))
         }
-        do {
-            return try Check.run(inventory: inventory, policies: policySet, now: global.instant(), options: options)
+        let measured = try global.measured()
+        do throws(RuleEvaluationError) {
+            return try Check.run(inventory: inventory, policies: policySet, now: global.instant(), measured: measured, options: options)
         } catch {
             Console.error(error.description)
             throw CommandFailure(status: .badInput)

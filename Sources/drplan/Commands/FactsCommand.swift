@@ -21,7 +21,7 @@ struct FactsCommand: ParsableCommand {
     func run() throws {
         global.apply()
         let inv = try global.loadInventory()
-        let facts = FactDeriver.derive(inv, now: global.instant())
+        let facts = FactDeriver.derive(inv, now: global.instant(), measured: try global.measured())
         try Console.write(JSONWriter().string(facts.document) + "\n", to: output)
     }
 }

@@ -1,0 +1,181 @@
+import DRFacts
+import DRInventory
+import Foundation
+
+/// Runs backups and restore tests as the inventory declares them, recording every run.
+public struct Runner {
+    public let inventory: Inventory
+    /// Relative paths in the inventory (sources, storage paths, secret files) are relative to this.
+    public let baseDirectory: String
+    public let store: EvidenceStore
+    /// One line per event, for the terminal.
+    public var log: @Sendable (String) -> Void = { _ in }
+
+    public init(inventory: Inventory, baseDirectory: String, store: EvidenceStore) {
+        self.inventory = inventory
+        self.baseDirectory = baseDirectory
+        self.store = store
+    }
+
+    func resolve(_ path: String) -> String { path.hasPrefix("/") ? path : baseDirectory + "/" + path }
+
+    /// The builtin repository of a storage target: `<path>/drplan-repository`.
+    func engine(for job: Job, storage s: Storage) throws(RepositoryError) -> any BackupEngine {
+        guard job.engine == .builtin else {
+            throw RepositoryError(.io, "the \(job.engine.rawValue) engine is not available in this drplan yet; use 'engine: builtin' for job '\(job.id)'")
+        }
+        guard let path = s.path else { throw RepositoryError(.io, "storage '\(s.id)' has no 'path' for drplan to write into") }
+        let passphraseRef = job.encryption.passphrase ?? s.encryption.passphrase
+        if passphraseRef == nil && (job.encryption.atRest) {
+            throw RepositoryError(.passphraseRequired, "job '\(job.id)' asks for encryption at rest but names no 'encryption.passphrase' secret")
+        }
+        let passphrase = try passphraseRef.map { (ref: SecretRef) throws(RepositoryError) -> String in try Secrets.resolve(ref, relativeTo: baseDirectory) }
+        return try BuiltinEngine.open(directory: URL(fileURLWithPath: resolve(path)).appendingPathComponent("drplan-repository"), passphrase: passphrase)
+    }
+
+    /// Backs up `jobs` (all jobs with a source and a target with a path when empty), one run
+    /// per job and target. Returns the recorded runs; a lock held by another run throws.
+    public func backup(jobs names: [String]) throws(EvidenceError) -> [RunRecord] {
+        let assets = Dictionary(inventory.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let storage = Dictionary(inventory.storage.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let jobs = names.isEmpty
+            ? inventory.jobs.filter { j in j.assets.contains { assets[$0]?.source != nil } && j.targets.contains { storage[$0]?.path != nil } }
+            : names.compactMap { n in inventory.jobs.first { $0.id == n } }
+        var records: [RunRecord] = []
+        for job in jobs {
+            for target in job.targets {
+                guard let s = storage[target], s.path != nil || !names.isEmpty else { continue }
+                var run = try store.begin(RunRecord(kind: .backup, job: job.id, engine: job.engine.rawValue, storage: target))
+                log("backup \(job.id) → \(target): started (run \(run.id.prefix(8)))")
+                let started = Date()
+                do throws(RepositoryError) {
+                    guard let s = storage[target] else { throw RepositoryError(.io, "unknown storage '\(target)'") }
+                    let engine = try engine(for: job, storage: s)
+                    var snapshots: [String] = []
+                    for a in job.assets {
+                        guard case .paths(let paths, let exclude)? = assets[a]?.source else {
+                            throw RepositoryError(.io, "asset '\(a)' has no 'source: {path: …}' for the builtin engine to read")
+                        }
+                        let b = try engine.backup(paths: paths.map(resolve), exclude: exclude, tags: [job.id, a])
+                        run.bytesRead += b.bytesRead; run.bytesWritten += b.bytesWritten; run.files += Int64(b.files)
+                        snapshots.append(b.snapshot)
+                    }
+                    run.snapshot = snapshots.joined(separator: ",")
+                    run.status = .success
+                    log("backup \(job.id) → \(target): success, \(run.files) files, \(run.bytesRead) bytes read, \(run.bytesWritten) new bytes stored in \(String(format: "%.1f", Date().timeIntervalSince(started)))s")
+                } catch {
+                    run.status = .failed
+                    run.error = error.message
+                    log("backup \(job.id) → \(target): FAILED: \(error.message)")
+                }
+                try store.finish(run)
+                records.append(run)
+            }
+        }
+        return records
+    }
+
+    /// How much of a snapshot a restore test restores: everything, a fraction, or a count of files.
+    public enum Sample: Sendable, Equatable {
+        case all, percent(Double), files(Int)
+
+        /// `5%` or `200`.
+        public static func parse(_ s: String) -> Sample? {
+            if s.hasSuffix("%"), let p = Double(s.dropLast()), p > 0, p <= 100 { return .percent(p) }
+            if let n = Int(s), n > 0 { return .files(n) }
+            return nil
+        }
+    }
+
+    /// Runs restore tests: restores the job's latest snapshot into scratch space, verifies every
+    /// byte, records the result, and removes the scratch copy unless `keep`.
+    public func restoreTest(tests names: [String], sample: Sample?, seed: UInt64, keep: Bool) throws(EvidenceError) -> [(RunRecord, String?)] {
+        let tests = names.isEmpty ? inventory.restoreTests : names.compactMap { n in inventory.restoreTests.first { $0.id == n } }
+        var out: [(RunRecord, String?)] = []
+        for test in tests {
+            guard let job = inventory.jobs.first(where: { $0.id == test.job }) else { continue }
+            let targets = job.targets.compactMap { t in inventory.storage.first { $0.id == t && $0.path != nil } }
+            var run = try store.begin(RunRecord(kind: .restoreTest, job: job.id, restoreTest: test.id, engine: job.engine.rawValue, storage: targets.first?.id))
+            let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-restore-test-\(test.id)-\(run.id.prefix(8))")
+            let effective = sample ?? (test.scope == .sample ? .percent(10) : .all)
+            do throws(RepositoryError) {
+                guard let s = targets.first else { throw RepositoryError(.io, "job '\(job.id)' has no target with a path to restore from") }
+                let engine = try engine(for: job, storage: s)
+                let wanted = test.asset.map { [$0] } ?? job.assets
+                var damaged: [String: String] = [:]
+                for a in wanted {
+                    guard let snap = try engine.snapshots(tag: job.id).filter({ $0.tags.contains(a) }).last else {
+                        throw RepositoryError(.corrupt, "job '\(job.id)' has no snapshot of '\(a)' on '\(s.id)' yet; run 'drplan backup \(job.id)' first")
+                    }
+                    let r = try engine.restore(snapshot: snap.id, to: scratch.appendingPathComponent(a), force: false, select: Self.selector(effective, seed: seed))
+                    run.verifiedFiles += Int64(r.files); run.verifiedBytes += r.bytes; run.files += Int64(r.files + r.damaged.count)
+                    for (p, why) in r.damaged { damaged["\(a)/\(p)"] = why }
+                    run.snapshot = snap.id
+                }
+                if damaged.isEmpty {
+                    run.status = .success
+                } else {
+                    run.status = .failed
+                    run.error = "\(damaged.count) file(s) could not be restored intact: " + damaged.keys.sorted().prefix(20).map { "\($0) (\(damaged[$0] ?? ""))" }.joined(separator: "; ")
+                }
+                run.output = "sample: \(effective), seed: \(seed)"
+            } catch {
+                run.status = .failed
+                run.error = error.message
+            }
+            if !keep { try? FileManager.default.removeItem(at: scratch) }
+            try store.finish(run)
+            log("restore-test \(test.id): \(run.status == .success ? "passed" : "FAILED: \(run.error ?? "")"), \(run.verifiedFiles) files and \(run.verifiedBytes) bytes verified" + (keep ? ", kept in \(scratch.path)" : ""))
+            out.append((run, keep ? scratch.path : nil))
+        }
+        return out
+    }
+
+    /// A seeded, reproducible choice of files (the seed is recorded with the run): a
+    /// percentage rounds up, so a sample never restores nothing from a non-empty snapshot.
+    static func selector(_ s: Sample, seed: UInt64) -> (([String]) -> Set<String>)? {
+        let count: (Int) -> Int
+        switch s {
+        case .all: return nil
+        case .percent(let p): count = { n in min(n, Int((Double(n) * p / 100).rounded(.up))) }
+        case .files(let k): count = { n in min(n, k) }
+        }
+        return { paths in
+            let ranked = paths.sorted { (stableHash($0, seed), $0) < (stableHash($1, seed), $1) }
+            return Set(ranked.prefix(count(paths.count)))
+        }
+    }
+
+    static func stableHash(_ s: String, _ seed: UInt64) -> UInt64 {
+        var h: UInt64 = 0xcbf29ce484222325 ^ seed
+        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        return h
+    }
+}
+
+extension MeasuredEvidence {
+    /// The latest finished run of each job and restore test, as the facts read them.
+    public init(runs: [RunRecord]) {
+        self.init()
+        for r in runs where r.status != .running {
+            let at = Timestamp(r.finishedAt ?? r.startedAt)
+            switch r.kind {
+            case .backup:
+                guard let job = r.job else { continue }
+                let previous = jobs[job]
+                let lastSuccess = r.status == .success ? at : previous?.lastSuccess
+                if previous.map({ at >= $0.at }) ?? true {
+                    jobs[job] = JobRun(at: at, status: r.status == .success ? .success : .failed, lastSuccess: lastSuccess)
+                } else if r.status == .success, let p = previous {
+                    jobs[job] = JobRun(at: p.at, status: p.status, lastSuccess: max(p.lastSuccess ?? at, at))
+                }
+            case .restoreTest:
+                guard let t = r.restoreTest, tests[t].map({ at >= $0.at }) ?? true else { continue }
+                let seconds = Int64(((r.finishedAt ?? r.startedAt).timeIntervalSince(r.startedAt)).rounded(.up))
+                tests[t] = TestRun(at: at, result: r.status == .success ? .pass : .fail, duration: TimeSpan(seconds: max(1, seconds)), restored: r.verifiedBytes)
+            case .prune:
+                continue
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+import ArgumentParser
+import CEL
+import DRInventory
+import DRRuns
+import Foundation
+
+/// Checks that every named id exists, with a suggestion when one is close (exit 2 otherwise).
+func checkNames(_ names: [String], among known: [String], what: String) throws(CommandFailure) {
+    for n in names where !known.contains(n) {
+        Console.error("drplan: error: no \(what) '\(n)' in the inventory" + (suggestion(for: n, among: known).map { " (did you mean '\($0)'?)" } ?? "") + "; known: \(known.joined(separator: ", "))")
+        throw CommandFailure(status: .badInput)
+    }
+}
+
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Run backup jobs now and record what they did as evidence.",
+        discussion: """
+            Example:
+              drplan backup -i samples/demo/drplan.yaml
+
+            With no job names, runs every job that has a source and a target with a path, in inventory order. Exit status 1 when a run failed, 3 when the evidence store cannot be used or another run of the job holds its lock.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "Jobs to run (default: every job drplan can run).")
+    var jobs: [String] = []
+
+    func run() throws {
+        global.apply()
+        let inventory = try global.loadInventory()
+        try checkNames(jobs, among: inventory.jobs.map(\.id), what: "job")
+        var runner = Runner(inventory: inventory, baseDirectory: global.baseDirectory, store: try global.openStore())
+        let quiet = global.quiet
+        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
+        let records: [RunRecord]
+        do { records = try runner.backup(jobs: jobs) } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+        if records.isEmpty, !quiet { Console.error("drplan: no job has both a source and a target with a path; nothing to back up") }
+        if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
+    }
+}
+
+struct RestoreTestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore-test",
+        abstract: "Run restore tests now: restore into scratch space, verify every byte, record the result.",
+        discussion: """
+            Example:
+              drplan restore-test -i samples/demo/drplan.yaml
+
+            A test of scope 'sample' restores 10% of the files unless --sample says otherwise; 'full' and 'failover' restore everything. Exit status 1 when a test failed.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .long, help: ArgumentHelp("Restore a sample: a percentage ('5%') or a number of files ('200').", valueName: "size"))
+    var sample: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seed of the sample's random choice (recorded with the run).", valueName: "n"))
+    var seed: UInt64?
+
+    @Flag(name: .long, help: "Keep the restored copy for inspection and print where it is.")
+    var keep = false
+
+    @Argument(help: "Restore tests to run (default: all).")
+    var tests: [String] = []
+
+    func validate() throws {
+        if let s = sample, Runner.Sample.parse(s) == nil { throw ValidationError("invalid --sample '\(s)': give a percentage such as '5%' or a number of files such as '200'") }
+    }
+
+    func run() throws {
+        global.apply()
+        let inventory = try global.loadInventory()
+        try checkNames(tests, among: inventory.restoreTests.map(\.id), what: "restore test")
+        var runner = Runner(inventory: inventory, baseDirectory: global.baseDirectory, store: try global.openStore())
+        let quiet = global.quiet
+        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
+        let results: [(RunRecord, String?)]
+        do {
+            results = try runner.restoreTest(tests: tests, sample: sample.flatMap(Runner.Sample.parse), seed: seed ?? UInt64(Date().timeIntervalSince1970), keep: keep)
+        } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+        for (_, kept) in results { if let kept { Console.out(kept) } }
+        if results.contains(where: { $0.0.status != .success }) { throw CommandFailure(status: .findings) }
+    }
+}
+
+struct HistoryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history",
+        abstract: "List recorded runs.",
+        discussion: """
+            Example:
+              drplan history -i samples/demo/drplan.yaml --format json
+            """)
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .long, help: ArgumentHelp("Only this job's runs.", valueName: "job"))
+    var job: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only runs started at or after this instant.", valueName: "timestamp"))
+    var since: String?
+
+    @Option(name: .long, help: "text or json.")
+    var format: Format = .text
+
+    func validate() throws {
+        if let since { do { _ = try Timestamp.parse(since) } catch { throw ValidationError("invalid --since '\(since)': \(error.reason)") } }
+    }
+
+    func run() throws {
+        global.apply()
+        var runs: [RunRecord] = []
+        if FileManager.default.fileExists(atPath: global.evidencePath) {
+            do {
+                let sinceDate = since.flatMap { try? Timestamp.parse($0) }.map { Date(timeIntervalSince1970: TimeInterval($0.seconds)) }
+                runs = try EvidenceStore(path: global.evidencePath, create: false).runs(job: job, since: sinceDate)
+            } catch {
+                Console.error("drplan: error: \(error.message)")
+                throw CommandFailure(status: .environment)
+            }
+        }
+        func ts(_ d: Date?) -> Value { d.map { .timestamp(Timestamp($0)) } ?? .null }
+        switch format {
+        case .json:
+            let list: [Value] = runs.map { r in
+                .object([
+                    ("id", .string(r.id)), ("kind", .string(r.kind.rawValue)), ("job", r.job.map(Value.string) ?? .null),
+                    ("restore_test", r.restoreTest.map(Value.string) ?? .null), ("engine", .string(r.engine)), ("storage", r.storage.map(Value.string) ?? .null),
+                    ("host", .string(r.host)), ("started_at", ts(r.startedAt)), ("finished_at", ts(r.finishedAt)), ("status", .string(r.status.rawValue)),
+                    ("bytes_read", .int(r.bytesRead)), ("bytes_written", .int(r.bytesWritten)), ("files", .int(r.files)),
+                    ("snapshot", r.snapshot.map(Value.string) ?? .null), ("verified_files", .int(r.verifiedFiles)), ("verified_bytes", .int(r.verifiedBytes)),
+                    ("error", r.error.map(Value.string) ?? .null),
+                ])
+            }
+            Console.out(JSONWriter().string(.object([("runs", .list(list))])))
+        case .text:
+            if runs.isEmpty { Console.out("no runs recorded in \(global.evidencePath)"); return }
+            for r in runs {
+                let what = r.kind == .restoreTest ? "restore-test \(r.restoreTest ?? "?")" : "\(r.kind.rawValue) \(r.job ?? "?")"
+                Console.out("\(Timestamp(r.startedAt).description.prefix(19))  \(r.status.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(what) → \(r.storage ?? "-")  \(r.files) files, \(r.bytesRead) read, \(r.bytesWritten) written, \(r.verifiedBytes) verified" + (r.error.map { "  error: \($0)" } ?? ""))
+            }
+        }
+    }
+}
+
+struct EvidenceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evidence",
+        abstract: "Work with the evidence store.",
+        subcommands: [EvidenceVerifyCommand.self])
+}
+
+struct EvidenceVerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check the evidence store's audit log: every entry intact and in its place.",
+        discussion: """
+            Example:
+              drplan evidence verify -i samples/demo/drplan.yaml
+
+            Exit status 0 when the hash chain is intact, 1 when an entry was edited or deleted, 3 when the store cannot be read.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        global.apply()
+        guard FileManager.default.fileExists(atPath: global.evidencePath) else {
+            Console.error("drplan: error: no evidence store at \(global.evidencePath); record runs with 'drplan backup' first, or pass --evidence")
+            throw CommandFailure(status: .environment)
+        }
+        let problems: [String]
+        do { problems = try EvidenceStore(path: global.evidencePath, create: false).verifyAudit() } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+        if problems.isEmpty {
+            if !global.quiet { Console.out("ok: the audit log of \(global.evidencePath) is intact") }
+            return
+        }
+        for p in problems { Console.error("drplan: \(global.evidencePath): \(p)") }
+        throw CommandFailure(status: .findings)
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Real backups and restore tests through the CLI, on a copy of samples/demo.
+@Suite("Command line: backup, restore-test, evidence")
+struct RunsCLITests {
+    /// A fresh copy of the demo inventory and its data.
+    static func demo() throws -> TempDir {
+        let dir = try TempDir()
+        for f in ["drplan.yaml", "passphrase.txt", "data/letters/order.txt", "data/invoice-0042.txt", "data/notes.md"] {
+            try dir.write("demo/" + f, try Data(contentsOf: URL(fileURLWithPath: CLITests.root + "/samples/demo/" + f)))
+        }
+        return dir
+    }
+
+    func run(_ args: [String], _ dir: TempDir) throws -> CLITests.Result {
+        try CLITests.run(args + ["-i", dir.path + "/demo/drplan.yaml"], cwd: dir.path, env: ["NO_COLOR": "1"])
+    }
+
+    @Test("backup, restore-test and check on the demo; a corrupted object fails the test and raises DR503")
+    func demoCycle() throws {
+        let dir = try Self.demo(); defer { dir.cleanup() }
+        let before = try run(["check"], dir)
+        #expect(before.stdout.contains("DR502 restore-test-recent"))
+        #expect(try run(["backup"], dir).status == 0)
+        #expect(try run(["restore-test"], dir).status == 0)
+        let history = try run(["history", "--format", "json"], dir)
+        let runs = try #require((try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as? [String: Any])?["runs"] as? [[String: Any]])
+        #expect(runs.map { $0["status"] as? String } == ["success", "success", "success"])
+        #expect(runs.last?["verified_files"] as? Int == 3)
+        let after = try run(["check"], dir)
+        #expect(after.status == 0 && !after.stdout.contains("DR502"))
+        let facts = try run(["facts"], dir)
+        #expect(facts.stdout.contains("\"last_success_source\": \"measured\""))
+
+        // Flip a byte in one stored object of the first target: the next restore test fails, naming a file.
+        let data = dir.path + "/demo/backup-target/office-disk/drplan-repository/data"
+        let objects = (FileManager.default.enumerator(atPath: data)?.allObjects as? [String] ?? []).filter { $0.count > 40 }
+        var first = try Data(contentsOf: URL(fileURLWithPath: data + "/" + (objects.sorted().first ?? "")))
+        first[first.count - 1] ^= 0xFF
+        try first.write(to: URL(fileURLWithPath: data + "/" + (objects.sorted().first ?? "")))
+        let failed = try run(["restore-test", "documents-full"], dir)
+        #expect(failed.status == 1)
+        #expect(failed.stderr.contains("FAILED") && failed.stderr.contains("documents/"))
+        let gate = try run(["check"], dir)
+        #expect(gate.status == 1)
+        #expect(gate.stdout.contains("DR503 restore-test-passed  restore_test documents-full"))
+        #expect(try run(["evidence", "verify"], dir).status == 0)
+    }
+
+    @Test("a backup killed with SIGKILL leaves earlier snapshots restorable and is recorded as interrupted")
+    func killed() throws {
+        let dir = try Self.demo(); defer { dir.cleanup() }
+        #expect(try run(["backup", "documents-nightly"], dir).status == 0)
+        // Enough new data that the second backup is still running when it is killed.
+        let big = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        for i in 0..<6 { try dir.write("demo/data/big-\(i).bin", try big.read(upToCount: 40 << 20) ?? Data()) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLITests.binary)
+        p.arguments = ["backup", "documents-nightly", "-q", "-i", dir.path + "/demo/drplan.yaml"]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var rng = SplitMix(seed: UInt64(Date().timeIntervalSince1970))
+        usleep(UInt32(200_000 + rng.next() % 600_000))
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .uncaughtSignal)
+        let history = try run(["history", "--format", "json"], dir)
+        let runs = try #require((try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as? [String: Any])?["runs"] as? [[String: Any]])
+        let statuses = runs.map { $0["status"] as? String ?? "" }
+        #expect(statuses.prefix(2) == ["success", "success"])
+        #expect(statuses.dropFirst(2).contains("interrupted"))
+        #expect(!statuses.contains("running"))
+        // The repository is still valid: the last complete snapshot restores and verifies.
+        for f in (0..<6) { try FileManager.default.removeItem(atPath: dir.path + "/demo/data/big-\(f).bin") }
+        let test = try run(["restore-test"], dir)
+        #expect(test.status == 0, "\(test.stderr)")
+        #expect(try run(["evidence", "verify"], dir).status == 0)
+    }
+
+    @Test("a wrong passphrase fails the run with a clear message and exit 1; a held lock names its holder")
+    func wrongPassphrase() throws {
+        let dir = try Self.demo(); defer { dir.cleanup() }
+        #expect(try run(["backup"], dir).status == 0)
+        try "not the passphrase\n".write(toFile: dir.path + "/demo/passphrase.txt", atomically: true, encoding: .utf8)
+        let r = try run(["backup"], dir)
+        #expect(r.status == 1 && r.stderr.contains("wrong passphrase"))
+        let t = try run(["restore-test"], dir)
+        #expect(t.status == 1 && t.stderr.contains("wrong passphrase"))
+        #expect(!FileManager.default.fileExists(atPath: NSTemporaryDirectory() + "drplan-restore-test-documents-full"))
+        #expect(try run(["backup", "no-such-job"], dir).status == 2)
+    }
+}

@@ -75,6 +75,31 @@ public struct Runner {
         return records
     }
 
+    /// Restores a job's latest snapshot (or `snapshot`) for a real recovery: a single-asset job's
+    /// files go straight into `target`, a job with several assets gets one folder per asset.
+    public func restore(job name: String, snapshot: String?, target: URL, force: Bool) throws(RepositoryError) -> [(asset: String, result: EngineRestore)] {
+        guard let job = inventory.jobs.first(where: { $0.id == name }) else { throw RepositoryError(.io, "no job '\(name)'") }
+        guard let s = job.targets.lazy.compactMap({ t in self.inventory.storage.first { $0.id == t && $0.path != nil } }).first else {
+            throw RepositoryError(.io, "job '\(name)' has no target with a path to restore from")
+        }
+        let fm = FileManager.default
+        if !force, let items = try? fm.contentsOfDirectory(atPath: target.path), !items.isEmpty {
+            throw RepositoryError(.targetNotEmpty, "\(target.path) is not empty; restore into an empty or new directory, or pass --force")
+        }
+        let engine = try engine(for: job, storage: s)
+        var out: [(String, EngineRestore)] = []
+        for a in job.assets {
+            let snaps = try engine.snapshots(tag: job.id).filter { $0.tags.contains(a) }
+            guard let chosen = snapshot.map({ id in snaps.first { $0.id == id } }) ?? snaps.last else {
+                throw RepositoryError(.corrupt, snapshot.map { "snapshot \($0) of job '\(name)' does not exist on '\(s.id)'" } ?? "job '\(name)' has no snapshot of '\(a)' on '\(s.id)'")
+            }
+            let dest = job.assets.count == 1 ? target : target.appendingPathComponent(a)
+            out.append((a, try engine.restore(snapshot: chosen.id, to: dest, force: true, select: nil)))
+        }
+        try? store.audit("restore", ["job": name, "storage": s.id, "target": target.path, "snapshot": snapshot ?? "latest"])
+        return out
+    }
+
     /// How much of a snapshot a restore test restores: everything, a fraction, or a count of files.
     public enum Sample: Sendable, Equatable {
         case all, percent(Double), files(Int)

@@ -82,6 +82,18 @@ struct RunsCLITests {
         #expect(try run(["evidence", "verify"], dir).status == 0)
     }
 
+    @Test("restore writes the job's files into the target, and refuses a non-empty one without --force")
+    func restore() throws {
+        let dir = try Self.demo(); defer { dir.cleanup() }
+        #expect(try run(["backup"], dir).status == 0)
+        let out = dir.path + "/recovered"
+        let r = try run(["restore", "documents-nightly", "--target", out], dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try String(contentsOfFile: out + "/letters/order.txt", encoding: .utf8) == String(contentsOfFile: dir.path + "/demo/data/letters/order.txt", encoding: .utf8))
+        #expect(try run(["restore", "documents-nightly", "--target", out], dir).status == 2)
+        #expect(try run(["restore", "documents-nightly", "--target", dir.path + "/r2", "--snapshot", "ffff"], dir).status == 1)
+    }
+
     @Test("a wrong passphrase fails the run with a clear message and exit 1; a held lock names its holder")
     func wrongPassphrase() throws {
         let dir = try Self.demo(); defer { dir.cleanup() }

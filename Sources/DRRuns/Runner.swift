@@ -69,10 +69,19 @@ public struct Runner {
                     log("backup \(job.id) → \(target): FAILED: \(error.message)")
                 }
                 try store.finish(run)
+                alert(run, job)
                 records.append(run)
             }
         }
         return records
+    }
+
+    /// Alerts on a failed run; alert failures are logged and audited, never fatal.
+    func alert(_ run: RunRecord, _ job: Job) {
+        guard run.status != .success, !job.monitoring.alertOnFailure.isEmpty else { return }
+        let problems = Alerts.send(run, to: job.monitoring.alertOnFailure, baseDirectory: baseDirectory)
+        for p in problems { log(p) }
+        try? store.audit(problems.isEmpty ? "alert.sent" : "alert.failed", ["run": run.id, "problems": problems.joined(separator: "; ")])
     }
 
     /// Restores a job's latest snapshot (or `snapshot`) for a real recovery: a single-asset job's
@@ -150,6 +159,7 @@ public struct Runner {
             }
             if !keep { try? FileManager.default.removeItem(at: scratch) }
             try store.finish(run)
+            alert(run, job)
             log("restore-test \(test.id): \(run.status == .success ? "passed" : "FAILED: \(run.error ?? "")"), \(run.verifiedFiles) files and \(run.verifiedBytes) bytes verified" + (keep ? ", kept in \(scratch.path)" : ""))
             out.append((run, keep ? scratch.path : nil))
         }

@@ -46,6 +46,11 @@ struct RunsCLITests {
         let failed = try run(["restore-test", "documents-full"], dir)
         #expect(failed.status == 1)
         #expect(failed.stderr.contains("FAILED") && failed.stderr.contains("documents/"))
+        // The job's file: alert got one JSON line about the failed run.
+        let alerts = try String(contentsOfFile: dir.path + "/demo/alerts.log", encoding: .utf8).split(separator: "\n")
+        #expect(alerts.count == 1)
+        let alert = try #require(try JSONSerialization.jsonObject(with: Data(alerts[0].utf8)) as? [String: Any])
+        #expect(alert["event"] as? String == "drplan.run.failed" && alert["restore_test"] as? String == "documents-full")
         let gate = try run(["check"], dir)
         #expect(gate.status == 1)
         #expect(gate.stdout.contains("DR503 restore-test-passed  restore_test documents-full"))
@@ -94,7 +99,7 @@ struct RunsCLITests {
         #expect(try run(["restore", "documents-nightly", "--target", dir.path + "/r2", "--snapshot", "ffff"], dir).status == 1)
     }
 
-    @Test("a wrong passphrase fails the run with a clear message and exit 1; a held lock names its holder")
+    @Test("a wrong passphrase fails the run with a clear message and exit 1; an unknown job is exit 2")
     func wrongPassphrase() throws {
         let dir = try Self.demo(); defer { dir.cleanup() }
         #expect(try run(["backup"], dir).status == 0)

@@ -1,0 +1,81 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Notifies a failed run's `monitoring.alert_on_failure` URIs (runs.md). A failing alert is
+/// logged and audited, and never changes the run's own status.
+public enum Alerts {
+    /// The JSON every alert carries.
+    public static func payload(_ r: RunRecord) -> Data {
+        var body: [String: Any] = [
+            "event": "drplan.run.\(r.status.rawValue)", "run": r.id, "kind": r.kind.rawValue, "engine": r.engine,
+            "status": r.status.rawValue, "host": r.host, "started_at": EvidenceStore.iso(r.startedAt),
+        ]
+        if let v = r.job { body["job"] = v }
+        if let v = r.restoreTest { body["restore_test"] = v }
+        if let v = r.storage { body["storage"] = v }
+        if let v = r.error { body["error"] = v }
+        if let v = r.finishedAt { body["finished_at"] = EvidenceStore.iso(v) }
+        return (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()
+    }
+
+    /// Sends one alert per URI; returns a problem sentence for each that failed.
+    public static func send(_ run: RunRecord, to uris: [String], baseDirectory: String, timeout: TimeInterval = 10) -> [String] {
+        let body = payload(run)
+        var problems: [String] = []
+        for uri in uris {
+            if let problem = deliver(body, to: uri, baseDirectory: baseDirectory, timeout: timeout) { problems.append("alert to \(uri) failed: \(problem)") }
+        }
+        return problems
+    }
+
+    static func deliver(_ body: Data, to uri: String, baseDirectory: String, timeout: TimeInterval) -> String? {
+        if uri.hasPrefix("file:") {
+            let raw = String(uri.dropFirst(5))
+            let path = raw.hasPrefix("/") ? raw : baseDirectory + "/" + raw
+            if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+            guard let h = FileHandle(forWritingAtPath: path) else { return "cannot open \(path) for appending" }
+            defer { try? h.close() }
+            do {
+                try h.seekToEnd()
+                try h.write(contentsOf: body + Data("\n".utf8))
+            } catch { return "cannot append to \(path): \(error.localizedDescription)" }
+            return nil
+        }
+        if uri.hasPrefix("exec:") {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", String(uri.dropFirst(5))]
+            p.currentDirectoryURL = URL(fileURLWithPath: baseDirectory)
+            let input = Pipe()
+            p.standardInput = input
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            do { try p.run() } catch { return "cannot run the command: \(error.localizedDescription)" }
+            input.fileHandleForWriting.write(body)
+            try? input.fileHandleForWriting.close()
+            p.waitUntilExit()
+            return p.terminationStatus == 0 ? nil : "the command exited with status \(p.terminationStatus)"
+        }
+        if uri.hasPrefix("https://") || uri.hasPrefix("http://") {
+            guard let url = URL(string: uri) else { return "not a valid URL" }
+            var request = URLRequest(url: url, timeoutInterval: timeout)
+            request.httpMethod = "POST"
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.httpBody = body
+            let box = ResultBox()
+            let done = DispatchSemaphore(value: 0)
+            URLSession.shared.dataTask(with: request) { _, response, error in
+                if let error { box.problem = error.localizedDescription }
+                else if let http = response as? HTTPURLResponse, !(200..<300).contains(http.statusCode) { box.problem = "HTTP status \(http.statusCode)" }
+                done.signal()
+            }.resume()
+            if done.wait(timeout: .now() + timeout + 1) == .timedOut { return "no answer within \(Int(timeout))s" }
+            return box.problem
+        }
+        return "drplan sends alerts to https://, http://, file: and exec: URIs; for e-mail, use an exec: hook that calls your mailer"
+    }
+
+    final class ResultBox: @unchecked Sendable { var problem: String? }
+}

@@ -76,6 +76,42 @@ public struct Runner {
         return records
     }
 
+    /// Applies each job's retention to what drplan's engine stored, then removes unreferenced
+    /// objects. Jobs without `retention` keep everything.
+    public func prune(jobs names: [String], grace: TimeInterval = 3600) throws(EvidenceError) -> [RunRecord] {
+        let jobs = names.isEmpty ? inventory.jobs : names.compactMap { n in inventory.jobs.first { $0.id == n } }
+        var records: [RunRecord] = []
+        for job in jobs {
+            guard let policy = job.retention else { continue }
+            for s in job.targets.compactMap({ t in inventory.storage.first { $0.id == t && $0.path != nil } }) {
+                var run = try store.begin(RunRecord(kind: .prune, job: job.id, engine: job.engine.rawValue, storage: s.id))
+                do throws(RepositoryError) {
+                    guard let engine = try engine(for: job, storage: s) as? BuiltinEngine else { throw RepositoryError(.io, "only the builtin engine prunes") }
+                    var forget = Set<String>()
+                    for a in job.assets {
+                        let snaps = try engine.snapshots(tag: job.id).filter { $0.tags.contains(a) }.map { (id: $0.id, time: $0.time) }
+                        let keep = Retention.keep(snaps, policy: policy)
+                        forget.formUnion(snaps.map(\.id).filter { !keep.contains($0) })
+                    }
+                    try engine.repository.forget(forget)
+                    let gc = try engine.repository.collectGarbage(grace: grace)
+                    run.files = Int64(forget.count)
+                    run.bytesWritten = -gc.bytes
+                    run.output = "forgot \(forget.count) snapshot(s), removed \(gc.objects) object(s), \(gc.bytes) bytes"
+                    run.status = .success
+                    log("prune \(job.id) on \(s.id): \(run.output ?? "")")
+                } catch {
+                    run.status = .failed
+                    run.error = error.message
+                    log("prune \(job.id) on \(s.id): FAILED: \(error.message)")
+                }
+                try store.finish(run)
+                records.append(run)
+            }
+        }
+        return records
+    }
+
     /// Alerts on a failed run; alert failures are logged and audited, never fatal.
     func alert(_ run: RunRecord, _ job: Job) {
         guard run.status != .success, !job.monitoring.alertOnFailure.isEmpty else { return }

@@ -34,6 +34,8 @@ struct RunsCLITests {
         #expect(runs.last?["verified_files"] as? Int == 3)
         let after = try run(["check"], dir)
         #expect(after.status == 0 && !after.stdout.contains("DR502"))
+        let prune = try run(["prune"], dir)
+        #expect(prune.status == 0 && prune.stderr.contains("forgot 0 snapshot(s)"))
         let facts = try run(["facts"], dir)
         #expect(facts.stdout.contains("\"last_success_source\": \"measured\""))
 

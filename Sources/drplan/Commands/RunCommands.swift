@@ -239,3 +239,35 @@ struct RestoreCommand: ParsableCommand {
         if damaged > 0 { throw CommandFailure(status: .findings) }
     }
 }
+
+struct PruneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Apply jobs' retention (keep_* rules) to what drplan's engine stored, then free unreferenced data.",
+        discussion: """
+            Example:
+              drplan prune -i samples/demo/drplan.yaml
+
+            restic's semantics: a snapshot stays when any keep_* rule keeps it; keep_within is measured from the newest snapshot. Data stored in the last hour is never removed, so a backup running at the same time is safe. Jobs without retention keep everything.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "Jobs to prune (default: all with a retention).")
+    var jobs: [String] = []
+
+    func run() throws {
+        global.apply()
+        let inventory = try global.loadInventory()
+        try checkNames(jobs, among: inventory.jobs.map(\.id), what: "job")
+        var runner = Runner(inventory: inventory, baseDirectory: global.baseDirectory, store: try global.openStore())
+        let quiet = global.quiet
+        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
+        let records: [RunRecord]
+        do { records = try runner.prune(jobs: jobs) } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+        if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
+    }
+}

@@ -1,0 +1,82 @@
+import CEL
+import DRInventory
+import Foundation
+
+/// restic's `forget --keep-*` semantics: a snapshot is kept when any rule keeps it.
+/// - keep_last N: the N newest snapshots;
+/// - keep_hourly/daily/weekly/monthly/yearly N: the newest snapshot in each of the N most
+///   recent hours/days/ISO weeks/months/years that have a snapshot (UTC);
+/// - keep_within D: every snapshot taken within D of the *newest* snapshot, so a backup that
+///   stopped running never lets pruning delete everything.
+public enum Retention {
+    public static func keep(_ snapshots: [(id: String, time: Int64)], policy r: JobRetention) -> Set<String> {
+        let sorted = snapshots.sorted { ($0.time, $0.id) > ($1.time, $1.id) }
+        guard let newest = sorted.first else { return [] }
+        var keep = Set<String>()
+        if let n = r.keepLast { for s in sorted.prefix(n) { keep.insert(s.id) } }
+        if let w = r.keepWithin { for s in sorted where newest.time - s.time <= w.seconds { keep.insert(s.id) } }
+        let rules: [(Int?, (Int64) -> String)] = [
+            (r.keepHourly, { bucket($0, "hour") }), (r.keepDaily, { bucket($0, "day") }), (r.keepWeekly, { bucket($0, "week") }),
+            (r.keepMonthly, { bucket($0, "month") }), (r.keepYearly, { bucket($0, "year") }),
+        ]
+        for (count, key) in rules {
+            guard var left = count, left > 0 else { continue }
+            var last: String? = nil
+            for s in sorted {
+                let k = key(s.time)
+                if k == last { continue }
+                last = k
+                keep.insert(s.id)
+                left -= 1
+                if left == 0 { break }
+            }
+        }
+        return keep
+    }
+
+    static func bucket(_ t: Int64, _ unit: String) -> String {
+        let day = Civil.floorDiv(Int(t), 86_400)
+        let (y, m, d) = Civil.date(days: day)
+        switch unit {
+        case "hour": return "\(y)-\(m)-\(d)-\((Int(t) - day * 86_400) / 3600)"
+        case "day": return "\(y)-\(m)-\(d)"
+        case "week":
+            let isoWeekday = (Civil.weekday(days: day) + 6) % 7 + 1
+            let thursday = day - isoWeekday + 4
+            let isoYear = Civil.date(days: thursday).year
+            return "\(isoYear)-W\((thursday - Civil.days(year: isoYear, month: 1, day: 1)) / 7 + 1)"
+        case "month": return "\(y)-\(m)"
+        default: return "\(y)"
+        }
+    }
+}
+
+extension BuiltinRepository {
+    /// Removes snapshots (their manifests only; objects go in `collectGarbage`).
+    public func forget(_ ids: Set<String>) throws(RepositoryError) {
+        for id in ids where id.allSatisfy(\.isHexDigit) {
+            let url = root.appendingPathComponent("snapshots").appendingPathComponent(id)
+            if unlink(url.path) != 0 && errno != ENOENT { throw RepositoryError(.io, "cannot remove snapshot \(id): \(String(cString: strerror(errno)))") }
+        }
+    }
+
+    /// Deletes objects no snapshot references. Objects younger than `grace` are spared: a
+    /// backup running at the same time may have stored them but not yet written its snapshot.
+    public func collectGarbage(grace: TimeInterval = 3600) throws(RepositoryError) -> (objects: Int, bytes: Int64) {
+        var referenced = Set<String>()
+        for s in try snapshots() { for e in s.entries { for c in e.chunks ?? [] { referenced.insert(c) } } }
+        let data = root.appendingPathComponent("data").path
+        let cutoff = Date().addingTimeInterval(-grace)
+        var removed = 0, bytes: Int64 = 0
+        for dir in (try? FileManager.default.contentsOfDirectory(atPath: data)) ?? [] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: data + "/" + dir)) ?? [] where !name.hasPrefix(".") && !referenced.contains(name) {
+                let path = data + "/" + dir + "/" + name
+                let attrs = try? FileManager.default.attributesOfItem(atPath: path)
+                if let m = attrs?[.modificationDate] as? Date, m > cutoff { continue }
+                let size = (attrs?[.size] as? NSNumber)?.int64Value ?? 0
+                if unlink(path) == 0 { removed += 1; bytes += size }
+            }
+        }
+        return (removed, bytes)
+    }
+}

@@ -1,0 +1,71 @@
+import CEL
+import DRInventory
+import Foundation
+import Testing
+import TestSupport
+@testable import DRRuns
+
+@Suite("Retention and pruning")
+struct RetentionTests {
+    static let day: Int64 = 86_400
+    /// 2026-03-01T12:00Z, a Sunday.
+    static let start = Int64(Civil.days(year: 2026, month: 3, day: 1)) * 86_400 + 12 * 3600
+
+    /// One snapshot a day for `days` days, plus a second one on the newest day.
+    static func daily(_ days: Int) -> [(id: String, time: Int64)] {
+        (0..<days).map { (id: "d\($0)", time: start + Int64($0) * day) } + [(id: "d\(days - 1)b", time: start + Int64(days - 1) * day + 3600)]
+    }
+
+    func policy(_ f: (inout JobRetention) -> Void) -> JobRetention { var r = JobRetention(); f(&r); return r }
+
+    @Test("keep_last, keep_daily and keep_within, as restic counts them")
+    func basic() {
+        let snaps = Self.daily(40)
+        #expect(Retention.keep(snaps, policy: policy { $0.keepLast = 3 }) == ["d39b", "d39", "d38"])
+        // The newest snapshot of each of the 7 newest days.
+        #expect(Retention.keep(snaps, policy: policy { $0.keepDaily = 7 }) == ["d39b", "d38", "d37", "d36", "d35", "d34", "d33"])
+        // Within 2 days of the newest snapshot (d39b at day 39 + 1h), not of now.
+        #expect(Retention.keep(snaps, policy: policy { $0.keepWithin = TimeSpan(seconds: 2 * Self.day) }) == ["d39b", "d39", "d38"])
+        #expect(Retention.keep([], policy: policy { $0.keepLast = 3 }).isEmpty)
+        #expect(Retention.keep(snaps, policy: JobRetention()).isEmpty)
+    }
+
+    @Test("weekly buckets are ISO weeks, monthly and yearly are calendar months and years")
+    func buckets() {
+        let snaps = Self.daily(40)   // 2026-03-01 (Sunday) … 2026-04-09
+        // ISO weeks end on Sundays: the newest snapshot of each of the 4 newest weeks.
+        #expect(Retention.keep(snaps, policy: policy { $0.keepWeekly = 4 }) == ["d39b", "d35", "d28", "d21"])
+        #expect(Retention.keep(snaps, policy: policy { $0.keepMonthly = 12 }) == ["d39b", "d30"])   // April, and March 31
+        #expect(Retention.keep(snaps, policy: policy { $0.keepYearly = 5 }) == ["d39b"])
+        #expect(Retention.bucket(Int64(Civil.days(year: 2027, month: 1, day: 1)) * 86_400, "week") == "2026-W53")   // a Friday in 2026's week 53
+        #expect(Retention.bucket(Int64(Civil.days(year: 2024, month: 12, day: 30)) * 86_400, "week") == "2025-W1")
+    }
+
+    @Test("rules combine: a snapshot any rule keeps stays")
+    func combined() {
+        let snaps = Self.daily(40)
+        let kept = Retention.keep(snaps, policy: policy { $0.keepLast = 2; $0.keepWeekly = 2 })
+        #expect(kept == ["d39b", "d39", "d35"])
+    }
+
+    @Test("prune forgets old snapshots and frees their data; the kept snapshot still restores")
+    func pruneFrees() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let repo = try BuiltinRepository.initialize(at: URL(fileURLWithPath: dir.path + "/repo"), passphrase: nil)
+        var ids: [String] = []
+        for i in 0..<3 {
+            try dir.write("src/data.bin", Data(repeating: UInt8(i), count: 300_000))
+            ids.append(try repo.backup(paths: [dir.path + "/src"], tags: ["job", "asset"]).snapshot)
+        }
+        let keep = Retention.keep(try repo.snapshots().map { (id: $0.id, time: $0.time) }, policy: policy { $0.keepLast = 1 })
+        #expect(keep.count == 1)
+        try repo.forget(Set(ids).subtracting(keep))
+        #expect(try repo.snapshots().map(\.id) == Array(keep))
+        let young = try repo.collectGarbage(grace: 3600)
+        #expect(young.objects == 0)   // everything was stored within the grace period
+        let gc = try repo.collectGarbage(grace: 0)
+        #expect(gc.objects == 2 && gc.bytes >= 600_000)
+        let report = try repo.restore(try #require(keep.first), to: URL(fileURLWithPath: dir.path + "/out"))
+        #expect(report.damaged.isEmpty && report.files == 1)
+    }
+}

@@ -221,6 +221,17 @@ public final class EvidenceStore: @unchecked Sendable {
         }
     }
 
+    /// Audit entries in a period, oldest first, with their hashes, for evidence bundles.
+    public func auditEntries(from: Date, to: Date) throws(EvidenceError) -> [[String: String]] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT seq, at, event, detail, prev_hash, hash FROM audit WHERE at >= ? AND at <= ? ORDER BY seq",
+                             arguments: [Self.iso(from), Self.iso(to)]).map { row in
+                let seq: Int64 = row["seq"]
+                return ["seq": String(seq), "at": row["at"], "event": row["event"], "detail": row["detail"], "prev_hash": row["prev_hash"], "hash": row["hash"]]
+            }
+        }
+    }
+
     /// Recorded runs, oldest first, optionally for one job and since an instant.
     public func runs(job: String? = nil, since: Date? = nil) throws(EvidenceError) -> [RunRecord] {
         try read { db in

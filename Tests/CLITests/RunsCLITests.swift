@@ -57,6 +57,24 @@ struct RunsCLITests {
         #expect(gate.status == 1)
         #expect(gate.stdout.contains("DR503 restore-test-passed  restore_test documents-full"))
         #expect(try run(["evidence", "verify"], dir).status == 0)
+
+        // The evidence bundle for the period: reports, runs, inventory, audit log, manifest.
+        let zip = dir.path + "/evidence.zip"
+        let export = try run(["evidence", "export", "--from", "2026-01-01", "--to", "2030-01-01", "-o", zip], dir)
+        #expect(export.status == 0, "\(export.stderr)")
+        #expect(try CLITests.run(["evidence", "verify", zip]).status == 0)
+        let listing = try Tools.run("unzip", ["-l", zip])
+        for name in ["report.json", "report.html", "runs.json", "runs.csv", "restore-tests.csv", "audit-log.json", "inventory/1-drplan.yaml", "MANIFEST.sha256"] {
+            #expect(listing.stdout.contains(name), "\(name) missing from the bundle")
+        }
+        // sha256sum -c agrees with the manifest, and a changed file is caught.
+        let unpacked = dir.path + "/unpacked"
+        _ = try Tools.run("unzip", ["-q", zip, "-d", unpacked])
+        #expect(try Tools.run("sha256sum", ["-c", "--quiet", "MANIFEST.sha256"], cwd: unpacked).status == 0)
+        try "forged".write(toFile: unpacked + "/runs.csv", atomically: true, encoding: .utf8)
+        _ = try Tools.run("sh", ["-c", "cd \(unpacked) && rm -f ../forged.zip && zip -q -r ../forged.zip ."])
+        let forged = try CLITests.run(["evidence", "verify", dir.path + "/forged.zip"])
+        #expect(forged.status == 1 && forged.stderr.contains("runs.csv does not match its SHA-256"))
     }
 
     @Test("a backup killed with SIGKILL leaves earlier snapshots restorable and is recorded as interrupted")

@@ -1,6 +1,9 @@
 import ArgumentParser
 import CEL
+import DRFacts
 import DRInventory
+import DRPolicy
+import DRReports
 import DRRuns
 import Foundation
 
@@ -159,24 +162,39 @@ struct EvidenceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evidence",
         abstract: "Work with the evidence store.",
-        subcommands: [EvidenceVerifyCommand.self])
+        subcommands: [EvidenceExportCommand.self, EvidenceVerifyCommand.self])
 }
 
 struct EvidenceVerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check the evidence store's audit log: every entry intact and in its place.",
+        abstract: "Check the evidence store's audit log, or an evidence bundle against its manifest.",
         discussion: """
             Example:
               drplan evidence verify -i samples/demo/drplan.yaml
+              drplan evidence verify evidence-2026-q4.zip
 
-            Exit status 0 when the hash chain is intact, 1 when an entry was edited or deleted, 3 when the store cannot be read.
+            Exit status 0 when everything is intact, 1 when an entry or file was edited, deleted or added, 3 when it cannot be read.
             """)
 
     @OptionGroup var global: GlobalOptions
 
+    @Argument(help: "An evidence bundle to check (default: the store's audit log).")
+    var bundle: String?
+
     func run() throws {
         global.apply()
+        if let bundle {
+            let problems: [String]
+            do { problems = try EvidenceBundle.verify(URL(fileURLWithPath: bundle)) } catch {
+                Console.error("drplan: error: \(error.message)")
+                throw CommandFailure(status: .environment)
+            }
+            for p in problems { Console.error("drplan: \(bundle): \(p)") }
+            if !problems.isEmpty { throw CommandFailure(status: .findings) }
+            if !global.quiet { Console.out("ok: every file of \(bundle) matches its manifest") }
+            return
+        }
         guard FileManager.default.fileExists(atPath: global.evidencePath) else {
             Console.error("drplan: error: no evidence store at \(global.evidencePath); record runs with 'drplan backup' first, or pass --evidence")
             throw CommandFailure(status: .environment)
@@ -269,5 +287,101 @@ struct PruneCommand: ParsableCommand {
             throw CommandFailure(status: .environment)
         }
         if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
+    }
+}
+
+struct EvidenceExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write an evidence bundle for an audit period: reports, runs, inventory, audit log, manifest.",
+        discussion: """
+            Example:
+              drplan evidence export -i samples/demo/drplan.yaml --from 2026-10-01 --to 2026-12-31 -o evidence.zip
+
+            The bundle holds the HTML and JSON reports as of --to (from the evidence recorded by then), the runs of the period (CSV and JSON), the inventory files, the audit-log entries of the period, and MANIFEST.sha256 with every file's SHA-256. Check it with 'drplan evidence verify FILE.zip' or 'sha256sum -c'.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .long, help: ArgumentHelp("Start of the period.", valueName: "timestamp"))
+    var from: String
+
+    @Option(name: .long, help: ArgumentHelp("End of the period; the reports are as of this instant.", valueName: "timestamp"))
+    var to: String
+
+    @Option(name: .long, help: ArgumentHelp("Limit findings and control matrices to a framework (repeatable).", valueName: "name"))
+    var framework: [String] = []
+
+    @Option(name: .short, help: ArgumentHelp("The zip file to write.", valueName: "file"))
+    var output: String
+
+    func validate() throws {
+        for (flag, v) in [("--from", from), ("--to", to)] {
+            do { _ = try Timestamp.parse(v) } catch { throw ValidationError("invalid \(flag) '\(v)': \(error.reason)") }
+        }
+        for f in framework where Framework(rawValue: f) == nil { throw ValidationError("invalid --framework '\(f)'") }
+    }
+
+    func run() throws {
+        global.apply()
+        guard let start = try? Timestamp.parse(from), var end = try? Timestamp.parse(to) else { throw CommandFailure(status: .badInput) }
+        if to.count == 10 { end = end.adding(seconds: 86_399) }   // a date means the whole day
+        let inventory = try global.loadInventory()
+        let policies = try Loaders.policies([], quiet: global.quiet)
+        let (startDate, endDate) = (Date(timeIntervalSince1970: TimeInterval(start.seconds)), Date(timeIntervalSince1970: TimeInterval(end.seconds)))
+        var runs: [RunRecord] = []
+        var audit: [[String: String]] = []
+        if FileManager.default.fileExists(atPath: global.evidencePath) {
+            do {
+                let store = try EvidenceStore(path: global.evidencePath, create: false)
+                runs = try store.runs().filter { $0.startedAt <= endDate }
+                audit = try store.auditEntries(from: startDate, to: endDate)
+            } catch {
+                Console.error("drplan: error: \(error.message)")
+                throw CommandFailure(status: .environment)
+            }
+        }
+        var options = CheckOptions()
+        options.frameworks = framework
+        let result: CheckResult
+        do { result = try Check.run(inventory: inventory, policies: policies, now: end, measured: MeasuredEvidence(runs: runs), options: options) } catch {
+            Console.error(error.description)
+            throw CommandFailure(status: .badInput)
+        }
+        let context = ReportContext(toolVersion: Drplan.version, generatedAt: GlobalOptions.wallClock())
+        let inPeriod = runs.filter { $0.startedAt >= startDate }
+        var files: [(name: String, data: Data)] = [
+            ("report.json", Data(try Loaders.render(JSONFormat.self, result, context).utf8)),
+            ("report.html", Data(try Loaders.render(HTMLFormat.self, result, context).utf8)),
+            ("runs.json", Data(Self.runsJSON(inPeriod).utf8)),
+            ("runs.csv", Data(Self.csv(inPeriod).utf8)),
+            ("restore-tests.csv", Data(Self.csv(inPeriod.filter { $0.kind == .restoreTest }).utf8)),
+            ("audit-log.json", (try? JSONSerialization.data(withJSONObject: audit, options: [.prettyPrinted, .sortedKeys])) ?? Data()),
+        ]
+        for (i, f) in inventory.files.enumerated() { files.append(("inventory/\(i + 1)-\((f.path as NSString).lastPathComponent)", Data(f.bytes))) }
+        do { try EvidenceBundle.write(files, to: URL(fileURLWithPath: output), modified: endDate) } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .badInput)
+        }
+        if !global.quiet { Console.out("wrote \(output): \(files.count + 1) files, \(inPeriod.count) runs, \(audit.count) audit entries") }
+    }
+
+    static let columns = ["id", "kind", "job", "restore_test", "engine", "storage", "host", "started_at", "finished_at", "status",
+                          "bytes_read", "bytes_written", "files", "snapshot", "verified_files", "verified_bytes", "error"]
+
+    static func fields(_ r: RunRecord) -> [String] {
+        [r.id, r.kind.rawValue, r.job ?? "", r.restoreTest ?? "", r.engine, r.storage ?? "", r.host,
+         Timestamp(r.startedAt).description, r.finishedAt.map { Timestamp($0).description } ?? "", r.status.rawValue,
+         String(r.bytesRead), String(r.bytesWritten), String(r.files), r.snapshot ?? "", String(r.verifiedFiles), String(r.verifiedBytes), r.error ?? ""]
+    }
+
+    /// RFC 4180: every field quoted, quotes doubled.
+    static func csv(_ runs: [RunRecord]) -> String {
+        let quote: (String) -> String = { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+        return ([columns] + runs.map(fields)).map { $0.map(quote).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+    }
+
+    static func runsJSON(_ runs: [RunRecord]) -> String {
+        JSONWriter().string(.object([("runs", .list(runs.map { r in .object(zip(columns, fields(r)).map { ($0, Value.string($1)) }) }))])) + "\n"
     }
 }

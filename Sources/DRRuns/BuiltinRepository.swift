@@ -8,7 +8,7 @@ import Glibc
 /// Why a repository operation failed. `permanent` errors will fail again on retry (wrong
 /// passphrase, corrupt data, unsafe paths); the others (I/O) may not.
 public struct RepositoryError: Error, Sendable, CustomStringConvertible, Equatable {
-    public enum Kind: Sendable, Equatable { case notARepository, alreadyExists, wrongPassphrase, passphraseRequired, corrupt, unsafePath, targetNotEmpty, io }
+    public enum Kind: Sendable, Equatable { case notARepository, alreadyExists, wrongPassphrase, passphraseRequired, corrupt, unsafePath, targetNotEmpty, missingTool, io }
     public var kind: Kind
     public var message: String
     public var permanent: Bool { kind != .io }

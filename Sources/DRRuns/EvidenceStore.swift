@@ -29,6 +29,8 @@ public struct RunRecord: Sendable, Equatable {
     public var error: String?
     /// A bounded excerpt of the engine's output.
     public var output: String?
+    /// The run failed because an engine's program is not installed (not stored; exit status 3).
+    public var missingTool = false
 
     public init(id: String = UUID().uuidString.lowercased(), kind: Kind, job: String?, restoreTest: String? = nil, engine: String, storage: String?,
                 host: String = ProcessInfo.processInfo.hostName, pid: Int32 = getpid(), startedAt: Date = Date(), status: Status = .running) {

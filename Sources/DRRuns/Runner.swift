@@ -21,10 +21,13 @@ public struct Runner {
 
     /// The builtin repository of a storage target: `<path>/drplan-repository`.
     func engine(for job: Job, storage s: Storage) throws(RepositoryError) -> any BackupEngine {
-        guard job.engine == .builtin else {
-            throw RepositoryError(.io, "the \(job.engine.rawValue) engine is not available in this drplan yet; use 'engine: builtin' for job '\(job.id)'")
-        }
         guard let path = s.path else { throw RepositoryError(.io, "storage '\(s.id)' has no 'path' for drplan to write into") }
+        if job.engine == .rsync {
+            return try RsyncEngine(root: URL(fileURLWithPath: resolve(path)).appendingPathComponent("drplan-rsync").appendingPathComponent(job.id))
+        }
+        guard job.engine == .builtin else {
+            throw RepositoryError(.io, "the \(job.engine.rawValue) engine is not available in this drplan yet; use 'engine: builtin' or 'engine: rsync' for job '\(job.id)'")
+        }
         let passphraseRef = job.encryption.passphrase ?? s.encryption.passphrase
         if passphraseRef == nil && (job.encryption.atRest) {
             throw RepositoryError(.passphraseRequired, "job '\(job.id)' asks for encryption at rest but names no 'encryption.passphrase' secret")
@@ -66,6 +69,7 @@ public struct Runner {
                 } catch {
                     run.status = .failed
                     run.error = error.message
+                    run.missingTool = error.kind == .missingTool
                     log("backup \(job.id) → \(target): FAILED: \(error.message)")
                 }
                 try store.finish(run)
@@ -173,7 +177,22 @@ public struct Runner {
                 let engine = try engine(for: job, storage: s)
                 let wanted = test.asset.map { [$0] } ?? job.assets
                 var damaged: [String: String] = [:]
-                for a in wanted {
+                if let mirror = engine as? RsyncEngine {
+                    // A mirror's test compares it with the source, file by file (runs.md).
+                    for a in wanted {
+                        guard case .paths(let paths, let exclude)? = inventory.assets.first(where: { $0.id == a })?.source, paths.count == 1 else {
+                            throw RepositoryError(.io, "asset '\(a)' needs one 'source: {path: …}' for an rsync restore test")
+                        }
+                        let (source, _, _) = try RsyncEngine.digests(resolve(paths[0]))
+                        let (copy, bytes, _) = try RsyncEngine.digests(mirror.root.appendingPathComponent(a).path)
+                        for (p, d) in source where copy[p] != d && !BuiltinRepository.excluded(p, exclude) {
+                            damaged["\(a)/\(p)"] = copy[p] == nil ? "missing from the mirror" : "differs from the source"
+                        }
+                        run.verifiedFiles += Int64(copy.count); run.verifiedBytes += bytes; run.files += Int64(source.count)
+                        run.snapshot = "mirror-\(a)"
+                    }
+                }
+                for a in wanted where !(engine is RsyncEngine) {
                     guard let snap = try engine.snapshots(tag: job.id).filter({ $0.tags.contains(a) }).last else {
                         throw RepositoryError(.corrupt, "job '\(job.id)' has no snapshot of '\(a)' on '\(s.id)' yet; run 'drplan backup \(job.id)' first")
                     }
@@ -192,6 +211,7 @@ public struct Runner {
             } catch {
                 run.status = .failed
                 run.error = error.message
+                run.missingTool = error.kind == .missingTool
             }
             if !keep { try? FileManager.default.removeItem(at: scratch) }
             try store.finish(run)

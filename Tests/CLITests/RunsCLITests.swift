@@ -131,4 +131,14 @@ struct RunsCLITests {
         #expect(!FileManager.default.fileExists(atPath: NSTemporaryDirectory() + "drplan-restore-test-documents-full"))
         #expect(try run(["backup", "no-such-job"], dir).status == 2)
     }
+
+    @Test("a missing engine binary is exit 3, naming the package to install")
+    func missingBinary() throws {
+        let dir = try Self.demo(); defer { dir.cleanup() }
+        let yaml = try String(contentsOfFile: dir.path + "/demo/drplan.yaml", encoding: .utf8)
+        try yaml.replacingOccurrences(of: "    type: incremental\n", with: "    type: mirror\n    engine: rsync\n").write(toFile: dir.path + "/demo/drplan.yaml", atomically: true, encoding: .utf8)
+        let r = try CLITests.run(["backup", "-i", dir.path + "/demo/drplan.yaml"], cwd: dir.path, env: ["PATH": "/nonexistent"])
+        #expect(r.status == 3)
+        #expect(r.stderr.contains("install the Debian package 'rsync'"))
+    }
 }

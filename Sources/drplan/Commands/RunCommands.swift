@@ -44,6 +44,7 @@ struct BackupCommand: ParsableCommand {
             throw CommandFailure(status: .environment)
         }
         if records.isEmpty, !quiet { Console.error("drplan: no job has both a source and a target with a path; nothing to back up") }
+        if records.contains(where: \.missingTool) { throw CommandFailure(status: .environment) }
         if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
     }
 }
@@ -92,6 +93,7 @@ struct RestoreTestCommand: ParsableCommand {
             throw CommandFailure(status: .environment)
         }
         for (_, kept) in results { if let kept { Console.out(kept) } }
+        if results.contains(where: { $0.0.missingTool }) { throw CommandFailure(status: .environment) }
         if results.contains(where: { $0.0.status != .success }) { throw CommandFailure(status: .findings) }
     }
 }

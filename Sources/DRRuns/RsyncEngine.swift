@@ -1,0 +1,113 @@
+import Crypto
+import Foundation
+
+/// The rsync engine: `rsync -a --delete` mirrors each asset into `<storage path>/drplan-rsync/<job>/<asset>`.
+/// A mirror keeps no history (the `mirror` job type): its one "snapshot" is its current state.
+public struct RsyncEngine: BackupEngine {
+    public let root: URL
+    public let binary: String
+    public var name: String { "rsync" }
+
+    /// Finds `rsync` on PATH; its absence is a permanent error naming the package to install.
+    public static func locate() throws(RepositoryError) -> String {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/rsync"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw RepositoryError(.missingTool, "rsync is not installed; install the Debian package 'rsync' (apt-get install rsync)")
+    }
+
+    public init(root: URL) throws(RepositoryError) {
+        self.root = root
+        binary = try Self.locate()
+    }
+
+    func run(_ args: [String]) throws(RepositoryError) -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        do { try p.run() } catch { throw RepositoryError(.io, "cannot run rsync: \(error)") }
+        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw RepositoryError(.io, "rsync exited with status \(p.terminationStatus): \(e.suffix(500))") }
+        return o
+    }
+
+    static func number(after label: String, in stats: String) -> Int64 {
+        guard let line = stats.split(separator: "\n").first(where: { $0.contains(label) }) else { return 0 }
+        return Int64(line.split(separator: ":").last.map { $0.filter(\.isNumber) } ?? "") ?? 0
+    }
+
+    public func backup(paths: [String], exclude: [String], tags: [String]) throws(RepositoryError) -> EngineBackup {
+        let asset = tags.last ?? "data"
+        let dest = root.appendingPathComponent(asset)
+        do { try FileManager.default.createDirectory(at: dest, withIntermediateDirectories: true) } catch {
+            throw RepositoryError(.io, "cannot create \(dest.path): \(error.localizedDescription)")
+        }
+        var read: Int64 = 0, written: Int64 = 0, files: Int64 = 0
+        for p in paths {
+            // One path mirrors into the asset's folder itself; several get a folder each.
+            let target = paths.count == 1 ? dest.path + "/" : dest.path + "/" + (p as NSString).lastPathComponent + "/"
+            let stats = try run(["-a", "--delete", "--stats"] + exclude.map { "--exclude=\($0)" } + [p.hasSuffix("/") ? p : p + "/", target])
+            read += Self.number(after: "Total file size", in: stats)
+            written += Self.number(after: "Total transferred file size", in: stats)
+            files += Self.number(after: "Number of regular files transferred", in: stats)
+        }
+        return EngineBackup(snapshot: "mirror-\(asset)", files: Int(files), bytesRead: read, bytesWritten: written)
+    }
+
+    public func snapshots(tag: String?) throws(RepositoryError) -> [(id: String, time: Int64, tags: [String])] {
+        let job = root.lastPathComponent
+        guard tag == nil || tag == job else { return [] }
+        let assets = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        return assets.sorted().map { a in
+            let mtime = ((try? FileManager.default.attributesOfItem(atPath: root.appendingPathComponent(a).path))?[.modificationDate] as? Date) ?? Date()
+            return ("mirror-\(a)", Int64(mtime.timeIntervalSince1970), [job, a])
+        }
+    }
+
+    public func restore(snapshot: String, to target: URL, force: Bool, select: (([String]) -> Set<String>)?) throws(RepositoryError) -> EngineRestore {
+        let mirror = root.appendingPathComponent(String(snapshot.dropFirst("mirror-".count)))
+        let (files, _, _) = try Self.digests(mirror.path)
+        if !force, let items = try? FileManager.default.contentsOfDirectory(atPath: target.path), !items.isEmpty {
+            throw RepositoryError(.targetNotEmpty, "\(target.path) is not empty; restore into an empty or new directory")
+        }
+        let chosen = select?(files.keys.sorted())
+        var args = ["-a"]
+        if let chosen {
+            let list = target.deletingLastPathComponent().appendingPathComponent(".drplan-files-\(UUID().uuidString)")
+            try? chosen.sorted().joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: list) }
+            args += ["--files-from=\(list.path)"]
+            _ = try run(args + [mirror.path + "/", target.path + "/"])
+        } else {
+            _ = try run(args + [mirror.path + "/", target.path + "/"])
+        }
+        let (restored, restoredBytes, _) = try Self.digests(target.path)
+        var damaged: [String: String] = [:]
+        for (path, digest) in files where (chosen?.contains(path) ?? true) && restored[path] != digest {
+            damaged[path] = restored[path] == nil ? "missing after the restore" : "content differs from the mirror"
+        }
+        return EngineRestore(files: restored.count - damaged.count, bytes: restoredBytes, damaged: damaged)
+    }
+
+    /// SHA-256 of every regular file under `root`, by relative path.
+    public static func digests(_ root: String) throws(RepositoryError) -> (files: [String: String], bytes: Int64, count: Int) {
+        var out: [String: String] = [:], bytes: Int64 = 0
+        let all = (FileManager.default.enumerator(atPath: root)?.allObjects as? [String]) ?? []
+        for rel in all {
+            let full = root + "/" + rel
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: full, isDirectory: &isDir), !isDir.boolValue,
+                  (try? FileManager.default.destinationOfSymbolicLink(atPath: full)) == nil,
+                  let data = FileManager.default.contents(atPath: full) else { continue }
+            out[rel] = hex(SHA256.hash(data: data))
+            bytes += Int64(data.count)
+        }
+        return (out, bytes, out.count)
+    }
+}

@@ -53,8 +53,11 @@ public enum Alerts {
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
             do { try p.run() } catch { return "cannot run the command: \(error.localizedDescription)" }
-            input.fileHandleForWriting.write(body)
+            // A hook may exit without reading its input: that must not kill drplan with SIGPIPE.
+            let previous = signal(SIGPIPE, SIG_IGN)
+            try? input.fileHandleForWriting.write(contentsOf: body)
             try? input.fileHandleForWriting.close()
+            signal(SIGPIPE, previous)
             p.waitUntilExit()
             return p.terminationStatus == 0 ? nil : "the command exited with status \(p.terminationStatus)"
         }

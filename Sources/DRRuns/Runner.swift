@@ -42,7 +42,11 @@ public struct Runner {
         let assets = Dictionary(inventory.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let storage = Dictionary(inventory.storage.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let jobs = names.isEmpty
-            ? inventory.jobs.filter { j in j.assets.contains { assets[$0]?.source != nil } && j.targets.contains { storage[$0]?.path != nil } }
+            ? inventory.jobs.filter { j in
+                // A command job's source is its backup command.
+                let hasSource = j.engine == .command ? CommandEngine.option(j, "backup") != nil : j.assets.contains { assets[$0]?.source != nil }
+                return hasSource && j.targets.contains { storage[$0]?.path != nil }
+            }
             : names.compactMap { n in inventory.jobs.first { $0.id == n } }
         var records: [RunRecord] = []
         for job in jobs {
@@ -53,19 +57,26 @@ public struct Runner {
                 let started = Date()
                 do throws(RepositoryError) {
                     guard let s = storage[target] else { throw RepositoryError(.io, "unknown storage '\(target)'") }
-                    let engine = try engine(for: job, storage: s)
-                    var snapshots: [String] = []
-                    for a in job.assets {
-                        guard case .paths(let paths, let exclude)? = assets[a]?.source else {
-                            throw RepositoryError(.io, "asset '\(a)' has no 'source: {path: …}' for the builtin engine to read")
+                    if job.engine == .command {
+                        guard let cmd = CommandEngine.option(job, "backup") else { throw RepositoryError(.io, "job '\(job.id)' uses the command engine but has no 'options.backup'") }
+                        run.output = try CommandEngine.run(cmd, cwd: baseDirectory, env: commandEnvironment(job, s))
+                        run.status = .success
+                        log("backup \(job.id) → \(target): success (command)")
+                    } else {
+                        let engine = try engine(for: job, storage: s)
+                        var snapshots: [String] = []
+                        for a in job.assets {
+                            guard case .paths(let paths, let exclude)? = assets[a]?.source else {
+                                throw RepositoryError(.io, "asset '\(a)' has no 'source: {path: …}' for the builtin engine to read")
+                            }
+                            let b = try engine.backup(paths: paths.map(resolve), exclude: exclude, tags: [job.id, a])
+                            run.bytesRead += b.bytesRead; run.bytesWritten += b.bytesWritten; run.files += Int64(b.files)
+                            snapshots.append(b.snapshot)
                         }
-                        let b = try engine.backup(paths: paths.map(resolve), exclude: exclude, tags: [job.id, a])
-                        run.bytesRead += b.bytesRead; run.bytesWritten += b.bytesWritten; run.files += Int64(b.files)
-                        snapshots.append(b.snapshot)
+                        run.snapshot = snapshots.joined(separator: ",")
+                        run.status = .success
+                        log("backup \(job.id) → \(target): success, \(run.files) files, \(run.bytesRead) bytes read, \(run.bytesWritten) new bytes stored in \(String(format: "%.1f", Date().timeIntervalSince(started)))s")
                     }
-                    run.snapshot = snapshots.joined(separator: ",")
-                    run.status = .success
-                    log("backup \(job.id) → \(target): success, \(run.files) files, \(run.bytesRead) bytes read, \(run.bytesWritten) new bytes stored in \(String(format: "%.1f", Date().timeIntervalSince(started)))s")
                 } catch {
                     run.status = .failed
                     run.error = error.message
@@ -114,6 +125,12 @@ public struct Runner {
             }
         }
         return records
+    }
+
+    func commandEnvironment(_ job: Job, _ storage: Storage?) -> [String: String] {
+        var env = ["DRPLAN_JOB": job.id, "DRPLAN_ASSETS": job.assets.joined(separator: " ")]
+        if let path = storage?.path { env["DRPLAN_STORAGE_PATH"] = resolve(path) }
+        return env
     }
 
     /// Alerts on a failed run; alert failures are logged and audited, never fatal.
@@ -173,41 +190,55 @@ public struct Runner {
             let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-restore-test-\(test.id)-\(run.id.prefix(8))")
             let effective = sample ?? (test.scope == .sample ? .percent(10) : .all)
             do throws(RepositoryError) {
-                guard let s = targets.first else { throw RepositoryError(.io, "job '\(job.id)' has no target with a path to restore from") }
-                let engine = try engine(for: job, storage: s)
-                let wanted = test.asset.map { [$0] } ?? job.assets
-                var damaged: [String: String] = [:]
-                if let mirror = engine as? RsyncEngine {
-                    // A mirror's test compares it with the source, file by file (runs.md).
-                    for a in wanted {
-                        guard case .paths(let paths, let exclude)? = inventory.assets.first(where: { $0.id == a })?.source, paths.count == 1 else {
-                            throw RepositoryError(.io, "asset '\(a)' needs one 'source: {path: …}' for an rsync restore test")
-                        }
-                        let (source, _, _) = try RsyncEngine.digests(resolve(paths[0]))
-                        let (copy, bytes, _) = try RsyncEngine.digests(mirror.root.appendingPathComponent(a).path)
-                        for (p, d) in source where copy[p] != d && !BuiltinRepository.excluded(p, exclude) {
-                            damaged["\(a)/\(p)"] = copy[p] == nil ? "missing from the mirror" : "differs from the source"
-                        }
-                        run.verifiedFiles += Int64(copy.count); run.verifiedBytes += bytes; run.files += Int64(source.count)
-                        run.snapshot = "mirror-\(a)"
+                if job.engine == .command {
+                    guard let restore = CommandEngine.option(job, "restore"), let verify = CommandEngine.option(job, "verify") else {
+                        throw RepositoryError(.io, "job '\(job.id)' uses the command engine but lacks 'options.restore' or 'options.verify'")
                     }
-                }
-                for a in wanted where !(engine is RsyncEngine) {
-                    guard let snap = try engine.snapshots(tag: job.id).filter({ $0.tags.contains(a) }).last else {
-                        throw RepositoryError(.corrupt, "job '\(job.id)' has no snapshot of '\(a)' on '\(s.id)' yet; run 'drplan backup \(job.id)' first")
-                    }
-                    let r = try engine.restore(snapshot: snap.id, to: scratch.appendingPathComponent(a), force: false, select: Self.selector(effective, seed: seed))
-                    run.verifiedFiles += Int64(r.files); run.verifiedBytes += r.bytes; run.files += Int64(r.files + r.damaged.count)
-                    for (p, why) in r.damaged { damaged["\(a)/\(p)"] = why }
-                    run.snapshot = snap.id
-                }
-                if damaged.isEmpty {
+                    try? FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+                    let storage = job.targets.lazy.compactMap { t in self.inventory.storage.first { $0.id == t } }.first
+                    var env = commandEnvironment(job, storage)
+                    env["DRPLAN_RESTORE_TARGET"] = scratch.path
+                    let a = try CommandEngine.run(restore, cwd: baseDirectory, env: env)
+                    let b = try CommandEngine.run(verify, cwd: baseDirectory, env: env)
+                    run.output = String((a + b).suffix(EvidenceStore.outputLimit))
                     run.status = .success
                 } else {
-                    run.status = .failed
-                    run.error = "\(damaged.count) file(s) could not be restored intact: " + damaged.keys.sorted().prefix(20).map { "\($0) (\(damaged[$0] ?? ""))" }.joined(separator: "; ")
+                    guard let s = targets.first else { throw RepositoryError(.io, "job '\(job.id)' has no target with a path to restore from") }
+                    let engine = try engine(for: job, storage: s)
+                    let wanted = test.asset.map { [$0] } ?? job.assets
+                    var damaged: [String: String] = [:]
+                    if let mirror = engine as? RsyncEngine {
+                        // A mirror's test compares it with the source, file by file (runs.md).
+                        for a in wanted {
+                            guard case .paths(let paths, let exclude)? = inventory.assets.first(where: { $0.id == a })?.source, paths.count == 1 else {
+                                throw RepositoryError(.io, "asset '\(a)' needs one 'source: {path: …}' for an rsync restore test")
+                            }
+                            let (source, _, _) = try RsyncEngine.digests(resolve(paths[0]))
+                            let (copy, bytes, _) = try RsyncEngine.digests(mirror.root.appendingPathComponent(a).path)
+                            for (p, d) in source where copy[p] != d && !BuiltinRepository.excluded(p, exclude) {
+                                damaged["\(a)/\(p)"] = copy[p] == nil ? "missing from the mirror" : "differs from the source"
+                            }
+                            run.verifiedFiles += Int64(copy.count); run.verifiedBytes += bytes; run.files += Int64(source.count)
+                            run.snapshot = "mirror-\(a)"
+                        }
+                    }
+                    for a in wanted where !(engine is RsyncEngine) {
+                        guard let snap = try engine.snapshots(tag: job.id).filter({ $0.tags.contains(a) }).last else {
+                            throw RepositoryError(.corrupt, "job '\(job.id)' has no snapshot of '\(a)' on '\(s.id)' yet; run 'drplan backup \(job.id)' first")
+                        }
+                        let r = try engine.restore(snapshot: snap.id, to: scratch.appendingPathComponent(a), force: false, select: Self.selector(effective, seed: seed))
+                        run.verifiedFiles += Int64(r.files); run.verifiedBytes += r.bytes; run.files += Int64(r.files + r.damaged.count)
+                        for (p, why) in r.damaged { damaged["\(a)/\(p)"] = why }
+                        run.snapshot = snap.id
+                    }
+                    if damaged.isEmpty {
+                        run.status = .success
+                    } else {
+                        run.status = .failed
+                        run.error = "\(damaged.count) file(s) could not be restored intact: " + damaged.keys.sorted().prefix(20).map { "\($0) (\(damaged[$0] ?? ""))" }.joined(separator: "; ")
+                    }
+                    run.output = "sample: \(effective), seed: \(seed)"
                 }
-                run.output = "sample: \(effective), seed: \(seed)"
             } catch {
                 run.status = .failed
                 run.error = error.message

@@ -26,5 +26,10 @@ struct AlertTests {
         let problems = Alerts.send(run, to: ["exec:exit 3", "mailto:ops@example.com", "http://127.0.0.1:9/unreachable"], baseDirectory: dir.path, timeout: 2)
         #expect(problems.count == 3)
         #expect(problems[0].contains("status 3") && problems[1].contains("exec: hook"))
+        // A hook that closes its input unread, with a payload larger than a pipe's buffer: the
+        // write must hit the closed pipe, and drplan must survive it (no SIGPIPE).
+        var big = run
+        big.error = String(repeating: "x", count: 200_000)
+        #expect(Alerts.send(big, to: ["exec:exec 0<&-; sleep 0.2"], baseDirectory: dir.path).isEmpty)
     }
 }

@@ -78,6 +78,22 @@ struct GlobalOptions: ParsableArguments {
         }
     }
 
+    /// A runner over `inventory` that records into the evidence store and logs to stderr unless `-q`.
+    func runner(_ inventory: Inventory) throws(CommandFailure) -> Runner {
+        var runner = Runner(inventory: inventory, baseDirectory: baseDirectory, store: try openStore())
+        let quiet = self.quiet
+        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
+        return runner
+    }
+
+    /// Runs something that records evidence; a store that cannot be used (or a held lock) is exit 3.
+    func recording<T>(_ body: () throws(EvidenceError) -> T) throws(CommandFailure) -> T {
+        do { return try body() } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+    }
+
     /// Applies presentation flags; call first in `run()`.
     func apply() { Console.useColor = !noColor }
 

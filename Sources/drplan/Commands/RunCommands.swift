@@ -35,15 +35,9 @@ struct BackupCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames(jobs, among: inventory.jobs.map(\.id), what: "job")
-        var runner = Runner(inventory: inventory, baseDirectory: global.baseDirectory, store: try global.openStore())
-        let quiet = global.quiet
-        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
-        let records: [RunRecord]
-        do { records = try runner.backup(jobs: jobs) } catch {
-            Console.error("drplan: error: \(error.message)")
-            throw CommandFailure(status: .environment)
-        }
-        if records.isEmpty, !quiet { Console.error("drplan: no job has both a source and a target with a path; nothing to back up") }
+        let runner = try global.runner(inventory)
+        let records = try global.recording { () throws(EvidenceError) in try runner.backup(jobs: jobs) }
+        if records.isEmpty, !global.quiet { Console.error("drplan: no job has both a source and a target with a path; nothing to back up") }
         if records.contains(where: \.missingTool) { throw CommandFailure(status: .environment) }
         if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
     }
@@ -82,15 +76,10 @@ struct RestoreTestCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames(tests, among: inventory.restoreTests.map(\.id), what: "restore test")
-        var runner = Runner(inventory: inventory, baseDirectory: global.baseDirectory, store: try global.openStore())
-        let quiet = global.quiet
-        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
-        let results: [(RunRecord, String?)]
-        do {
-            results = try runner.restoreTest(tests: tests, sample: sample.flatMap(Runner.Sample.parse), seed: seed ?? UInt64(Date().timeIntervalSince1970), keep: keep)
-        } catch {
-            Console.error("drplan: error: \(error.message)")
-            throw CommandFailure(status: .environment)
+        let runner = try global.runner(inventory)
+        let chosenSample = sample.flatMap(Runner.Sample.parse), chosenSeed = seed ?? UInt64(Date().timeIntervalSince1970)
+        let results = try global.recording { () throws(EvidenceError) in
+            try runner.restoreTest(tests: tests, sample: chosenSample, seed: chosenSeed, keep: keep)
         }
         for (_, kept) in results { if let kept { Console.out(kept) } }
         if results.contains(where: { $0.0.missingTool }) { throw CommandFailure(status: .environment) }
@@ -244,7 +233,7 @@ struct RestoreCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames([job], among: inventory.jobs.map(\.id), what: "job")
-        let runner = Runner(inventory: inventory, baseDirectory: global.baseDirectory, store: try global.openStore())
+        let runner = try global.runner(inventory)
         let results: [(asset: String, result: EngineRestore)]
         do { results = try runner.restore(job: job, snapshot: snapshot, target: URL(fileURLWithPath: target), force: force) } catch {
             Console.error("drplan: error: \(error.message)")
@@ -280,14 +269,8 @@ struct PruneCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames(jobs, among: inventory.jobs.map(\.id), what: "job")
-        var runner = Runner(inventory: inventory, baseDirectory: global.baseDirectory, store: try global.openStore())
-        let quiet = global.quiet
-        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
-        let records: [RunRecord]
-        do { records = try runner.prune(jobs: jobs) } catch {
-            Console.error("drplan: error: \(error.message)")
-            throw CommandFailure(status: .environment)
-        }
+        let runner = try global.runner(inventory)
+        let records = try global.recording { () throws(EvidenceError) in try runner.prune(jobs: jobs) }
         if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
     }
 }

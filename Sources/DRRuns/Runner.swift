@@ -25,8 +25,8 @@ public struct Runner {
         if job.engine == .rsync {
             return try RsyncEngine(root: URL(fileURLWithPath: resolve(path)).appendingPathComponent("drplan-rsync").appendingPathComponent(job.id))
         }
-        guard job.engine == .builtin else {
-            throw RepositoryError(.io, "the \(job.engine.rawValue) engine is not available in this drplan yet; use 'engine: builtin' or 'engine: rsync' for job '\(job.id)'")
+        guard job.engine == .builtin || job.engine == .sqlite else {
+            throw RepositoryError(.io, "the \(job.engine.rawValue) engine is not available in this drplan yet; use builtin, rsync, sqlite or command for job '\(job.id)'")
         }
         let passphraseRef = job.encryption.passphrase ?? s.encryption.passphrase
         if passphraseRef == nil && (job.encryption.atRest) {
@@ -66,10 +66,21 @@ public struct Runner {
                         let engine = try engine(for: job, storage: s)
                         var snapshots: [String] = []
                         for a in job.assets {
-                            guard case .paths(let paths, let exclude)? = assets[a]?.source else {
-                                throw RepositoryError(.io, "asset '\(a)' has no 'source: {path: …}' for the builtin engine to read")
+                            let b: EngineBackup
+                            if job.engine == .sqlite {
+                                guard case .sqlite(let file)? = assets[a]?.source else {
+                                    throw RepositoryError(.io, "asset '\(a)' has no 'source: {sqlite: FILE}' for the sqlite engine to read")
+                                }
+                                let staging = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-sqlite-\(run.id.prefix(8))-\(a)")
+                                defer { try? FileManager.default.removeItem(at: staging) }
+                                _ = try SQLiteBackup.dump(database: resolve(file), into: staging)
+                                b = try engine.backup(paths: [staging.path], exclude: [], tags: [job.id, a])
+                            } else {
+                                guard case .paths(let paths, let exclude)? = assets[a]?.source else {
+                                    throw RepositoryError(.io, "asset '\(a)' has no 'source: {path: …}' for the builtin engine to read")
+                                }
+                                b = try engine.backup(paths: paths.map(resolve), exclude: exclude, tags: [job.id, a])
                             }
-                            let b = try engine.backup(paths: paths.map(resolve), exclude: exclude, tags: [job.id, a])
                             run.bytesRead += b.bytesRead; run.bytesWritten += b.bytesWritten; run.files += Int64(b.files)
                             snapshots.append(b.snapshot)
                         }
@@ -226,9 +237,13 @@ public struct Runner {
                         guard let snap = try engine.snapshots(tag: job.id).filter({ $0.tags.contains(a) }).last else {
                             throw RepositoryError(.corrupt, "job '\(job.id)' has no snapshot of '\(a)' on '\(s.id)' yet; run 'drplan backup \(job.id)' first")
                         }
-                        let r = try engine.restore(snapshot: snap.id, to: scratch.appendingPathComponent(a), force: false, select: Self.selector(effective, seed: seed))
+                        let select = job.engine == .sqlite ? nil : Self.selector(effective, seed: seed)
+                        let r = try engine.restore(snapshot: snap.id, to: scratch.appendingPathComponent(a), force: false, select: select)
                         run.verifiedFiles += Int64(r.files); run.verifiedBytes += r.bytes; run.files += Int64(r.files + r.damaged.count)
                         for (p, why) in r.damaged { damaged["\(a)/\(p)"] = why }
+                        if job.engine == .sqlite, r.damaged.isEmpty {
+                            for problem in SQLiteBackup.verify(restoredIn: scratch.appendingPathComponent(a)) { damaged["\(a)/\(SQLiteBackup.fileName)"] = problem }
+                        }
                         run.snapshot = snap.id
                     }
                     if damaged.isEmpty {

@@ -124,21 +124,10 @@ public struct TypeChecker {
     func hint(_ word: String, _ candidates: [String]) -> String {
         var best: (String, Int)? = nil
         for c in candidates {
-            let d = distance(Array(word), Array(c))
+            let d = editDistance(Array(word), Array(c))
             if d <= max(1, c.count / 3), d < (best?.1 ?? Int.max) { best = (c, d) }
         }
         return best.map { " (did you mean '\($0.0)'?)" } ?? ""
-    }
-
-    func distance(_ a: [Character], _ b: [Character]) -> Int {
-        if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
-        var prev = Array(0...b.count), cur = prev
-        for i in 1...a.count {
-            cur[0] = i
-            for j in 1...b.count { cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)) }
-            swap(&prev, &cur)
-        }
-        return prev[b.count]
     }
 
     mutating func expectBool(_ t: CELType, at offset: Int, what: String) {
@@ -265,4 +254,16 @@ public struct TypeChecker {
         guard let f = types.first else { return .dyn }
         return types.allSatisfy { $0 == f } ? f : .dyn
     }
+}
+
+/// Levenshtein distance, for the "did you mean" hints of every layer (each picks its own limit).
+public func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+    if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+    var prev = Array(0...b.count), cur = prev
+    for i in 1...a.count {
+        cur[0] = i
+        for j in 1...b.count { cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)) }
+        swap(&prev, &cur)
+    }
+    return prev[b.count]
 }

@@ -1,3 +1,4 @@
+import CEL
 import Crypto
 import _CryptoExtras
 import Foundation
@@ -135,8 +136,8 @@ public final class BuiltinRepository: @unchecked Sendable {
 
     /// Keyed with the repository's id key when encrypted, so ids reveal nothing about content.
     func objectId(_ plaintext: some DataProtocol) -> String {
-        if let idKey { return hex(HMAC<SHA256>.authenticationCode(for: plaintext, using: idKey)) }
-        return hex(SHA256.hash(data: plaintext))
+        if let idKey { return JSONWriter.hex(HMAC<SHA256>.authenticationCode(for: plaintext, using: idKey)) }
+        return JSONWriter.hex(SHA256.hash(data: plaintext))
     }
 
     func objectURL(_ id: String) -> URL {
@@ -215,7 +216,7 @@ public final class BuiltinRepository: @unchecked Sendable {
                 entries.append(entry)
             }
         }
-        let snapshot = Snapshot(id: hex(Self.randomBytes(16)), time: Int64(Date().timeIntervalSince1970), host: host, tags: tags, paths: paths, entries: entries)
+        let snapshot = Snapshot(id: JSONWriter.hex(Self.randomBytes(16)), time: Int64(Date().timeIntervalSince1970), host: host, tags: tags, paths: paths, entries: entries)
         try writeSnapshot(snapshot)
         return BackupSummary(snapshot: snapshot.id, files: entries.filter { $0.kind == .file }.count, bytesRead: read, bytesWritten: written, newObjects: newObjects)
     }
@@ -239,7 +240,7 @@ public final class BuiltinRepository: @unchecked Sendable {
             let (id, w) = try put([UInt8](data))
             chunks.append(id); size += Int64(data.count); written += w; if w > 0 { new += 1 }
         }
-        return (chunks, size, hex(digest.finalize()), written, new)
+        return (chunks, size, JSONWriter.hex(digest.finalize()), written, new)
     }
 
     /// Written last, atomically: a snapshot exists only once every object it names is durable.
@@ -318,7 +319,7 @@ public final class BuiltinRepository: @unchecked Sendable {
                         break
                     }
                 }
-                if problem == nil, hex(digest.finalize()) != e.sha256 { problem = "content does not match the snapshot's SHA-256" }
+                if problem == nil, JSONWriter.hex(digest.finalize()) != e.sha256 { problem = "content does not match the snapshot's SHA-256" }
                 fchmod(fd, mode_t(e.mode))
                 var times = [timespec(tv_sec: Int(e.mtime), tv_nsec: Int(e.mtimeNanos)), timespec(tv_sec: Int(e.mtime), tv_nsec: Int(e.mtimeNanos))]
                 futimens(fd, &times)
@@ -361,7 +362,7 @@ public final class BuiltinRepository: @unchecked Sendable {
     /// Temporary name, write, fsync, rename, fsync the directory: readers see all or nothing.
     static func atomicWrite(_ data: Data, to url: URL) throws(RepositoryError) {
         let dir = url.deletingLastPathComponent().path
-        let tmp = dir + "/.tmp-" + hex(randomBytes(8))
+        let tmp = dir + "/.tmp-" + JSONWriter.hex(randomBytes(8))
         let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard fd >= 0 else { throw RepositoryError(.io, "cannot write \(tmp): \(String(cString: strerror(errno)))") }
         let n = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
@@ -383,11 +384,4 @@ public final class BuiltinRepository: @unchecked Sendable {
         var g = SystemRandomNumberGenerator()
         return (0..<n).map { _ in UInt8.random(in: 0...255, using: &g) }
     }
-}
-
-func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-    let table = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    for b in bytes { out.append(table[Int(b >> 4)]); out.append(table[Int(b & 15)]) }
-    return String(decoding: out, as: UTF8.self)
 }

@@ -1,3 +1,4 @@
+import CEL
 import Crypto
 import Foundation
 import ZIPFoundation
@@ -9,7 +10,7 @@ public enum EvidenceBundle {
 
     /// Writes the files and their manifest atomically (a temporary file, then a rename).
     public static func write(_ files: [(name: String, data: Data)], to url: URL, modified: Date) throws(RepositoryError) {
-        let manifest = files.map { "\(hex(SHA256.hash(data: $0.data)))  \($0.name)" }.joined(separator: "\n") + "\n"
+        let manifest = files.map { "\(JSONWriter.hex(SHA256.hash(data: $0.data)))  \($0.name)" }.joined(separator: "\n") + "\n"
         let all = files + [(manifestName, Data(manifest.utf8))]
         let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(UUID().uuidString)")
         do {
@@ -50,7 +51,7 @@ public enum EvidenceBundle {
             let name = parts[1].trimmingCharacters(in: .whitespaces)
             listed.insert(name)
             guard let data = contents[name] else { problems.append("\(name) is listed but missing"); continue }
-            if hex(SHA256.hash(data: data)) != String(parts[0]) { problems.append("\(name) does not match its SHA-256 in the manifest") }
+            if JSONWriter.hex(SHA256.hash(data: data)) != String(parts[0]) { problems.append("\(name) does not match its SHA-256 in the manifest") }
         }
         for name in contents.keys.sorted() where name != manifestName && !listed.contains(name) { problems.append("\(name) is in the bundle but not in the manifest") }
         return problems

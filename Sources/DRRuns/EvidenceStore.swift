@@ -1,3 +1,4 @@
+import CEL
 import Crypto
 import Foundation
 import GRDB
@@ -128,7 +129,7 @@ public final class EvidenceStore: @unchecked Sendable {
 
     static func chainHash(prev: String, at: String, event: String, detail: String) -> String {
         let text = [prev, at, event, detail].joined(separator: "\n")
-        return hex(SHA256.hash(data: Data(text.utf8)))
+        return JSONWriter.hex(SHA256.hash(data: Data(text.utf8)))
     }
 
     /// Appends an audit entry, chained to the previous one.
@@ -157,15 +158,13 @@ public final class EvidenceStore: @unchecked Sendable {
                 let at: String = row["at"], event: String = row["event"], detail: String = row["detail"]
                 let prevHash: String = row["prev_hash"], hash: String = row["hash"]
                 if prevHash != prev { problems.append("entry \(seq) does not follow the entry before it (an entry was deleted or edited)") }
-                if chainHash(prevHash, at, event, detail) != hash { problems.append("entry \(seq) (\(event)) was edited after it was written") }
+                if Self.chainHash(prev: prevHash, at: at, event: event, detail: detail) != hash { problems.append("entry \(seq) (\(event)) was edited after it was written") }
                 prev = hash
                 expectedSeq = seq + 1
             }
             return problems
         }
     }
-
-    private func chainHash(_ p: String, _ a: String, _ e: String, _ d: String) -> String { Self.chainHash(prev: p, at: a, event: e, detail: d) }
 
     // MARK: runs and locks
 

@@ -1,3 +1,4 @@
+import CEL
 import Crypto
 import Foundation
 
@@ -105,7 +106,7 @@ public struct RsyncEngine: BackupEngine {
             guard FileManager.default.fileExists(atPath: full, isDirectory: &isDir), !isDir.boolValue,
                   (try? FileManager.default.destinationOfSymbolicLink(atPath: full)) == nil,
                   let data = FileManager.default.contents(atPath: full) else { continue }
-            out[rel] = hex(SHA256.hash(data: data))
+            out[rel] = JSONWriter.hex(SHA256.hash(data: data))
             bytes += Int64(data.count)
         }
         return (out, bytes, out.count)

@@ -1,3 +1,4 @@
+import CEL
 import Crypto
 import Foundation
 import Testing
@@ -38,7 +39,7 @@ struct RepositoryTests {
                 out[rel] = "link -> \(try FileManager.default.destinationOfSymbolicLink(atPath: full))"
             default:
                 let data = try Data(contentsOf: URL(fileURLWithPath: full))
-                out[rel] = "file \(mode) \(mtime) \(data.count) \(hex(SHA256.hash(data: data)))"
+                out[rel] = "file \(mode) \(mtime) \(data.count) \(JSONWriter.hex(SHA256.hash(data: data)))"
             }
         }
         return out

@@ -89,17 +89,7 @@ public struct FactDeriver {
 
     /// Achievable RPO: the largest gap in the union of the covering jobs' fire times; a
     /// continuous job contributes its lag, and the result is the smaller of lag and gap.
-    public func achievableRPO(_ jobs: [Job]) -> Int64? {
-        guard !jobs.isEmpty else { return nil }
-        let lag = jobs.filter { $0.schedule == .continuous }.map(\.lag.seconds).min()
-        let scheduled = analyzer.gaps(of: jobs.map(\.schedule))?.maxGap
-        switch (lag, scheduled) {
-        case let (l?, s?): return min(l, s)
-        case let (l?, nil): return l
-        case let (nil, s?): return s
-        default: return nil
-        }
-    }
+    public func achievableRPO(_ jobs: [Job]) -> Int64? { analyzer.worstDataLoss(jobs) }
 
     func jobLast(_ j: Job) -> (success: Timestamp?, status: JobStatus?, source: String?) {
         let declared = j.lastSuccess
@@ -123,7 +113,7 @@ public struct FactDeriver {
         return (t.lastRun, t.result, t.duration, t.restored, t.lastRun == nil ? nil : "declared")
     }
 
-    func rate(_ s: Storage) -> Int64 { s.restoreRate ?? inv.policy.restoreRate(for: s.media) }
+    func rate(_ s: Storage) -> Int64 { s.effectiveRestoreRate(inv.policy) }
 
     // MARK: values
 

@@ -151,3 +151,20 @@ public final class ScheduleAnalyzer {
         return Array(Set(lists.joined())).sorted()
     }
 }
+
+extension ScheduleAnalyzer {
+    /// The most data a failure can lose given these jobs' copies: the largest gap in the union
+    /// of their fire times; a continuous job contributes its lag, and the smaller of lag and gap
+    /// wins. nil when there are no jobs, or no schedule fires twice and none is continuous.
+    /// Achievable RPO (facts) and a scenario's data loss (planning) are both this.
+    public func worstDataLoss(_ jobs: [Job]) -> Int64? {
+        let lag = jobs.filter { $0.schedule == .continuous }.map(\.lag.seconds).min()
+        let scheduled = gaps(of: jobs.map(\.schedule))?.maxGap
+        switch (lag, scheduled) {
+        case let (l?, s?): return min(l, s)
+        case let (l?, nil): return l
+        case let (nil, s?): return s
+        default: return nil
+        }
+    }
+}

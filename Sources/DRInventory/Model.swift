@@ -96,6 +96,12 @@ public struct Site: Sendable {
     public var origin: Origin
 }
 
+extension Storage {
+    /// The rate restores from this storage run at: its own `restore_rate`, else the policy's
+    /// or the default rate of its media (rules.md).
+    public func effectiveRestoreRate(_ policy: Policy) -> Int64 { restoreRate ?? policy.restoreRate(for: media) }
+}
+
 public struct StorageEncryption: Sendable {
     public var atRest = false
     public var inTransit = false

@@ -141,20 +141,11 @@ public struct Planner {
     }
 
     func rate(_ s: Storage, asset: String) -> Double {
-        measuredRates[asset] ?? Double(s.restoreRate ?? inv.policy.restoreRate(for: s.media))
+        measuredRates[asset] ?? Double(s.effectiveRestoreRate(inv.policy))
     }
 
     /// Largest gap (or smallest continuous lag) of the jobs that wrote a copy: its data loss.
-    func dataLoss(_ jobs: [Job]) -> Double? {
-        let lag = jobs.filter { $0.schedule == .continuous }.map(\.lag.seconds).min()
-        let gap = analyzer.gaps(of: jobs.map(\.schedule))?.maxGap
-        switch (lag, gap) {
-        case let (l?, g?): return Double(min(l, g))
-        case let (l?, nil): return Double(l)
-        case let (nil, g?): return Double(g)
-        default: return nil
-        }
-    }
+    func dataLoss(_ jobs: [Job]) -> Double? { analyzer.worstDataLoss(jobs).map(Double.init) }
 
     /// Which surviving copy to restore from. Among copies whose restore time meets the RTO,
     /// the one losing the least data (then the fastest); when none can meet it, or the RTO or

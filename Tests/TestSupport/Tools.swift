@@ -11,17 +11,23 @@ public enum Tools {
         public var stderr: String
     }
 
-    /// Runs a program found on PATH, waiting for it; output is read fully before the wait.
+    /// Runs a program found on PATH, waiting for it.
     public static func run(_ program: String, _ args: [String], cwd: String? = nil) throws -> Output {
+        try run(executable: "/usr/bin/env", [program] + args, cwd: cwd)
+    }
+
+    /// Runs an executable, waiting for it; output is read fully before the wait, stderr on its
+    /// own thread so a chatty program cannot fill one pipe while the other is being read.
+    public static func run(executable: String, _ args: [String], cwd: String? = nil, env: [String: String] = [:]) throws -> Output {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [program] + args
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = args
         if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        if !env.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(env) { _, new in new } }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
         try p.run()
-        // Read stderr on another thread so a chatty program cannot fill one pipe and block.
         nonisolated(unsafe) var errData = Data()
         let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
         reader.start()

@@ -17,6 +17,9 @@ public struct FactDeriver {
     let jobsByAsset: [String: [Job]]
     let testsByAsset: [String: [String]]
     let holds: [String: [String]]
+    /// Ids of the assets and of the storage at each site, in inventory order.
+    let assetsAtSite: [String: [String]]
+    let storageAtSite: [String: [String]]
 
     public init(_ inventory: Inventory, now: Timestamp, measured: MeasuredEvidence = MeasuredEvidence()) {
         inv = inventory
@@ -43,6 +46,8 @@ public struct FactDeriver {
             for a in t.asset.map({ [$0] }) ?? jobs[t.job]?.assets ?? [] { tests[a, default: []].append(t.id) }
         }
         testsByAsset = tests
+        assetsAtSite = Dictionary(grouping: inventory.assets, by: \.site).mapValues { $0.map(\.id) }
+        storageAtSite = Dictionary(grouping: inventory.storage, by: \.site).mapValues { $0.map(\.id) }
     }
 
     /// Convenience: derive everything at once.
@@ -132,8 +137,8 @@ public struct FactDeriver {
         return .object([
             ("id", .string(s.id)), ("kind", .string(s.kind.rawValue)), ("region", .string(region(ofSite: s.id))),
             ("name", opt(s.name, Value.string)), ("labels", labels(s.labels)),
-            ("assets", .strings(inv.assets.filter { $0.site == s.id }.map(\.id))),
-            ("storage", .strings(inv.storage.filter { $0.site == s.id }.map(\.id))),
+            ("assets", .strings(assetsAtSite[s.id] ?? [])),
+            ("storage", .strings(storageAtSite[s.id] ?? [])),
         ])
     }
 

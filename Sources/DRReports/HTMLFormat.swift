@@ -76,7 +76,9 @@ public enum HTMLFormat: ReportFormat {
             ]
         }
         let activeBySubject = Dictionary(grouping: r.findings.filter { $0.status == .active && $0.subjectKind == .asset }, by: \.subject)
-        let assetCards = r.facts.assets.map { assetCard($0, findings: activeBySubject, facts: r.facts) }
+        var testsById: [Value: Value] = [:]
+        for t in r.facts.restoreTests { if let id = t["id"], testsById[id] == nil { testsById[id] = t } }
+        let assetCards = r.facts.assets.map { assetCard($0, findings: activeBySubject, tests: testsById, asOf: r.facts.asOf) }
         let waivers: [[String: Any]] = r.inventory.waivers.map { w in
             let expired = w.expires < r.facts.asOf
             return ["rule": w.rule, "subject": w.subject, "reason": w.reason, "approvedBy": w.approvedBy,
@@ -114,7 +116,7 @@ public enum HTMLFormat: ReportFormat {
     }
 
     /// One asset: its copies laid out by site and media, and RPO/RTO declared vs achievable vs measured.
-    static func assetCard(_ a: Value, findings: [String: [Finding]], facts: Facts) -> [String: Any] {
+    static func assetCard(_ a: Value, findings: [String: [Finding]], tests: [Value: Value], asOf: Timestamp) -> [String: Any] {
         let id = text(a["id"])
         var copies: [Value] = []
         if case .list(let l)? = a["copies"] { copies = l }
@@ -134,13 +136,13 @@ public enum HTMLFormat: ReportFormat {
         }
         // Measured values: the age of the last success (data at risk now) and the best restore-test equivalent.
         let lastSuccessAge: Double? = {
-            if case .timestamp(let t)? = a["last_success"] { return Double(facts.asOf.seconds - t.seconds) }
+            if case .timestamp(let t)? = a["last_success"] { return Double(asOf.seconds - t.seconds) }
             return nil
         }()
         var testedRTO: Double? = nil
-        if case .list(let tests)? = a["restore_tests"] {
-            for t in tests {
-                if let tf = facts.restoreTests.first(where: { $0["id"] == t }), let s = seconds(tf["full_equivalent"]) { testedRTO = min(testedRTO ?? s, s) }
+        if case .list(let ids)? = a["restore_tests"] {
+            for t in ids {
+                if let tf = tests[t], let s = seconds(tf["full_equivalent"]) { testedRTO = min(testedRTO ?? s, s) }
             }
         }
         let series: [(String, Double?, String)] = [

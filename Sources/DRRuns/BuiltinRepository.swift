@@ -30,11 +30,18 @@ public struct ManifestEntry: Codable, Sendable, Equatable {
     public var sha256: String?
     public var chunks: [String]?
     public var target: String?
+    /// Change time (ns since the epoch) and inode when backed up: with size and mtime, how the
+    /// next backup knows a file is unchanged without reading it.
+    public var ctime: Int64?
+    public var inode: UInt64?
 }
 
 public struct Snapshot: Codable, Sendable {
     public var id: String
     public var time: Int64
+    /// Sub-second part of `time`, so two snapshots in one second still have an order
+    /// (absent in repositories written before it existed).
+    public var timeNanos: Int32?
     public var host: String
     public var tags: [String]
     public var paths: [String]
@@ -161,17 +168,6 @@ public final class BuiltinRepository: @unchecked Sendable {
         }
     }
 
-    /// Stores an object unless it is already there; returns the bytes written (0 when deduplicated).
-    func put(_ plaintext: [UInt8]) throws(RepositoryError) -> (id: String, written: Int) {
-        let id = objectId(plaintext)
-        let url = objectURL(id)
-        if FileManager.default.fileExists(atPath: url.path) { return (id, 0) }
-        let sealed = try seal(plaintext, aad: Array(id.utf8))
-        try Self.io { try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true) }
-        try Self.atomicWrite(sealed, to: url)
-        return (id, sealed.count)
-    }
-
     /// Reads and authenticates an object: a flipped bit, a truncation or a missing file is an error.
     func get(_ id: String) throws(RepositoryError) -> [UInt8] {
         guard let stored = FileManager.default.contents(atPath: objectURL(id).path) else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) is missing") }
@@ -184,9 +180,19 @@ public final class BuiltinRepository: @unchecked Sendable {
 
     /// Backs up `paths` (directories or files) into a new snapshot. The snapshot becomes
     /// visible only after every object it needs is durable.
-    public func backup(paths: [String], exclude: [String] = [], tags: [String] = [], host: String = ProcessInfo.processInfo.hostName) throws(RepositoryError) -> BackupSummary {
+    ///
+    /// - A file whose size, mtime, ctime and inode match the latest snapshot with the same tags
+    ///   and paths (the parent), and whose objects are all present, is not read again: its
+    ///   chunks are reused, as restic does. Changing a file always changes its ctime.
+    /// - Files are read, hashed and encrypted on every core, largest first so the big ones
+    ///   overlap; the manifest keeps walk order whatever the order of work.
+    /// - New objects are written under temporary names without a flush each; one `syncfs` makes
+    ///   them durable, then they are renamed into place, so an object's final name never points
+    ///   at data a crash could lose. A crash leaves only temporary files, which prune removes.
+    public func backup(paths: [String], exclude: [String] = [], tags: [String] = [], host: String = ProcessInfo.processInfo.hostName,
+                       progress: ProgressSink? = nil) throws(RepositoryError) -> BackupSummary {
         var entries: [ManifestEntry] = []
-        var read: Int64 = 0, written: Int64 = 0, newObjects = 0
+        var files: [(index: Int, full: String)] = []
         for base in paths {
             let baseURL = URL(fileURLWithPath: base)
             var stack: [String] = [""]
@@ -194,11 +200,10 @@ public final class BuiltinRepository: @unchecked Sendable {
                 let full = rel.isEmpty ? baseURL.path : baseURL.path + "/" + rel
                 var st = stat()
                 guard lstat(full, &st) == 0 else { throw RepositoryError(.io, "cannot read \(full): \(String(cString: strerror(errno)))") }
-                let name = rel.isEmpty ? "" : rel
                 if !rel.isEmpty, Self.excluded(rel, exclude) { continue }
                 let mode = UInt32(st.st_mode) & 0o7777
                 let type = st.st_mode & S_IFMT
-                var entry = ManifestEntry(path: name, kind: .file, mode: mode, mtime: Int64(st.st_mtim.tv_sec), mtimeNanos: Int32(st.st_mtim.tv_nsec), size: 0)
+                var entry = ManifestEntry(path: rel, kind: .file, mode: mode, mtime: Int64(st.st_mtim.tv_sec), mtimeNanos: Int32(st.st_mtim.tv_nsec), size: 0)
                 if type == S_IFDIR {
                     entry.kind = .dir
                     let children = (try? FileManager.default.contentsOfDirectory(atPath: full)) ?? []
@@ -207,18 +212,76 @@ public final class BuiltinRepository: @unchecked Sendable {
                     entry.kind = .symlink
                     entry.target = try? FileManager.default.destinationOfSymbolicLink(atPath: full)
                 } else if type == S_IFREG {
-                    let (chunks, size, digest, w, n) = try storeFile(full)
-                    entry.chunks = chunks; entry.size = size; entry.sha256 = digest
-                    read += size; written += Int64(w); newObjects += n
+                    entry.size = Int64(st.st_size)
+                    entry.ctime = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+                    entry.inode = UInt64(st.st_ino)
+                    files.append((entries.count, full))
                 } else {
                     continue   // sockets, devices, fifos are not backed up
                 }
                 entries.append(entry)
             }
         }
-        let snapshot = Snapshot(id: JSONWriter.hex(Self.randomBytes(16)), time: Int64(Date().timeIntervalSince1970), host: host, tags: tags, paths: paths, entries: entries)
+        let parent = latestSnapshot(tags: tags, paths: paths)
+        let known = Dictionary((parent?.entries ?? []).filter { $0.kind == .file }.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        var toRead: [(index: Int, full: String)] = []
+        var reused: Int64 = 0
+        for f in files {
+            let e = entries[f.index]
+            if let p = known[e.path], p.size == e.size, p.mtime == e.mtime, p.mtimeNanos == e.mtimeNanos, p.ctime != nil, p.ctime == e.ctime,
+               p.inode == e.inode, let chunks = p.chunks, let digest = p.sha256, chunks.allSatisfy(objectExists) {
+                entries[f.index].chunks = chunks
+                entries[f.index].sha256 = digest
+                reused += e.size
+            } else {
+                toRead.append(f)
+            }
+        }
+        toRead.sort { entries[$0.index].size > entries[$1.index].size }
+        let totalBytes = files.reduce(Int64(0)) { $0 + entries[$1.index].size }
+        let work = BackupWork(total: RunProgress(files: Int64(files.count - toRead.count), bytes: reused, totalFiles: Int64(files.count), totalBytes: totalBytes), progress: progress)
+        let workers = min(max(1, ProcessInfo.processInfo.activeProcessorCount), max(1, toRead.count))
+        let snapshotEntries = entries, queue = toRead
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while let i = work.next(queue.count) {
+                do throws(RepositoryError) {
+                    let stored = try storeFile(queue[i].full, work: work)
+                    work.finish(index: queue[i].index, stored)
+                } catch {
+                    work.fail(error)
+                }
+            }
+        }
+        var final = snapshotEntries
+        let result = work.results()
+        if let error = result.error {
+            work.discardPending()
+            throw error
+        }
+        for (index, stored) in result.stored {
+            final[index].chunks = stored.chunks
+            final[index].size = stored.size   // what was read is what is recorded
+            final[index].sha256 = stored.sha256
+        }
+        try commitPending(work)
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let snapshot = Snapshot(id: JSONWriter.hex(Self.randomBytes(16)), time: Int64(now.tv_sec), timeNanos: Int32(now.tv_nsec), host: host, tags: tags, paths: paths, entries: final)
         try writeSnapshot(snapshot)
-        return BackupSummary(snapshot: snapshot.id, files: entries.filter { $0.kind == .file }.count, bytesRead: read, bytesWritten: written, newObjects: newObjects)
+        let read = result.stored.reduce(Int64(0)) { $0 + $1.value.size } + reused
+        return BackupSummary(snapshot: snapshot.id, files: files.count, bytesRead: read, bytesWritten: result.written, newObjects: result.newObjects)
+    }
+
+    /// The newest snapshot with exactly these tags and paths, whose unchanged files a backup
+    /// need not read again; nil when there is none or it cannot be read.
+    func latestSnapshot(tags: [String], paths: [String]) -> Snapshot? {
+        guard let all = try? snapshots() else { return nil }
+        return all.last { $0.tags == tags && $0.paths == paths }
+    }
+
+    func objectExists(_ id: String) -> Bool {
+        var st = stat()
+        return stat(objectURL(id).path, &st) == 0 && st.st_size > 0
     }
 
     static func excluded(_ rel: String, _ patterns: [String]) -> Bool {
@@ -226,21 +289,76 @@ public final class BuiltinRepository: @unchecked Sendable {
         return patterns.contains { fnmatch($0, rel, 0) == 0 || fnmatch($0, name, 0) == 0 }
     }
 
+    struct StoredFile: Sendable { var chunks: [String]; var size: Int64; var sha256: String }
+
     /// Reads a file in fixed-size chunks, storing each new one; what was read is what is recorded.
-    func storeFile(_ path: String) throws(RepositoryError) -> (chunks: [String], size: Int64, sha256: String, written: Int, new: Int) {
-        guard let h = FileHandle(forReadingAtPath: path) else { throw RepositoryError(.io, "cannot open \(path) for reading") }
-        defer { try? h.close() }
-        var chunks: [String] = [], size: Int64 = 0, written = 0, new = 0
+    func storeFile(_ path: String, work: BackupWork) throws(RepositoryError) -> StoredFile {
+        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW)
+        guard fd >= 0 else { throw RepositoryError(.io, "cannot open \(path) for reading: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var chunks: [String] = [], size: Int64 = 0
         var digest = SHA256()
+        var buffer = [UInt8](repeating: 0, count: Self.chunkSize)
         while true {
-            let data: Data
-            do { data = try h.read(upToCount: Self.chunkSize) ?? Data() } catch { throw RepositoryError(.io, "cannot read \(path): \(error)") }
-            if data.isEmpty { break }
-            digest.update(data: data)
-            let (id, w) = try put([UInt8](data))
-            chunks.append(id); size += Int64(data.count); written += w; if w > 0 { new += 1 }
+            var filled = 0
+            while filled < Self.chunkSize {
+                let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + filled, Self.chunkSize - filled) }
+                if n < 0 { if errno == EINTR { continue }; throw RepositoryError(.io, "cannot read \(path): \(String(cString: strerror(errno)))") }
+                if n == 0 { break }
+                filled += n
+            }
+            if filled == 0 { break }
+            let chunk = filled == Self.chunkSize ? buffer : Array(buffer[0..<filled])
+            digest.update(data: chunk)
+            chunks.append(try putPending(chunk, work: work))
+            size += Int64(filled)
+            work.advance(bytes: Int64(filled))
+            if filled < Self.chunkSize { break }
         }
-        return (chunks, size, JSONWriter.hex(digest.finalize()), written, new)
+        return StoredFile(chunks: chunks, size: size, sha256: JSONWriter.hex(digest.finalize()))
+    }
+
+    /// Stores an object under a temporary name unless it exists or this backup already has it.
+    func putPending(_ plaintext: [UInt8], work: BackupWork) throws(RepositoryError) -> String {
+        let id = objectId(plaintext)
+        if objectExists(id) || !work.claim(id) { return id }
+        let sealed = try seal(plaintext, aad: Array(id.utf8))
+        let dir = objectURL(id).deletingLastPathComponent().path
+        if !work.knownDirectory(dir) {
+            if mkdir(dir, 0o700) != 0 && errno != EEXIST { throw RepositoryError(.io, "cannot create \(dir): \(String(cString: strerror(errno)))") }
+        }
+        let tmp = dir + "/.tmp-" + id
+        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw RepositoryError(.io, "cannot write \(tmp): \(String(cString: strerror(errno)))") }
+        let n = sealed.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard n == sealed.count else {
+            unlink(tmp)
+            throw RepositoryError(.io, "cannot write \(tmp): \(n < 0 ? String(cString: strerror(errno)) : "short write (disk full?)")")
+        }
+        work.pending(id: id, tmp: tmp, bytes: sealed.count)
+        return id
+    }
+
+    /// Makes every pending object durable with one `syncfs`, then gives each its final name
+    /// and flushes the renames, before any snapshot may name them.
+    func commitPending(_ work: BackupWork) throws(RepositoryError) {
+        let pending = work.pendingObjects()
+        guard !pending.isEmpty else { return }
+        try syncRepository()
+        for (id, tmp) in pending where rename(tmp, objectURL(id).path) != 0 {
+            throw RepositoryError(.io, "cannot store object \(id.prefix(12)): \(String(cString: strerror(errno)))")
+        }
+        try syncRepository()
+    }
+
+    func syncRepository() throws(RepositoryError) {
+        let fd = Glibc.open(root.path, O_RDONLY)
+        guard fd >= 0, linuxSyncfs(fd) == 0 else {
+            if fd >= 0 { close(fd) }
+            throw RepositoryError(.io, "cannot flush the repository at \(root.path) to disk: \(String(cString: strerror(errno)))")
+        }
+        close(fd)
     }
 
     /// Written last, atomically: a snapshot exists only once every object it names is durable.
@@ -256,7 +374,7 @@ public final class BuiltinRepository: @unchecked Sendable {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("snapshots").path)) ?? []
         var out: [Snapshot] = []
         for n in names where !n.hasPrefix(".") { out.append(try snapshot(n)) }
-        return out.sorted { ($0.time, $0.id) < ($1.time, $1.id) }
+        return out.sorted { ($0.time, $0.timeNanos ?? 0, $0.id) < ($1.time, $1.timeNanos ?? 0, $1.id) }
     }
 
     public func snapshot(_ id: String) throws(RepositoryError) -> Snapshot {
@@ -273,7 +391,8 @@ public final class BuiltinRepository: @unchecked Sendable {
     /// Restores a snapshot into `target` (absent or empty). Refuses paths that would escape the
     /// target (`..`, absolute paths) and never writes through a symlink found in the target.
     /// Every restored file is checked against the manifest's SHA-256; damage is reported per file.
-    public func restore(_ snapshotId: String, to target: URL, force: Bool = false, only: ((ManifestEntry) -> Bool)? = nil) throws(RepositoryError) -> RestoreReport {
+    public func restore(_ snapshotId: String, to target: URL, force: Bool = false, only: ((ManifestEntry) -> Bool)? = nil,
+                        progress: ProgressSink? = nil) throws(RepositoryError) -> RestoreReport {
         let s = try snapshot(snapshotId)
         for e in s.entries where !e.path.isEmpty {
             let parts = e.path.split(separator: "/", omittingEmptySubsequences: false)
@@ -289,44 +408,38 @@ public final class BuiltinRepository: @unchecked Sendable {
         } else {
             try Self.io { try fm.createDirectory(at: target, withIntermediateDirectories: true) }
         }
-        var report = RestoreReport()
         let selected = s.entries.filter { $0.path.isEmpty || (only?($0) ?? true) }
+        // Directories and links first, in path order, so every file's parent exists; then the
+        // files on every core, largest first.
+        var files: [ManifestEntry] = []
         for e in selected.sorted(by: { $0.path < $1.path }) where !e.path.isEmpty {
             let dest = target.path + "/" + e.path
             try Self.refuseSymlinkAncestors(of: e.path, in: target.path)
+            try Self.makeParents(e.path, in: target.path)
             switch e.kind {
             case .dir:
-                try Self.makeParents(e.path, in: target.path)
                 if mkdir(dest, 0o700) != 0 && errno != EEXIST { throw RepositoryError(.io, "cannot create \(dest): \(String(cString: strerror(errno)))") }
             case .symlink:
-                try Self.makeParents(e.path, in: target.path)
                 if symlink(e.target ?? "", dest) != 0 { throw RepositoryError(.io, "cannot create symlink \(dest): \(String(cString: strerror(errno)))") }
             case .file:
-                try Self.makeParents(e.path, in: target.path)
-                let fd = Glibc.open(dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
-                guard fd >= 0 else { throw RepositoryError(.io, "cannot create \(dest): \(String(cString: strerror(errno)))") }
-                var digest = SHA256()
-                var problem: String? = nil
-                for id in e.chunks ?? [] {
-                    do {
-                        let bytes = try get(id)
-                        digest.update(data: bytes)
-                        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-                        if n != bytes.count { problem = "write failed"; break }
-                        report.bytes += Int64(n)
-                    } catch {
-                        problem = error.message
-                        break
-                    }
-                }
-                if problem == nil, JSONWriter.hex(digest.finalize()) != e.sha256 { problem = "content does not match the snapshot's SHA-256" }
-                fchmod(fd, mode_t(e.mode))
-                var times = [timespec(tv_sec: Int(e.mtime), tv_nsec: Int(e.mtimeNanos)), timespec(tv_sec: Int(e.mtime), tv_nsec: Int(e.mtimeNanos))]
-                futimens(fd, &times)
-                close(fd)
-                if let problem { report.damaged[e.path] = problem } else { report.files += 1 }
+                files.append(e)
             }
         }
+        files.sort { $0.size > $1.size }
+        let totalBytes = files.reduce(Int64(0)) { $0 + $1.size }
+        let work = RestoreWork(total: RunProgress(totalFiles: Int64(files.count), totalBytes: totalBytes), progress: progress)
+        let queue = files, targetPath = target.path
+        DispatchQueue.concurrentPerform(iterations: min(max(1, ProcessInfo.processInfo.activeProcessorCount), max(1, files.count))) { _ in
+            while let i = work.next(queue.count) {
+                do throws(RepositoryError) {
+                    try restoreFile(queue[i], into: targetPath, work: work)
+                } catch {
+                    work.fail(error)
+                }
+            }
+        }
+        if let error = work.error { throw error }
+        let report = work.report
         // Directories last, deepest first, so their mtimes survive the files written into them.
         for e in selected.filter({ $0.kind == .dir }).sorted(by: { $0.path > $1.path }) {
             let dest = e.path.isEmpty ? target.path : target.path + "/" + e.path
@@ -335,6 +448,36 @@ public final class BuiltinRepository: @unchecked Sendable {
             utimensat(AT_FDCWD, dest, &times, AT_SYMLINK_NOFOLLOW)
         }
         return report
+    }
+
+    /// Writes one file, created exclusively and never through a link, checking every chunk's
+    /// authentication and the whole file's SHA-256; damage is recorded, not thrown.
+    func restoreFile(_ e: ManifestEntry, into target: String, work: RestoreWork) throws(RepositoryError) {
+        let dest = target + "/" + e.path
+        let fd = Glibc.open(dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw RepositoryError(.io, "cannot create \(dest): \(String(cString: strerror(errno)))") }
+        var digest = SHA256()
+        var problem: String? = nil
+        var written: Int64 = 0
+        for id in e.chunks ?? [] {
+            do throws(RepositoryError) {
+                let bytes = try get(id)
+                digest.update(data: bytes)
+                let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+                if n != bytes.count { problem = "write failed"; break }
+                written += Int64(n)
+                work.advance(bytes: Int64(n))
+            } catch {
+                problem = error.message
+                break
+            }
+        }
+        if problem == nil, JSONWriter.hex(digest.finalize()) != e.sha256 { problem = "content does not match the snapshot's SHA-256" }
+        fchmod(fd, mode_t(e.mode))
+        var times = [timespec(tv_sec: Int(e.mtime), tv_nsec: Int(e.mtimeNanos)), timespec(tv_sec: Int(e.mtime), tv_nsec: Int(e.mtimeNanos))]
+        futimens(fd, &times)
+        close(fd)
+        work.finish(e.path, bytes: written, problem: problem)
     }
 
     /// Every existing component between the target and the entry must be a real directory.
@@ -383,5 +526,125 @@ public final class BuiltinRepository: @unchecked Sendable {
     static func randomBytes(_ n: Int) -> [UInt8] {
         var g = SystemRandomNumberGenerator()
         return (0..<n).map { _ in UInt8.random(in: 0...255, using: &g) }
+    }
+}
+
+/// The shared state of one restore's workers.
+final class RestoreWork: @unchecked Sendable {
+    private let lock = NSLock()
+    private var nextIndex = 0
+    private var current: RunProgress
+    private let progress: ProgressSink?
+    private var _report = RestoreReport()
+    private var _error: RepositoryError?
+
+    init(total: RunProgress, progress: ProgressSink?) {
+        current = total
+        self.progress = progress
+    }
+
+    private func locked<T>(_ body: () -> T) -> T { lock.lock(); defer { lock.unlock() }; return body() }
+
+    var report: RestoreReport { locked { _report } }
+    var error: RepositoryError? { locked { _error } }
+
+    func next(_ count: Int) -> Int? {
+        locked {
+            guard _error == nil, nextIndex < count else { return nil }
+            defer { nextIndex += 1 }
+            return nextIndex
+        }
+    }
+
+    func advance(bytes: Int64) {
+        let p = locked { () -> RunProgress in current.bytes += bytes; return current }
+        progress?(p)
+    }
+
+    func finish(_ path: String, bytes: Int64, problem: String?) {
+        let p = locked { () -> RunProgress in
+            if let problem { _report.damaged[path] = problem } else { _report.files += 1; _report.bytes += bytes }
+            current.files += 1
+            return current
+        }
+        progress?(p)
+    }
+
+    func fail(_ e: RepositoryError) { locked { if _error == nil { _error = e } } }
+}
+
+/// glibc's `syncfs(2)`, which the Glibc module does not export (it sits behind _GNU_SOURCE):
+/// flushes the one filesystem that holds the repository.
+@_silgen_name("syncfs")
+func linuxSyncfs(_ fd: Int32) -> Int32
+
+/// The shared state of one backup's workers: which file is next, which objects this backup
+/// has written (so two workers never write the same chunk), the counters, the first error.
+final class BackupWork: @unchecked Sendable {
+    private let lock = NSLock()
+    private var nextIndex = 0
+    private var stored: [Int: BuiltinRepository.StoredFile] = [:]
+    private var claimed = Set<String>()
+    private var pending: [(id: String, tmp: String)] = []
+    private var directories = Set<String>()
+    private var written: Int64 = 0
+    private var error: RepositoryError?
+    private var current: RunProgress
+    private let progress: ProgressSink?
+
+    init(total: RunProgress, progress: ProgressSink?) {
+        current = total
+        self.progress = progress
+    }
+
+    private func locked<T>(_ body: () -> T) -> T { lock.lock(); defer { lock.unlock() }; return body() }
+
+    /// The next file to store, or nil when all are taken or a worker failed.
+    func next(_ count: Int) -> Int? {
+        locked {
+            guard error == nil, nextIndex < count else { return nil }
+            defer { nextIndex += 1 }
+            return nextIndex
+        }
+    }
+
+    /// True for the first caller with `id`: that one writes it.
+    func claim(_ id: String) -> Bool { locked { claimed.insert(id).inserted } }
+
+    func knownDirectory(_ dir: String) -> Bool { locked { !directories.insert(dir).inserted } }
+
+    func pending(id: String, tmp: String, bytes: Int) {
+        locked {
+            pending.append((id, tmp))
+            written += Int64(bytes)
+        }
+    }
+
+    func advance(bytes: Int64) {
+        let snapshot: RunProgress? = locked {
+            current.bytes += bytes
+            return current
+        }
+        if let snapshot { progress?(snapshot) }
+    }
+
+    func finish(index: Int, _ file: BuiltinRepository.StoredFile) {
+        let snapshot = locked { () -> RunProgress in
+            stored[index] = file
+            current.files += 1
+            return current
+        }
+        progress?(snapshot)
+    }
+
+    func fail(_ e: RepositoryError) { locked { if error == nil { error = e } } }
+
+    func pendingObjects() -> [(id: String, tmp: String)] { locked { pending } }
+
+    /// After a failure: the temporary objects are removed, leaving the repository as it was.
+    func discardPending() { for p in pendingObjects() { unlink(p.tmp) } }
+
+    func results() -> (stored: [Int: BuiltinRepository.StoredFile], written: Int64, newObjects: Int, error: RepositoryError?) {
+        locked { (stored, written, pending.count, error) }
     }
 }

@@ -16,6 +16,21 @@ public struct EngineRestore: Sendable {
     public var damaged: [String: String]
 }
 
+/// How far a backup or restore has got, for the terminal display or `--progress json`.
+public struct RunProgress: Sendable, Equatable {
+    public var files: Int64 = 0
+    public var bytes: Int64 = 0
+    /// Known once the engine has scanned its input; nil while unknown (no ETA then).
+    public var totalFiles: Int64?
+    public var totalBytes: Int64?
+    public init(files: Int64 = 0, bytes: Int64 = 0, totalFiles: Int64? = nil, totalBytes: Int64? = nil) {
+        self.files = files; self.bytes = bytes; self.totalFiles = totalFiles; self.totalBytes = totalBytes
+    }
+}
+
+/// Receives progress; called often, from the engine's thread, so it must be cheap.
+public typealias ProgressSink = @Sendable (RunProgress) -> Void
+
 /// A backup engine: how a job's data gets into a storage target and back.
 ///
 /// Contract, checked by the conformance suite for every engine:
@@ -29,16 +44,36 @@ public struct EngineRestore: Sendable {
 ///   again on retry; I/O errors might not.
 public protocol BackupEngine: Sendable {
     var name: String { get }
+    /// Where progress goes while a backup or restore runs; nil for none.
+    var progress: ProgressSink? { get set }
     func backup(paths: [String], exclude: [String], tags: [String]) throws(RepositoryError) -> EngineBackup
     func snapshots(tag: String?) throws(RepositoryError) -> [(id: String, time: Int64, tags: [String])]
     /// `select` receives the snapshot's file paths and returns those to restore (nil: all).
     func restore(snapshot: String, to target: URL, force: Bool, select: (([String]) -> Set<String>)?) throws(RepositoryError) -> EngineRestore
+    /// Checks the repository's own consistency beyond what a restore read (restic's `check
+    /// --read-data-subset`); returns the problems found, empty when sound. Read-only.
+    func checkRepository(readDataPercent: Int) throws(RepositoryError) -> [String]
+    /// Removes the snapshots `ids`, then the data no snapshot references any more (data younger
+    /// than `grace` stays, for a backup that may be running). Returns a one-line summary.
+    /// Removing an id that no longer exists is not an error, so a retried prune is harmless.
+    func prune(forget ids: Set<String>, grace: TimeInterval) throws(RepositoryError) -> String
+}
+
+extension BackupEngine {
+    /// Engines whose restore already authenticates every byte it reads have nothing to add.
+    public func checkRepository(readDataPercent: Int) throws(RepositoryError) -> [String] { [] }
+
+    /// Engines without history (a mirror) have nothing to prune.
+    public func prune(forget ids: Set<String>, grace: TimeInterval) throws(RepositoryError) -> String {
+        throw RepositoryError(.io, "the \(name) engine keeps no snapshots to prune; remove 'retention' from the job or use a versioned engine")
+    }
 }
 
 /// The builtin engine: drplan's own repository, inside the storage's `path`.
 public struct BuiltinEngine: BackupEngine {
     public let repository: BuiltinRepository
     public var name: String { "builtin" }
+    public var progress: ProgressSink?
 
     /// Opens the repository at `directory`, creating it on first use.
     public static func open(directory: URL, passphrase: String?) throws(RepositoryError) -> BuiltinEngine {
@@ -48,13 +83,24 @@ public struct BuiltinEngine: BackupEngine {
         return BuiltinEngine(repository: try BuiltinRepository.initialize(at: directory, passphrase: passphrase))
     }
 
+    public init(repository: BuiltinRepository, progress: ProgressSink? = nil) {
+        self.repository = repository
+        self.progress = progress
+    }
+
     public func backup(paths: [String], exclude: [String], tags: [String]) throws(RepositoryError) -> EngineBackup {
-        let s = try repository.backup(paths: paths, exclude: exclude, tags: tags)
+        let s = try repository.backup(paths: paths, exclude: exclude, tags: tags, progress: progress)
         return EngineBackup(snapshot: s.snapshot, files: s.files, bytesRead: s.bytesRead, bytesWritten: s.bytesWritten)
     }
 
     public func snapshots(tag: String?) throws(RepositoryError) -> [(id: String, time: Int64, tags: [String])] {
         try repository.snapshots().filter { tag == nil || $0.tags.contains(tag ?? "") }.map { ($0.id, $0.time, $0.tags) }
+    }
+
+    public func prune(forget ids: Set<String>, grace: TimeInterval) throws(RepositoryError) -> String {
+        try repository.forget(ids)
+        let gc = try repository.collectGarbage(grace: grace)
+        return "forgot \(ids.count) snapshot(s), removed \(gc.objects) object(s), \(gc.bytes) bytes"
     }
 
     public func restore(snapshot: String, to target: URL, force: Bool, select: (([String]) -> Set<String>)?) throws(RepositoryError) -> EngineRestore {
@@ -63,7 +109,7 @@ public struct BuiltinEngine: BackupEngine {
             let chosen = select(try repository.snapshot(snapshot).entries.filter { $0.kind == .file }.map(\.path))
             only = { e in e.kind != .file || chosen.contains(e.path) }
         }
-        let r = try repository.restore(snapshot, to: target, force: force, only: only)
+        let r = try repository.restore(snapshot, to: target, force: force, only: only, progress: progress)
         return EngineRestore(files: r.files, bytes: r.bytes, damaged: r.damaged)
     }
 }

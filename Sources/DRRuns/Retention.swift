@@ -9,8 +9,10 @@ import Foundation
 /// - keep_within D: every snapshot taken within D of the *newest* snapshot, so a backup that
 ///   stopped running never lets pruning delete everything.
 public enum Retention {
+    /// `snapshots` come oldest first, as engines list them; that order breaks ties between
+    /// snapshots taken within one second.
     public static func keep(_ snapshots: [(id: String, time: Int64)], policy r: JobRetention) -> Set<String> {
-        let sorted = snapshots.sorted { ($0.time, $0.id) > ($1.time, $1.id) }
+        let sorted = snapshots.enumerated().sorted { ($0.element.time, $0.offset) > ($1.element.time, $1.offset) }.map(\.element)
         guard let newest = sorted.first else { return [] }
         var keep = Set<String>()
         if let n = r.keepLast { for s in sorted.prefix(n) { keep.insert(s.id) } }
@@ -69,7 +71,8 @@ extension BuiltinRepository {
         let cutoff = Date().addingTimeInterval(-grace)
         var removed = 0, bytes: Int64 = 0
         for dir in (try? FileManager.default.contentsOfDirectory(atPath: data)) ?? [] {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: data + "/" + dir)) ?? [] where !name.hasPrefix(".") && !referenced.contains(name) {
+            // Leftover temporary objects (".tmp-…") are what an interrupted backup leaves; no snapshot names them.
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: data + "/" + dir)) ?? [] where !referenced.contains(name) {
                 let path = data + "/" + dir + "/" + name
                 let attrs = try? FileManager.default.attributesOfItem(atPath: path)
                 if let m = attrs?[.modificationDate] as? Date, m > cutoff { continue }

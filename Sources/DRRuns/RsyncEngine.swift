@@ -8,14 +8,11 @@ public struct RsyncEngine: BackupEngine {
     public let root: URL
     public let binary: String
     public var name: String { "rsync" }
+    public var progress: ProgressSink?
 
     /// Finds `rsync` on PATH; its absence is a permanent error naming the package to install.
     public static func locate() throws(RepositoryError) -> String {
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-            let candidate = "\(dir)/rsync"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        throw RepositoryError(.missingTool, "rsync is not installed; install the Debian package 'rsync' (apt-get install rsync)")
+        try ExternalTool.locate("rsync", package: "rsync")
     }
 
     public init(root: URL) throws(RepositoryError) {
@@ -24,18 +21,9 @@ public struct RsyncEngine: BackupEngine {
     }
 
     func run(_ args: [String]) throws(RepositoryError) -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        do { try p.run() } catch { throw RepositoryError(.io, "cannot run rsync: \(error)") }
-        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw RepositoryError(.io, "rsync exited with status \(p.terminationStatus): \(e.suffix(500))") }
-        return o
+        let r = try ExternalTool.run(binary, args)
+        guard r.status == 0 else { throw RepositoryError(.io, "rsync exited with status \(r.status): \(RunMessages.tail(r.stderr))") }
+        return r.stdout
     }
 
     static func number(after label: String, in stats: String) -> Int64 {
@@ -49,16 +37,16 @@ public struct RsyncEngine: BackupEngine {
         do { try FileManager.default.createDirectory(at: dest, withIntermediateDirectories: true) } catch {
             throw RepositoryError(.io, "cannot create \(dest.path): \(error.localizedDescription)")
         }
-        var read: Int64 = 0, written: Int64 = 0, files: Int64 = 0
+        var written: Int64 = 0
         for p in paths {
             // One path mirrors into the asset's folder itself; several get a folder each.
             let target = paths.count == 1 ? dest.path + "/" : dest.path + "/" + (p as NSString).lastPathComponent + "/"
             let stats = try run(["-a", "--delete", "--stats"] + exclude.map { "--exclude=\($0)" } + [p.hasSuffix("/") ? p : p + "/", target])
-            read += Self.number(after: "Total file size", in: stats)
             written += Self.number(after: "Total transferred file size", in: stats)
-            files += Self.number(after: "Number of regular files transferred", in: stats)
         }
-        return EngineBackup(snapshot: "mirror-\(asset)", files: Int(files), bytesRead: read, bytesWritten: written)
+        // rsync's "Total file size" counts symlink targets too; engines report regular files.
+        let (files, read) = Self.regularFiles(dest.path)
+        return EngineBackup(snapshot: "mirror-\(asset)", files: files, bytesRead: read, bytesWritten: written)
     }
 
     public func snapshots(tag: String?) throws(RepositoryError) -> [(id: String, time: Int64, tags: [String])] {
@@ -94,6 +82,16 @@ public struct RsyncEngine: BackupEngine {
             damaged[path] = restored[path] == nil ? "missing after the restore" : "content differs from the mirror"
         }
         return EngineRestore(files: restored.count - damaged.count, bytes: restoredBytes, damaged: damaged)
+    }
+
+    /// How many regular files the mirror holds, and their bytes.
+    static func regularFiles(_ root: String) -> (count: Int, bytes: Int64) {
+        var count = 0, total: Int64 = 0
+        for rel in (FileManager.default.enumerator(atPath: root)?.allObjects as? [String]) ?? [] {
+            var st = stat()
+            if lstat(root + "/" + rel, &st) == 0, st.st_mode & S_IFMT == S_IFREG { count += 1; total += Int64(st.st_size) }
+        }
+        return (count, total)
     }
 
     /// SHA-256 of every regular file under `root`, by relative path.

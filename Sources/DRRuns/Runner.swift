@@ -10,6 +10,8 @@ public struct Runner {
     public let store: EvidenceStore
     /// One line per event, for the terminal.
     public var log: @Sendable (String) -> Void = { _ in }
+    /// Progress of the engine's current backup or restore.
+    public var progress: ProgressSink?
 
     public init(inventory: Inventory, baseDirectory: String, store: EvidenceStore) {
         self.inventory = inventory
@@ -17,23 +19,47 @@ public struct Runner {
         self.store = store
     }
 
-    func resolve(_ path: String) -> String { path.hasPrefix("/") ? path : baseDirectory + "/" + path }
+    /// Absolute, because engines may run tools from another working directory.
+    func resolve(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        let base = baseDirectory.hasPrefix("/") ? baseDirectory : FileManager.default.currentDirectoryPath + "/" + baseDirectory
+        return URL(fileURLWithPath: base + "/" + path).standardizedFileURL.path
+    }
 
-    /// The builtin repository of a storage target: `<path>/drplan-repository`.
+    /// Whether drplan can reach `s` for `job`: a `path`, or for restic also a repository `url`.
+    static func reachable(_ s: Storage, by job: Job) -> Bool {
+        s.path != nil || (job.engine == .restic && s.url != nil)
+    }
+
+    /// The engine that runs `job` against storage `s`. The builtin, sqlite and pg_dump engines
+    /// use drplan's repository at `<path>/drplan-repository`; restic its own repository.
     func engine(for job: Job, storage s: Storage) throws(RepositoryError) -> any BackupEngine {
-        guard let path = s.path else { throw RepositoryError(.io, "storage '\(s.id)' has no 'path' for drplan to write into") }
-        if job.engine == .rsync {
-            return try RsyncEngine(root: URL(fileURLWithPath: resolve(path)).appendingPathComponent("drplan-rsync").appendingPathComponent(job.id))
-        }
-        guard job.engine == .builtin || job.engine == .sqlite else {
-            throw RepositoryError(.io, "the \(job.engine.rawValue) engine is not available in this drplan yet; use builtin, rsync, sqlite or command for job '\(job.id)'")
-        }
         let passphraseRef = job.encryption.passphrase ?? s.encryption.passphrase
+        if job.engine == .restic {
+            guard let ref = passphraseRef else { throw RepositoryError(.passphraseRequired, RunMessages.resticNeedsPassword(job.id)) }
+            let password: ResticEngine.Password
+            if case .file(let file) = ref { password = .file(resolve(file)) } else { password = .value(try Secrets.resolve(ref, relativeTo: baseDirectory)) }
+            guard let location = s.url ?? s.path.map({ resolve($0) + "/drplan-restic" }) else {
+                throw RepositoryError(.io, "storage '\(s.id)' has neither 'path' nor 'url' for restic to write into; add one")
+            }
+            return try ResticEngine(repository: location, password: password, progress: progress)
+        }
+        guard let path = s.path else { throw RepositoryError(.io, "storage '\(s.id)' has no 'path' for drplan to write into; add one") }
+        if job.engine == .rsync {
+            var e = try RsyncEngine(root: URL(fileURLWithPath: resolve(path)).appendingPathComponent("drplan-rsync").appendingPathComponent(job.id))
+            e.progress = progress
+            return e
+        }
+        guard job.engine == .builtin || job.engine == .sqlite || job.engine == .pgDump else {
+            throw RepositoryError(.io, "the \(job.engine.rawValue) engine cannot run job '\(job.id)' against storage '\(s.id)'")
+        }
         if passphraseRef == nil && (job.encryption.atRest) {
             throw RepositoryError(.passphraseRequired, "job '\(job.id)' asks for encryption at rest but names no 'encryption.passphrase' secret")
         }
         let passphrase = try passphraseRef.map { (ref: SecretRef) throws(RepositoryError) -> String in try Secrets.resolve(ref, relativeTo: baseDirectory) }
-        return try BuiltinEngine.open(directory: URL(fileURLWithPath: resolve(path)).appendingPathComponent("drplan-repository"), passphrase: passphrase)
+        var e = try BuiltinEngine.open(directory: URL(fileURLWithPath: resolve(path)).appendingPathComponent("drplan-repository"), passphrase: passphrase)
+        e.progress = progress
+        return e
     }
 
     /// Backs up `jobs` (all jobs with a source and a target with a path when empty), one run
@@ -45,14 +71,15 @@ public struct Runner {
             ? inventory.jobs.filter { j in
                 // A command job's source is its backup command.
                 let hasSource = j.engine == .command ? CommandEngine.option(j, "backup") != nil : j.assets.contains { assets[$0]?.source != nil }
-                return hasSource && j.targets.contains { storage[$0]?.path != nil }
+                return hasSource && j.targets.contains { t in storage[t].map { Self.reachable($0, by: j) } ?? false }
             }
             : names.compactMap { n in inventory.jobs.first { $0.id == n } }
         var records: [RunRecord] = []
         for job in jobs {
             for target in job.targets {
-                guard let s = storage[target], s.path != nil || !names.isEmpty else { continue }
+                guard let s = storage[target], Self.reachable(s, by: job) || !names.isEmpty else { continue }
                 var run = try store.begin(RunRecord(kind: .backup, job: job.id, engine: job.engine.rawValue, storage: target))
+                progress?(RunProgress())
                 log("backup \(job.id) → \(target): started (run \(run.id.prefix(8)))")
                 let started = Date()
                 do throws(RepositoryError) {
@@ -75,6 +102,15 @@ public struct Runner {
                                 defer { try? FileManager.default.removeItem(at: staging) }
                                 _ = try SQLiteBackup.dump(database: resolve(file), into: staging)
                                 b = try engine.backup(paths: [staging.path], exclude: [], tags: [job.id, a])
+                            } else if job.engine == .pgDump {
+                                guard case .postgres(let dsn, let ref)? = assets[a]?.source else {
+                                    throw RepositoryError(.io, RunMessages.notAPostgresSource(a))
+                                }
+                                let password = try ref.map { (r: SecretRef) throws(RepositoryError) -> String in try Secrets.resolve(r, relativeTo: baseDirectory) }
+                                let staging = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-pgdump-\(run.id.prefix(8))-\(a)")
+                                defer { try? FileManager.default.removeItem(at: staging) }
+                                _ = try PostgresBackup.dump(dsn: dsn, password: password, into: staging)
+                                b = try engine.backup(paths: [staging.path], exclude: [], tags: [job.id, a])
                             } else {
                                 guard case .paths(let paths, let exclude)? = assets[a]?.source else {
                                     throw RepositoryError(.io, "asset '\(a)' has no 'source: {path: …}' for the builtin engine to read")
@@ -82,6 +118,7 @@ public struct Runner {
                                 b = try engine.backup(paths: paths.map(resolve), exclude: exclude, tags: [job.id, a])
                             }
                             run.bytesRead += b.bytesRead; run.bytesWritten += b.bytesWritten; run.files += Int64(b.files)
+                            progress?(RunProgress(files: Int64(b.files), bytes: b.bytesRead, totalFiles: Int64(b.files), totalBytes: b.bytesRead))
                             snapshots.append(b.snapshot)
                         }
                         run.snapshot = snapshots.joined(separator: ",")
@@ -109,21 +146,18 @@ public struct Runner {
         var records: [RunRecord] = []
         for job in jobs {
             guard let policy = job.retention else { continue }
-            for s in job.targets.compactMap({ t in inventory.storage.first { $0.id == t && $0.path != nil } }) {
+            for s in job.targets.compactMap({ t in inventory.storage.first { $0.id == t && Self.reachable($0, by: job) } }) {
                 var run = try store.begin(RunRecord(kind: .prune, job: job.id, engine: job.engine.rawValue, storage: s.id))
                 do throws(RepositoryError) {
-                    guard let engine = try engine(for: job, storage: s) as? BuiltinEngine else { throw RepositoryError(.io, "only the builtin engine prunes") }
+                    let engine = try engine(for: job, storage: s)
                     var forget = Set<String>()
                     for a in job.assets {
                         let snaps = try engine.snapshots(tag: job.id).filter { $0.tags.contains(a) }.map { (id: $0.id, time: $0.time) }
                         let keep = Retention.keep(snaps, policy: policy)
                         forget.formUnion(snaps.map(\.id).filter { !keep.contains($0) })
                     }
-                    try engine.repository.forget(forget)
-                    let gc = try engine.repository.collectGarbage(grace: grace)
+                    run.output = try engine.prune(forget: forget, grace: grace)
                     run.files = Int64(forget.count)
-                    run.bytesWritten = -gc.bytes
-                    run.output = "forgot \(forget.count) snapshot(s), removed \(gc.objects) object(s), \(gc.bytes) bytes"
                     run.status = .success
                     log("prune \(job.id) on \(s.id): \(run.output ?? "")")
                 } catch {
@@ -156,7 +190,7 @@ public struct Runner {
     /// files go straight into `target`, a job with several assets gets one folder per asset.
     public func restore(job name: String, snapshot: String?, target: URL, force: Bool) throws(RepositoryError) -> [(asset: String, result: EngineRestore)] {
         guard let job = inventory.jobs.first(where: { $0.id == name }) else { throw RepositoryError(.io, "no job '\(name)'") }
-        guard let s = job.targets.lazy.compactMap({ t in self.inventory.storage.first { $0.id == t && $0.path != nil } }).first else {
+        guard let s = job.targets.lazy.compactMap({ t in self.inventory.storage.first { $0.id == t && Self.reachable($0, by: job) } }).first else {
             throw RepositoryError(.io, "job '\(name)' has no target with a path to restore from")
         }
         let fm = FileManager.default
@@ -196,8 +230,9 @@ public struct Runner {
         var out: [(RunRecord, String?)] = []
         for test in tests {
             guard let job = inventory.jobs.first(where: { $0.id == test.job }) else { continue }
-            let targets = job.targets.compactMap { t in inventory.storage.first { $0.id == t && $0.path != nil } }
+            let targets = job.targets.compactMap { t in inventory.storage.first { $0.id == t && Self.reachable($0, by: job) } }
             var run = try store.begin(RunRecord(kind: .restoreTest, job: job.id, restoreTest: test.id, engine: job.engine.rawValue, storage: targets.first?.id))
+            progress?(RunProgress())
             let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-restore-test-\(test.id)-\(run.id.prefix(8))")
             let effective = sample ?? (test.scope == .sample ? .percent(10) : .all)
             do throws(RepositoryError) {
@@ -237,14 +272,31 @@ public struct Runner {
                         guard let snap = try engine.snapshots(tag: job.id).filter({ $0.tags.contains(a) }).last else {
                             throw RepositoryError(.corrupt, "job '\(job.id)' has no snapshot of '\(a)' on '\(s.id)' yet; run 'drplan backup \(job.id)' first")
                         }
-                        let select = job.engine == .sqlite ? nil : Self.selector(effective, seed: seed)
+                        // A database snapshot is one dump: sampling it would test nothing.
+                        let select = job.engine == .sqlite || job.engine == .pgDump ? nil : Self.selector(effective, seed: seed)
                         let r = try engine.restore(snapshot: snap.id, to: scratch.appendingPathComponent(a), force: false, select: select)
                         run.verifiedFiles += Int64(r.files); run.verifiedBytes += r.bytes; run.files += Int64(r.files + r.damaged.count)
+                        progress?(RunProgress(files: Int64(r.files + r.damaged.count), bytes: r.bytes, totalFiles: Int64(r.files + r.damaged.count), totalBytes: r.bytes))
                         for (p, why) in r.damaged { damaged["\(a)/\(p)"] = why }
                         if job.engine == .sqlite, r.damaged.isEmpty {
                             for problem in SQLiteBackup.verify(restoredIn: scratch.appendingPathComponent(a)) { damaged["\(a)/\(SQLiteBackup.fileName)"] = problem }
                         }
+                        if job.engine == .pgDump, r.damaged.isEmpty {
+                            guard case .postgres(let dsn, let ref)? = inventory.assets.first(where: { $0.id == a })?.source else {
+                                throw RepositoryError(.io, RunMessages.notAPostgresSource(a))
+                            }
+                            let password = try ref.map { (r: SecretRef) throws(RepositoryError) -> String in try Secrets.resolve(r, relativeTo: baseDirectory) }
+                            let problems = try PostgresBackup.verify(restoredIn: scratch.appendingPathComponent(a), dsn: dsn, password: password,
+                                                                     scratch: "drplan_restore_test_\(run.id.prefix(8).lowercased())")
+                            for (i, problem) in problems.enumerated() { damaged["\(a)/\(PostgresBackup.fileName)" + (i == 0 ? "" : " #\(i + 1)")] = problem }
+                        }
                         run.snapshot = snap.id
+                    }
+                    // restic re-reads a share of its packs too (runs.md): the sample's share, or 10%.
+                    var percent = 10
+                    if case .percent(let p) = effective { percent = Int(p.rounded(.up)) }
+                    for (i, problem) in try engine.checkRepository(readDataPercent: percent).enumerated() {
+                        damaged["(repository check \(i + 1))"] = problem
                     }
                     if damaged.isEmpty {
                         run.status = .success

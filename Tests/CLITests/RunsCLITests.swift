@@ -132,13 +132,53 @@ struct RunsCLITests {
         #expect(try run(["backup", "no-such-job"], dir).status == 2)
     }
 
-    @Test("a missing engine binary is exit 3, naming the package to install")
-    func missingBinary() throws {
+    @Test("a missing engine binary is exit 3, naming the package to install", arguments: [
+        ("    type: incremental\n", "    type: mirror\n    engine: rsync\n", "rsync"),
+        ("    type: incremental\n", "    type: incremental\n    engine: restic\n", "restic"),
+        ("    source: { path: data }\n", "    source: { postgres: \"postgresql://drplan@127.0.0.1:1/office\" }\n", "postgresql-client"),
+    ])
+    func missingBinary(_ from: String, _ to: String, _ package: String) throws {
         let dir = try Self.demo(); defer { dir.cleanup() }
-        let yaml = try String(contentsOfFile: dir.path + "/demo/drplan.yaml", encoding: .utf8)
-        try yaml.replacingOccurrences(of: "    type: incremental\n", with: "    type: mirror\n    engine: rsync\n").write(toFile: dir.path + "/demo/drplan.yaml", atomically: true, encoding: .utf8)
+        var yaml = try String(contentsOfFile: dir.path + "/demo/drplan.yaml", encoding: .utf8)
+        yaml = yaml.replacingOccurrences(of: from, with: to)
+        if package == "postgresql-client" { yaml = yaml.replacingOccurrences(of: "    type: incremental\n", with: "    type: incremental\n    engine: pg_dump\n") }
+        try yaml.write(toFile: dir.path + "/demo/drplan.yaml", atomically: true, encoding: .utf8)
         let r = try CLITests.run(["backup", "-i", dir.path + "/demo/drplan.yaml"], cwd: dir.path, env: ["PATH": "/nonexistent"])
         #expect(r.status == 3)
-        #expect(r.stderr.contains("install the Debian package 'rsync'"))
+        #expect(r.stderr.contains("install the Debian package '\(package)'"), "\(r.stderr)")
+    }
+
+    @Test("the demo runs on the restic engine: backup, restore test, history and check read restic's own repository")
+    func resticDemo() throws {
+        guard (try? Tools.run("which", ["restic"]).status) == 0 else {
+            _ = Tools.skip("restic CLI test", because: "restic is not installed (apt-get install restic)") { Issue.record(Comment(rawValue: $0)) }
+            return
+        }
+        let dir = try Self.demo(); defer { dir.cleanup() }
+        let yaml = try String(contentsOfFile: dir.path + "/demo/drplan.yaml", encoding: .utf8)
+        try yaml.replacingOccurrences(of: "    type: incremental\n", with: "    type: incremental\n    engine: restic\n")
+            .write(toFile: dir.path + "/demo/drplan.yaml", atomically: true, encoding: .utf8)
+        let b = try run(["backup", "--progress", "json"], dir)
+        #expect(b.status == 0, "\(b.stderr)")
+        // Two targets, two restic repositories, each initialised on first use.
+        for t in ["office-disk", "usb-at-home"] {
+            #expect(FileManager.default.fileExists(atPath: dir.path + "/demo/backup-target/\(t)/drplan-restic/config"))
+        }
+        // The passphrase reached restic through RESTIC_PASSWORD_FILE: the repository opens with it.
+        let listed = try Tools.run("restic", ["--repo", dir.path + "/demo/backup-target/office-disk/drplan-restic", "--password-file", dir.path + "/demo/passphrase.txt", "snapshots", "--json", "--tag", "documents-nightly"])
+        #expect(listed.status == 0 && listed.stdout.contains("\"documents\""))
+        let t = try run(["restore-test"], dir)
+        #expect(t.status == 0, "\(t.stderr)")
+        let h = try run(["history", "--format", "json"], dir)
+        let runs = try #require((try JSONSerialization.jsonObject(with: Data(h.stdout.utf8)) as? [String: Any])?["runs"] as? [[String: Any]])
+        #expect(runs.count == 3 && runs.allSatisfy { $0["engine"] as? String == "restic" && $0["status"] as? String == "success" })
+        let test = try #require(runs.first { $0["kind"] as? String == "restore_test" })
+        #expect((test["verified_files"] as? Int ?? 0) > 0)
+        let c = try run(["check"], dir)
+        #expect(c.status == 0 && !c.stdout.contains("DR502") && !c.stdout.contains("DR402"), "\(c.stdout)")
+        // --progress json: one object per line on stderr, the last one of each run complete.
+        let lines = b.stderr.split(separator: "\n").filter { $0.hasPrefix("{\"progress\"") }
+        #expect(lines.count >= 2 && lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
+        #expect(lines.filter { $0.contains("\"done\":true") }.count == 2)
     }
 }

@@ -28,6 +28,8 @@ struct BackupCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var progress: ProgressOptions
+
     @Argument(help: "Jobs to run (default: every job drplan can run).")
     var jobs: [String] = []
 
@@ -35,7 +37,8 @@ struct BackupCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames(jobs, among: inventory.jobs.map(\.id), what: "job")
-        let runner = try global.runner(inventory)
+        var runner = try global.runner(inventory)
+        runner.progress = progress.sink(quiet: global.quiet)
         let records = try global.recording { () throws(EvidenceError) in try runner.backup(jobs: jobs) }
         if records.isEmpty, !global.quiet { Console.error("drplan: no job has both a source and a target with a path; nothing to back up") }
         if records.contains(where: \.missingTool) { throw CommandFailure(status: .environment) }
@@ -65,6 +68,8 @@ struct RestoreTestCommand: ParsableCommand {
     @Flag(name: .long, help: "Keep the restored copy for inspection and print where it is.")
     var keep = false
 
+    @OptionGroup var progress: ProgressOptions
+
     @Argument(help: "Restore tests to run (default: all).")
     var tests: [String] = []
 
@@ -76,7 +81,8 @@ struct RestoreTestCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames(tests, among: inventory.restoreTests.map(\.id), what: "restore test")
-        let runner = try global.runner(inventory)
+        var runner = try global.runner(inventory)
+        runner.progress = progress.sink(quiet: global.quiet)
         let chosenSample = sample.flatMap(Runner.Sample.parse), chosenSeed = seed ?? UInt64(Date().timeIntervalSince1970)
         let results = try global.recording { () throws(EvidenceError) in
             try runner.restoreTest(tests: tests, sample: chosenSample, seed: chosenSeed, keep: keep)
@@ -217,6 +223,8 @@ struct RestoreCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var progress: ProgressOptions
+
     @Argument(help: "The job whose backup to restore.")
     var job: String
 
@@ -233,7 +241,8 @@ struct RestoreCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames([job], among: inventory.jobs.map(\.id), what: "job")
-        let runner = try global.runner(inventory)
+        var runner = try global.runner(inventory)
+        runner.progress = progress.sink(quiet: global.quiet)
         let results: [(asset: String, result: EngineRestore)]
         do { results = try runner.restore(job: job, snapshot: snapshot, target: URL(fileURLWithPath: target), force: force) } catch {
             Console.error("drplan: error: \(error.message)")

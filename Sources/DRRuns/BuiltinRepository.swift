@@ -55,6 +55,8 @@ public struct BackupSummary: Sendable {
     /// Bytes of new objects stored (after deduplication, including encryption overhead).
     public var bytesWritten: Int64
     public var newObjects: Int
+    /// Files not read again because the parent snapshot already had them, unchanged.
+    public var filesReused: Int = 0
 }
 
 public struct RestoreReport: Sendable {
@@ -269,7 +271,8 @@ public final class BuiltinRepository: @unchecked Sendable {
         let snapshot = Snapshot(id: JSONWriter.hex(Self.randomBytes(16)), time: Int64(now.tv_sec), timeNanos: Int32(now.tv_nsec), host: host, tags: tags, paths: paths, entries: final)
         try writeSnapshot(snapshot)
         let read = result.stored.reduce(Int64(0)) { $0 + $1.value.size } + reused
-        return BackupSummary(snapshot: snapshot.id, files: files.count, bytesRead: read, bytesWritten: result.written, newObjects: result.newObjects)
+        return BackupSummary(snapshot: snapshot.id, files: files.count, bytesRead: read, bytesWritten: result.written, newObjects: result.newObjects,
+                             filesReused: files.count - toRead.count)
     }
 
     /// The newest snapshot with exactly these tags and paths, whose unchanged files a backup

@@ -93,7 +93,23 @@ public final class EvidenceStore: @unchecked Sendable {
                 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
                 """)
         }
+        // Interrupted runs are found when the store is next opened, perhaps by a command that sends
+        // no alerts; this remembers which still owe one (older rows count as alerted).
+        m.registerMigration("v2") { db in
+            try db.execute(sql: "ALTER TABLE runs ADD COLUMN alert_pending INTEGER NOT NULL DEFAULT 0")
+        }
         return m
+    }
+
+    /// Interrupted runs whose alert has not been sent yet, oldest first.
+    public func interruptionsToAlert() throws(EvidenceError) -> [RunRecord] {
+        let ids = try read { db in try String.fetchAll(db, sql: "SELECT id FROM runs WHERE status = 'interrupted' AND alert_pending = 1") }
+        return try runs().filter { ids.contains($0.id) }
+    }
+
+    /// Records that an interrupted run's alert went out (or was attempted).
+    public func markAlerted(_ id: String) throws(EvidenceError) {
+        try write { db in try db.execute(sql: "UPDATE runs SET alert_pending = 0 WHERE id = ?", arguments: [id]) }
     }
 
     static func iso(_ d: Date) -> String {
@@ -214,7 +230,7 @@ public final class EvidenceStore: @unchecked Sendable {
             for row in try Row.fetchAll(db, sql: "SELECT id, host, pid FROM runs WHERE status = 'running'") {
                 let id: String = row["id"], host: String = row["host"], pid: Int32 = row["pid"]
                 guard !Self.alive(pid, host: host) else { continue }
-                try db.execute(sql: "UPDATE runs SET status = 'interrupted', finished_at = ?, error = 'the process running it ended before it finished' WHERE id = ?",
+                try db.execute(sql: "UPDATE runs SET status = 'interrupted', alert_pending = 1, finished_at = ?, error = 'the process running it ended before it finished' WHERE id = ?",
                                arguments: [Self.iso(Date()), id])
                 try db.execute(sql: "DELETE FROM locks WHERE run_id = ?", arguments: [id])
                 try Self.append(db, "run.interrupted", ["run": id])

@@ -62,6 +62,16 @@ public struct Runner {
         return e
     }
 
+    /// Sends the alerts that runs killed mid-way still owe (runs.md: a failed *or interrupted*
+    /// run notifies). Called before new runs start, whichever command first found them.
+    public func alertInterruptions() {
+        guard let pending = try? store.interruptionsToAlert() else { return }
+        for run in pending {
+            if let job = inventory.jobs.first(where: { $0.id == run.job }) { alert(run, job) }
+            try? store.markAlerted(run.id)
+        }
+    }
+
     /// Backs up `jobs` (all jobs with a source and a target with a path when empty), one run
     /// per job and target. Returns the recorded runs; a lock held by another run throws.
     public func backup(jobs names: [String]) throws(EvidenceError) -> [RunRecord] {
@@ -74,6 +84,7 @@ public struct Runner {
                 return hasSource && j.targets.contains { t in storage[t].map { Self.reachable($0, by: j) } ?? false }
             }
             : names.compactMap { n in inventory.jobs.first { $0.id == n } }
+        alertInterruptions()
         var records: [RunRecord] = []
         for job in jobs {
             for target in job.targets {
@@ -227,6 +238,7 @@ public struct Runner {
     /// byte, records the result, and removes the scratch copy unless `keep`.
     public func restoreTest(tests names: [String], sample: Sample?, seed: UInt64, keep: Bool) throws(EvidenceError) -> [(RunRecord, String?)] {
         let tests = names.isEmpty ? inventory.restoreTests : names.compactMap { n in inventory.restoreTests.first { $0.id == n } }
+        alertInterruptions()
         var out: [(RunRecord, String?)] = []
         for test in tests {
             guard let job = inventory.jobs.first(where: { $0.id == test.job }) else { continue }

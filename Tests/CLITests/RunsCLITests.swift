@@ -105,6 +105,10 @@ struct RunsCLITests {
         let test = try run(["restore-test"], dir)
         #expect(test.status == 0, "\(test.stderr)")
         #expect(try run(["evidence", "verify"], dir).status == 0)
+        // `history` found the interruption; the next run sends the alert it owes, once.
+        _ = try run(["restore-test"], dir)
+        let alerts = (try? String(contentsOfFile: dir.path + "/demo/alerts.log", encoding: .utf8)) ?? ""
+        #expect(alerts.components(separatedBy: "\"event\":\"drplan.run.interrupted\"").count - 1 == statuses.filter { $0 == "interrupted" }.count, "\(alerts)")
     }
 
     @Test("restore writes the job's files into the target, and refuses a non-empty one without --force")

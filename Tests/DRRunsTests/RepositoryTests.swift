@@ -99,7 +99,62 @@ struct RepositoryTests {
         let second = try repo.backup(paths: [dir.path + "/src"])
         #expect(second.bytesRead == first.bytesRead)
         #expect(second.newObjects == 2)
+        #expect(second.filesReused == 98)
         #expect(Double(second.bytesWritten) < 0.05 * Double(first.bytesWritten))
+    }
+
+    @Test("the parent shortcut: unchanged files are not read again, but a missing object or a changed file with its mtime put back is")
+    func parentShortcut() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        for i in 0..<5 { try Self.randomFile(dir.path + "/src/f\(i).bin", bytes: 100_000) }
+        let repo = try Self.make(dir)
+        let first = try repo.backup(paths: [dir.path + "/src"], tags: ["job", "a"])
+        #expect(first.filesReused == 0)
+        // Another job's snapshot is not a parent.
+        #expect(try repo.backup(paths: [dir.path + "/src"], tags: ["other", "a"]).filesReused == 0)
+        // Same size, same mtime, new content: only the ctime tells, and it does.
+        var st = stat()
+        lstat(dir.path + "/src/f1.bin", &st)
+        try Self.randomFile(dir.path + "/src/f1.bin", bytes: 100_000)
+        Self.setTimes(dir.path + "/src/f1.bin", st.st_mtim.tv_sec, st.st_mtim.tv_nsec)
+        // A lost object of an unchanged file is stored again rather than trusted.
+        let snap = try repo.snapshot(first.snapshot)
+        let f3 = try #require(snap.entries.first { $0.path == "f3.bin" }?.chunks?.first)
+        try FileManager.default.removeItem(at: repo.objectURL(f3))
+        let second = try repo.backup(paths: [dir.path + "/src"], tags: ["job", "a"])
+        #expect(second.filesReused == 3 && second.newObjects == 2)
+        let out = URL(fileURLWithPath: dir.path + "/out")
+        let r = try repo.restore(second.snapshot, to: out)
+        #expect(r.damaged.isEmpty && r.files == 5)
+        for i in 0..<5 {
+            #expect(try Data(contentsOf: out.appendingPathComponent("f\(i).bin")) == Data(contentsOf: URL(fileURLWithPath: dir.path + "/src/f\(i).bin")))
+        }
+    }
+
+    @Test("a file that grows while it is backed up: what was read is what is recorded, and it verifies")
+    func changingFile() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let path = dir.path + "/src/growing.log"
+        try Self.randomFile(path, bytes: 4 << 20)
+        try dir.write("src/other.txt", "steady")
+        let repo = try Self.make(dir)
+        let writer = Thread {
+            guard let h = FileHandle(forWritingAtPath: path) else { return }
+            _ = try? h.seekToEnd()
+            for i in 0..<400 { h.write(Data(repeating: UInt8(i % 251), count: 64 << 10)) }
+            try? h.close()
+        }
+        writer.start()
+        let b = try repo.backup(paths: [dir.path + "/src"])
+        while !writer.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+        let entry = try #require(try repo.snapshot(b.snapshot).entries.first { $0.path == "growing.log" })
+        #expect(entry.size >= 4 << 20)
+        let out = URL(fileURLWithPath: dir.path + "/out")
+        let r = try repo.restore(b.snapshot, to: out)
+        #expect(r.damaged.isEmpty && r.files == 2)
+        let restored = try Data(contentsOf: out.appendingPathComponent("growing.log"))
+        let now = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(Int64(restored.count) == entry.size && now.prefix(restored.count) == restored)
     }
 
     @Test("no plaintext of the source appears in an encrypted repository")

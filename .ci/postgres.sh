@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Starts a throwaway PostgreSQL cluster on a loopback port for the pg_dump tests, and prints
+# the environment the tests read. Usage: eval "$(bash .ci/postgres.sh start DIR)"; later
+# bash .ci/postgres.sh stop DIR. As root the server runs as the 'postgres' user (PostgreSQL
+# refuses to run as root). Password authentication is on, so the secret path is exercised.
+set -euo pipefail
+cmd="$1"; dir="$2"; port="${DRPLAN_PG_PORT:-54329}"
+bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+if [ -z "$bin" ]; then echo "no PostgreSQL server under /usr/lib/postgresql; apt-get install postgresql" >&2; exit 1; fi
+as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+case "$cmd" in
+  start)
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
+    echo "drplan-ci-password" > "$dir/pw"; chmod 600 "$dir/pw"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$dir/pw"; fi
+    as_owner "$bin/initdb" -D "$dir/data" -U drplan --pwfile="$dir/pw" --auth=scram-sha-256 >"$dir/initdb.log" 2>&1
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+    echo "export DRPLAN_PG_DSN=postgresql://drplan@127.0.0.1:$port/postgres"
+    echo "export DRPLAN_PG_PASSWORD=drplan-ci-password"
+    ;;
+  stop)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$dir"
+    ;;
+esac

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Side-by-side engine benchmark: drplan's builtin engine, restic, borg and tar|zstd, each with
+encryption on, on the same generated tree, in one run. Run by hand, never in CI.
+
+usage: bench/engines.py [--work /tmp/drplan-bench] [--runs 3] [--drplan .build/release/drplan]
+                        [--no-write]
+
+For each tool and run: a first backup into a fresh repository, an incremental backup after
+`gen_tree.py --mutate`, a full restore with verification, and the repository size. Wall time,
+MB/s (source bytes / wall time) and peak RSS come from GNU time; each cell is the median of the
+runs with [min–max]. Also measured: sha256sum over the tree (one core's hashing limit) and a
+plain tar read (the I/O floor). The page cache is warm for everyone (the tree fits in memory).
+
+Writes the tables between the engine markers in docs/benchmarks.md unless --no-write.
+"""
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PASS = "bench-passphrase-not-secret"
+
+
+def timed(cmd, cwd=None, env=None):
+    """Runs `cmd` (a shell string) under GNU time; returns (wall s, peak RSS MB, CPU %)."""
+    full_env = dict(os.environ, **(env or {}))
+    out = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M %P", "bash", "-o", "pipefail", "-c", cmd],
+                         cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    line = [l for l in out.stderr.splitlines() if l.startswith("TIME ")]
+    if out.returncode != 0 or not line:
+        sys.exit(f"failed ({out.returncode}): {cmd}\n{out.stderr[-2000:]}")
+    _, wall, rss, cpu = line[-1].split()
+    return float(wall), int(rss) / 1024, int(cpu.rstrip("%") or 0)
+
+
+def du(path):
+    return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True).stdout.split()[0])
+
+
+def tree_bytes(path):
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(d, f)
+            if not os.path.islink(p):
+                total += os.path.getsize(p)
+    return total
+
+
+class Tool:
+    """One backup tool: its commands for a repository directory `repo`."""
+    def __init__(self, name, init, first, incremental, restore, env=None):
+        self.name, self.init, self.first, self.incremental, self.restore, self.env = name, init, first, incremental, restore, env or {}
+
+
+def tools(work, tree, drplan):
+    inv = os.path.join(work, "drplan-{run}.yaml")
+    return [
+        Tool("drplan builtin",
+             init="true",
+             first=f"{drplan} backup -q -i {inv} --evidence {work}/ev-{{run}}.sqlite",
+             incremental=f"{drplan} backup -q -i {inv} --evidence {work}/ev-{{run}}.sqlite",
+             restore=f"{drplan} restore-test -q -i {inv} --evidence {work}/ev-{{run}}.sqlite full"),
+        Tool("restic " + subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.split()[1],
+             init="restic -r {repo} init",
+             first=f"cd {tree} && restic -r {{repo}} backup --quiet .",
+             incremental=f"cd {tree} && restic -r {{repo}} backup --quiet .",
+             restore="restic -r {repo} restore latest --target {out} --verify",
+             env={"RESTIC_PASSWORD": PASS}),
+        Tool("borg " + subprocess.run(["borg", "--version"], capture_output=True, text=True).stdout.split()[1],
+             init="borg init --encryption=repokey-blake2 {repo}",
+             first=f"cd {tree} && borg create {{repo}}::first .",
+             incremental=f"cd {tree} && borg create {{repo}}::second .",
+             restore="mkdir -p {out} && cd {out} && borg extract {repo}::second && borg check --verify-data {repo}",
+             env={"BORG_PASSPHRASE": PASS, "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}),
+        Tool("tar | zstd -T0 | openssl aes-256-ctr",
+             init="mkdir -p {repo}",
+             first=f"tar --listed-incremental={{repo}}/snar -cf - -C {tree} . | zstd -q -T0 -3 | openssl enc -aes-256-ctr -pbkdf2 -pass env:BENCH_PASS > {{repo}}/0.tar.zst.enc",
+             incremental=f"cp {{repo}}/snar {{repo}}/snar1 && tar --listed-incremental={{repo}}/snar1 -cf - -C {tree} . | zstd -q -T0 -3 | openssl enc -aes-256-ctr -pbkdf2 -pass env:BENCH_PASS > {{repo}}/1.tar.zst.enc",
+             # zstd checks each frame's checksum while decompressing: the verification.
+             restore="mkdir -p {out} && for a in 0 1; do openssl enc -d -aes-256-ctr -pbkdf2 -pass env:BENCH_PASS < {repo}/$a.tar.zst.enc | zstd -q -d | tar --listed-incremental=/dev/null -xf - -C {out}; done",
+             env={"BENCH_PASS": PASS}),
+    ]
+
+
+def write_inventory(path, tree, repo):
+    with open(path, "w") as f:
+        f.write(f"""drplan: 1
+sites: [{{ id: office, kind: office }}]
+storage: [{{ id: disk, kind: disk, site: office, path: {repo}, encryption: {{ at_rest: true }} }}]
+assets: [{{ id: tree, kind: file-store, site: office, source: {{ path: {tree} }} }}]
+jobs:
+  - {{ id: tree-nightly, assets: [tree], schedule: "0 1 * * *", targets: [disk], encryption: {{ at_rest: true, passphrase: "env:BENCH_PASS" }} }}
+restore_tests: [{{ id: full, job: tree-nightly, scope: full }}]
+""")
+
+
+def cell(values, fmt):
+    med = statistics.median(values)
+    return fmt(med) + (f" [{fmt(min(values))}–{fmt(max(values))}]" if len(values) > 1 else "")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default="/tmp/drplan-bench")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--drplan", default=os.path.join(ROOT, ".build/release/drplan"))
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    for tool in ["restic", "borg", "zstd", "openssl", "sha256sum"]:
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: apt-get install restic borgbackup zstd openssl coreutils")
+    drplan = os.path.abspath(a.drplan)
+    shutil.rmtree(a.work, ignore_errors=True)
+    tree = os.path.join(a.work, "tree")
+    print("generating the tree…", flush=True)
+    subprocess.run([sys.executable, os.path.join(ROOT, "bench/gen_tree.py"), tree], check=True)
+    size0 = tree_bytes(tree)
+    env = {"BENCH_PASS": PASS}
+    ts = tools(a.work, tree, drplan)
+    results = {t.name: {"first": [], "incremental": [], "restore": [], "size": []} for t in ts}
+
+    floors = {}
+    floors["sha256sum (one core)"] = timed(f"find {tree} -type f -print0 | xargs -0 sha256sum > /dev/null")
+    floors["tar read (I/O floor)"] = timed(f"tar cf - -C {tree} . | cat > /dev/null")
+
+    def repo(t, r):
+        return os.path.join(a.work, f"repo-{ts.index(t)}-{r}")
+
+    for r in range(a.runs):
+        write_inventory(os.path.join(a.work, f"drplan-{r}.yaml"), tree, repo(ts[0], r))
+        for t in ts:
+            subprocess.run(t.init.format(repo=repo(t, r)), shell=True, check=True, env=dict(os.environ, **t.env, **env),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            w, m, c = timed(t.first.format(repo=repo(t, r), run=r), env={**t.env, **env})
+            results[t.name]["first"].append((w, m, c))
+            print(f"first       {t.name:40} run {r + 1}: {w:6.1f} s {m:7.0f} MB {c:4d}% CPU", flush=True)
+    subprocess.run([sys.executable, os.path.join(ROOT, "bench/gen_tree.py"), tree, "--mutate"], check=True)
+    size1 = tree_bytes(tree)
+    for r in range(a.runs):
+        for t in ts:
+            w, m, c = timed(t.incremental.format(repo=repo(t, r), run=r), env={**t.env, **env})
+            results[t.name]["incremental"].append((w, m, c))
+            results[t.name]["size"].append(du(repo(t, r)))
+            print(f"incremental {t.name:40} run {r + 1}: {w:6.1f} s {m:7.0f} MB {c:4d}% CPU", flush=True)
+    for r in range(a.runs):
+        for t in ts:
+            out = os.path.join(a.work, "restored")
+            shutil.rmtree(out, ignore_errors=True)
+            w, m, c = timed(t.restore.format(repo=repo(t, r), out=out, run=r), env={**t.env, **env})
+            results[t.name]["restore"].append((w, m, c))
+            print(f"restore     {t.name:40} run {r + 1}: {w:6.1f} s {m:7.0f} MB {c:4d}% CPU", flush=True)
+            shutil.rmtree(out, ignore_errors=True)
+
+    mb = lambda b: b / 1e6
+    lines = [f"Run on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores, {platform.platform()}, "
+             f"tree {mb(size0):,.0f} MB before and {mb(size1):,.0f} MB after `--mutate`; {a.runs} runs, median [min–max]. "
+             f"MB/s is source bytes over wall time (for the incremental too, so it shows how little is re-read).", "",
+             "| tool | first backup | MB/s | incremental | restore + verify | MB/s | peak RSS (first / incr / restore) | CPU % (first) | repository |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for t in ts:
+        R = results[t.name]
+        f = [x[0] for x in R["first"]]; i = [x[0] for x in R["incremental"]]; s = [x[0] for x in R["restore"]]
+        rss = "/".join(f"{statistics.median([x[1] for x in R[k]]):.0f}" for k in ["first", "incremental", "restore"]) + " MB"
+        lines.append(f"| {t.name} | {cell(f, lambda v: f'{v:.1f} s')} | {mb(size0) / statistics.median(f):.0f} | {cell(i, lambda v: f'{v:.1f} s')} | "
+                     f"{cell(s, lambda v: f'{v:.1f} s')} | {mb(size1) / statistics.median(s):.0f} | {rss} | "
+                     f"{statistics.median([x[2] for x in R['first']]):.0f} | {mb(statistics.median(R['size'])):,.0f} MB |")
+    lines += ["", "| yardstick | wall | MB/s | CPU % |", "|---|---:|---:|---:|"]
+    for k, (w, m, c) in floors.items():
+        lines.append(f"| {k} | {w:.1f} s | {mb(size0) / w:.0f} | {c} |")
+    base = results[ts[0].name]
+    rest = results[ts[1].name]
+    ratio = lambda k: statistics.median([x[0] for x in rest[k]]) / statistics.median([x[0] for x in base[k]])
+    lines += ["", f"drplan builtin against restic, same run: first backup {ratio('first'):.1f}× faster (target 2×), "
+              f"incremental {ratio('incremental'):.1f}× (target 5×), verified restore {ratio('restore'):.1f}× (target 1.5×); "
+              f"peak RSS {statistics.median([x[1] for x in base['first']]):.0f} MB against {statistics.median([x[1] for x in rest['first']]):.0f} MB (first backup)."]
+    table = "\n".join(lines)
+    print("\n" + table)
+    if not a.no_write:
+        doc = os.path.join(ROOT, "docs/benchmarks.md")
+        text = open(doc).read()
+        begin, end = "<!-- engines:begin -->", "<!-- engines:end -->"
+        if begin in text and end in text:
+            text = text[:text.index(begin) + len(begin)] + "\n" + table + "\n" + text[text.index(end):]
+        else:
+            text += f"\n{begin}\n{table}\n{end}\n"
+        open(doc, "w").write(text)
+        print(f"\nwritten to {doc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -135,7 +135,7 @@ def main():
     for r in range(a.runs):
         write_inventory(os.path.join(a.work, f"drplan-{r}.yaml"), tree, repo(ts[0], r))
         for t in ts:
-            subprocess.run(t.init.format(repo=repo(t, r)), shell=True, check=True, env=dict(os.environ, **t.env, **env),
+            subprocess.run(t.init.format(repo=repo(t, r)), shell=True, check=True, env={**os.environ, **t.env, **env},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             w, m, c = timed(t.first.format(repo=repo(t, r), run=r), env={**t.env, **env})
             results[t.name]["first"].append((w, m, c))

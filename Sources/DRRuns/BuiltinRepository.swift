@@ -245,9 +245,11 @@ public final class BuiltinRepository: @unchecked Sendable {
         let workers = min(max(1, ProcessInfo.processInfo.activeProcessorCount), max(1, toRead.count))
         let snapshotEntries = entries, queue = toRead
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            // One read buffer per worker: allocating (and zeroing) 1 MiB per file was 3% of a backup.
+            var buffer = [UInt8](repeating: 0, count: Self.chunkSize)
             while let i = work.next(queue.count) {
                 do throws(RepositoryError) {
-                    let stored = try storeFile(queue[i].full, work: work)
+                    let stored = try storeFile(queue[i].full, buffer: &buffer, work: work)
                     work.finish(index: queue[i].index, stored)
                 } catch {
                     work.fail(error)
@@ -295,13 +297,12 @@ public final class BuiltinRepository: @unchecked Sendable {
     struct StoredFile: Sendable { var chunks: [String]; var size: Int64; var sha256: String }
 
     /// Reads a file in fixed-size chunks, storing each new one; what was read is what is recorded.
-    func storeFile(_ path: String, work: BackupWork) throws(RepositoryError) -> StoredFile {
+    func storeFile(_ path: String, buffer: inout [UInt8], work: BackupWork) throws(RepositoryError) -> StoredFile {
         let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW)
         guard fd >= 0 else { throw RepositoryError(.io, "cannot open \(path) for reading: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var chunks: [String] = [], size: Int64 = 0
         var digest = SHA256()
-        var buffer = [UInt8](repeating: 0, count: Self.chunkSize)
         while true {
             var filled = 0
             while filled < Self.chunkSize {

@@ -78,7 +78,7 @@ def tools(work, tree, drplan):
              incremental=f"cd {tree} && borg create {{repo}}::second .",
              restore="mkdir -p {out} && cd {out} && borg extract {repo}::second && borg check --verify-data {repo}",
              env={"BORG_PASSPHRASE": PASS, "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}),
-        Tool("tar | zstd -T0 | openssl aes-256-ctr",
+        Tool("tar \\| zstd -T0 \\| openssl aes-256-ctr",
              init="mkdir -p {repo}",
              first=f"tar --listed-incremental={{repo}}/snar -cf - -C {tree} . | zstd -q -T0 -3 | openssl enc -aes-256-ctr -pbkdf2 -pass env:BENCH_PASS > {{repo}}/0.tar.zst.enc",
              incremental=f"cp {{repo}}/snar {{repo}}/snar1 && tar --listed-incremental={{repo}}/snar1 -cf - -C {tree} . | zstd -q -T0 -3 | openssl enc -aes-256-ctr -pbkdf2 -pass env:BENCH_PASS > {{repo}}/1.tar.zst.enc",

@@ -94,7 +94,7 @@ public struct BuiltinEngine: BackupEngine {
     }
 
     public func snapshots(tag: String?) throws(RepositoryError) -> [(id: String, time: Int64, tags: [String])] {
-        try repository.snapshots().filter { tag == nil || $0.tags.contains(tag ?? "") }.map { ($0.id, $0.time, $0.tags) }
+        try repository.snapshotHeaders().filter { tag == nil || $0.tags.contains(tag ?? "") }.map { ($0.id, $0.time, $0.tags) }
     }
 
     public func prune(forget ids: Set<String>, grace: TimeInterval) throws(RepositoryError) -> String {

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Checker benchmark: `drplan check` (JSON to /dev/null), `drplan facts` and `drplan plan` on
+generated inventories of 5k, 20k and 80k assets, each against the time PyYAML's libyaml loader
+(CSafeLoader) takes just to load the same file, measured in the same run. Run by hand.
+
+usage: bench/checker.py [--sizes 5000,20000,80000] [--drplan .build/release/drplan] [--no-write]
+
+Wall time and peak RSS come from GNU time (`/usr/bin/time`). Writes the table between the
+checker markers in docs/benchmarks.md unless --no-write.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def timed(args):
+    out = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M"] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    line = [l for l in out.stderr.splitlines() if l.startswith("TIME ")]
+    # check exits 1 when it finds problems, which generated inventories have.
+    if out.returncode not in (0, 1) or not line:
+        sys.exit(f"failed ({out.returncode}): {' '.join(args)}\n{out.stderr[-2000:]}")
+    _, wall, rss = line[-1].split()
+    return float(wall), int(rss) / 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="5000,20000,80000")
+    ap.add_argument("--drplan", default=os.path.join(ROOT, ".build/release/drplan"))
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    try:
+        import yaml
+        yaml.CSafeLoader
+    except (ImportError, AttributeError):
+        sys.exit("PyYAML with libyaml is missing: apt-get install python3-yaml (or pip install pyyaml)")
+    rows = []
+    for n in [int(s) for s in a.sizes.split(",")]:
+        path = f"/tmp/drplan-bench-inv-{n}.yaml"
+        if not os.path.exists(path):
+            subprocess.run([sys.executable, os.path.join(ROOT, "bench/gen_inventory.py"), "--assets", str(n), "--jobs", str(n * 13 // 10), "-o", path], check=True)
+        mb = os.path.getsize(path) / 1e6
+        load = timed([sys.executable, "-c", f"import yaml; yaml.load(open('{path}'), Loader=yaml.CSafeLoader)"])
+        check = timed([a.drplan, "check", "-i", path, "--now", "2026-11-22", "--format", "json", "-o", "/dev/null"])
+        facts = timed([a.drplan, "facts", "-i", path, "--now", "2026-11-22", "-o", "/dev/null"])
+        plan = timed([a.drplan, "plan", "-i", path, "--now", "2026-11-22", "-o", "/dev/null"])
+        rows.append((n, mb, load, check, facts, plan))
+        print(f"{n:>6} assets ({mb:.1f} MB): libyaml {load[0]:.1f} s, check {check[0]:.1f} s / {check[1]:.0f} MB, "
+              f"facts {facts[0]:.1f} s / {facts[1]:.0f} MB, plan {plan[0]:.1f} s / {plan[1]:.0f} MB", flush=True)
+    lines = [f"Run on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, release build; one run each. "
+             "Inventories from `bench/gen_inventory.py --assets N --jobs 1.3N`.", "",
+             "| assets | file | libyaml load | `check` JSON | × libyaml | RSS | `facts` | RSS | `plan` | RSS |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, mb, load, check, facts, plan in rows:
+        lines.append(f"| {n:,} | {mb:.1f} MB | {load[0]:.1f} s | {check[0]:.1f} s | {check[0] / load[0]:.2f}× | {check[1]:,.0f} MB | "
+                     f"{facts[0]:.1f} s | {facts[1]:,.0f} MB | {plan[0]:.1f} s | {plan[1]:,.0f} MB |")
+    if len(rows) > 1:
+        (n0, _, _, c0, _, _), (n1, _, _, c1, _, _) = rows[0], rows[-1]
+        lines += ["", f"Growth of `check` from {n0:,} to {n1:,} assets ({n1 / n0:.0f}× the input): {c1[0] / c0[0]:.1f}× the time, "
+                  f"{c1[1] / c0[1]:.1f}× the memory."]
+    table = "\n".join(lines)
+    print("\n" + table)
+    if not a.no_write:
+        doc = os.path.join(ROOT, "docs/benchmarks.md")
+        text = open(doc).read()
+        begin, end = "<!-- checker:begin -->", "<!-- checker:end -->"
+        if begin in text and end in text:
+            text = text[:text.index(begin) + len(begin)] + "\n" + table + "\n" + text[text.index(end):]
+        else:
+            text += f"\n{begin}\n{table}\n{end}\n"
+        open(doc, "w").write(text)
+        print(f"\nwritten to {doc}")
+
+
+if __name__ == "__main__":
+    main()

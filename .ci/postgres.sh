@@ -4,7 +4,9 @@
 # bash .ci/postgres.sh stop DIR. As root the server runs as the 'postgres' user (PostgreSQL
 # refuses to run as root). Password authentication is on, so the secret path is exercised.
 set -euo pipefail
-cmd="$1"; dir="$2"; port="${DRPLAN_PG_PORT:-54329}"
+cmd="$1"; dir="$2"
+# A free loopback port unless one is given: another server (a developer's) may hold any fixed one.
+port="${DRPLAN_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 if [ -z "$bin" ]; then echo "no PostgreSQL server under /usr/lib/postgresql; apt-get install postgresql" >&2; exit 1; fi
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -15,8 +17,10 @@ case "$cmd" in
     echo "drplan-ci-password" > "$dir/pw"; chmod 600 "$dir/pw"
     if [ "$(id -u)" = 0 ]; then chown postgres: "$dir/pw"; fi
     as_owner "$bin/initdb" -D "$dir/data" -U drplan --pwfile="$dir/pw" --auth=scram-sha-256 >"$dir/initdb.log" 2>&1
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+    if ! as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null; then
+      echo "PostgreSQL did not start; its log:" >&2; cat "$dir/server.log" >&2; exit 1
+    fi
     echo "export DRPLAN_PG_DSN=postgresql://drplan@127.0.0.1:$port/postgres"
     echo "export DRPLAN_PG_PASSWORD=drplan-ci-password"
     ;;

@@ -56,10 +56,23 @@ public struct Runner {
         if passphraseRef == nil && (job.encryption.atRest) {
             throw RepositoryError(.passphraseRequired, "job '\(job.id)' asks for encryption at rest but names no 'encryption.passphrase' secret")
         }
-        let passphrase = try passphraseRef.map { (ref: SecretRef) throws(RepositoryError) -> String in try Secrets.resolve(ref, relativeTo: baseDirectory) }
+        let passphrase = try secret(passphraseRef)
         var e = try BuiltinEngine.open(directory: URL(fileURLWithPath: resolve(path)).appendingPathComponent("drplan-repository"), passphrase: passphrase)
         e.progress = progress
         return e
+    }
+
+    /// The value of an optional secret reference.
+    func secret(_ ref: SecretRef?) throws(RepositoryError) -> String? {
+        try ref.map { (r: SecretRef) throws(RepositoryError) -> String in try Secrets.resolve(r, relativeTo: baseDirectory) }
+    }
+
+    /// A pg_dump asset's DSN and password, or the error saying it has no postgres source.
+    func postgresSource(_ asset: String) throws(RepositoryError) -> (dsn: String, password: String?) {
+        guard case .postgres(let dsn, let ref)? = inventory.assets.first(where: { $0.id == asset })?.source else {
+            throw RepositoryError(.io, RunMessages.notAPostgresSource(asset))
+        }
+        return (dsn, try secret(ref))
     }
 
     /// Sends the alerts that runs killed mid-way still owe (runs.md: a failed *or interrupted*
@@ -114,10 +127,7 @@ public struct Runner {
                                 _ = try SQLiteBackup.dump(database: resolve(file), into: staging)
                                 b = try engine.backup(paths: [staging.path], exclude: [], tags: [job.id, a])
                             } else if job.engine == .pgDump {
-                                guard case .postgres(let dsn, let ref)? = assets[a]?.source else {
-                                    throw RepositoryError(.io, RunMessages.notAPostgresSource(a))
-                                }
-                                let password = try ref.map { (r: SecretRef) throws(RepositoryError) -> String in try Secrets.resolve(r, relativeTo: baseDirectory) }
+                                let (dsn, password) = try postgresSource(a)
                                 let staging = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-pgdump-\(run.id.prefix(8))-\(a)")
                                 defer { try? FileManager.default.removeItem(at: staging) }
                                 _ = try PostgresBackup.dump(dsn: dsn, password: password, into: staging)
@@ -294,10 +304,7 @@ public struct Runner {
                             for problem in SQLiteBackup.verify(restoredIn: scratch.appendingPathComponent(a)) { damaged["\(a)/\(SQLiteBackup.fileName)"] = problem }
                         }
                         if job.engine == .pgDump, r.damaged.isEmpty {
-                            guard case .postgres(let dsn, let ref)? = inventory.assets.first(where: { $0.id == a })?.source else {
-                                throw RepositoryError(.io, RunMessages.notAPostgresSource(a))
-                            }
-                            let password = try ref.map { (r: SecretRef) throws(RepositoryError) -> String in try Secrets.resolve(r, relativeTo: baseDirectory) }
+                            let (dsn, password) = try postgresSource(a)
                             let problems = try PostgresBackup.verify(restoredIn: scratch.appendingPathComponent(a), dsn: dsn, password: password,
                                                                      scratch: "drplan_restore_test_\(run.id.prefix(8).lowercased())")
                             for (i, problem) in problems.enumerated() { damaged["\(a)/\(PostgresBackup.fileName)" + (i == 0 ? "" : " #\(i + 1)")] = problem }

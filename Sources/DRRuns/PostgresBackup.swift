@@ -9,7 +9,7 @@ import Foundation
 /// environment (`~/.pgpass`, `PGPASSWORD`); it is never put on a command line.
 public enum PostgresBackup {
     public static let fileName = "database.dump"
-    public static let countsName = "drplan-rowcounts.json"
+    public static let countsName = RowCounts.fileName
 
     /// The client tools, found on PATH (Debian package `postgresql-client`).
     struct Tools {
@@ -36,11 +36,7 @@ public enum PostgresBackup {
         let r = try ExternalTool.run(tools.pgDump, ["--format=custom", "--file=\(file)", "--dbname=\(dsn)"], environment: environment(password))
         guard r.status == 0 else { throw classify("pg_dump", r) }
         let counts = try rowCounts(dsn: dsn, password: password, psql: tools.psql)
-        do {
-            try JSONSerialization.data(withJSONObject: counts, options: [.sortedKeys]).write(to: dir.appendingPathComponent(countsName))
-        } catch {
-            throw RepositoryError(.io, "cannot write the row counts into \(dir.path): \(error.localizedDescription)")
-        }
+        try RowCounts.write(counts, into: dir)
         return counts
     }
 
@@ -88,9 +84,7 @@ public enum PostgresBackup {
     /// the problems found, empty when the restore checks out.
     public static func verify(restoredIn dir: URL, dsn: String, password: String?, scratch: String) throws(RepositoryError) -> [String] {
         let tools = try Tools()
-        guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent(countsName).path),
-              let expected = try? JSONSerialization.jsonObject(with: data) as? [String: Int64]
-        else { return ["the snapshot has no row counts to compare with"] }
+        guard let expected = RowCounts.recorded(in: dir) else { return [RowCounts.missing] }
         let env = environment(password)
         let quoted = "\"" + scratch.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         let create = try ExternalTool.run(tools.psql, ["--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--dbname=\(dsn)", "-c", "CREATE DATABASE \(quoted)"], environment: env)
@@ -103,8 +97,6 @@ public enum PostgresBackup {
                                            environment: env)
         guard restore.status == 0 else { return [RunMessages.postgresFailed("pg_restore", status: restore.status, restore.stderr)] }
         let counts = try rowCounts(dsn: target, password: password, psql: tools.psql)
-        return expected.keys.sorted().compactMap { t in
-            counts[t] == expected[t] ? nil : RunMessages.rowCountMismatch(t, restored: counts[t], recorded: expected[t] ?? 0)
-        }
+        return RowCounts.mismatches(expected: expected, actual: counts, describe: RunMessages.rowCountMismatch)
     }
 }

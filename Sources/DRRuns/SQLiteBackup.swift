@@ -6,7 +6,7 @@ import GRDB
 /// row counts; and the check of a restored copy: `PRAGMA integrity_check` and equal counts.
 public enum SQLiteBackup {
     public static let fileName = "database.sqlite"
-    public static let countsName = "drplan-rowcounts.json"
+    public static let countsName = RowCounts.fileName
 
     /// Copies `database` into `dir` and records its row counts beside it.
     public static func dump(database: String, into dir: URL) throws(RepositoryError) -> [String: Int64] {
@@ -19,7 +19,7 @@ public enum SQLiteBackup {
             let copy = try DatabaseQueue(path: dir.appendingPathComponent(fileName).path)
             try source.backup(to: copy)
             let counts = try rowCounts(copy)
-            try JSONSerialization.data(withJSONObject: counts, options: [.sortedKeys]).write(to: dir.appendingPathComponent(countsName))
+            try RowCounts.write(counts, into: dir)
             try copy.close()
             try source.close()
             return counts
@@ -43,9 +43,7 @@ public enum SQLiteBackup {
     /// Problems with a restored copy in `dir`: integrity or row counts; empty when it checks out.
     public static func verify(restoredIn dir: URL) -> [String] {
         let path = dir.appendingPathComponent(fileName).path
-        guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent(countsName).path),
-              let expected = try? JSONSerialization.jsonObject(with: data) as? [String: Int64]
-        else { return ["the snapshot has no row counts to compare with"] }
+        guard let expected = RowCounts.recorded(in: dir) else { return [RowCounts.missing] }
         do {
             var config = Configuration()
             config.readonly = true
@@ -54,7 +52,9 @@ public enum SQLiteBackup {
             let integrity = try db.read { try String.fetchAll($0, sql: "PRAGMA integrity_check") }
             if integrity != ["ok"] { return ["PRAGMA integrity_check: " + integrity.prefix(5).joined(separator: "; ")] }
             let counts = try rowCounts(db)
-            return expected.keys.sorted().compactMap { t in counts[t] == expected[t] ? nil : "table \(t) has \(counts[t].map(String.init) ?? "no") rows, the backup recorded \(expected[t] ?? 0)" }
+            return RowCounts.mismatches(expected: expected, actual: counts) { t, restored, recorded in
+                "table \(t) has \(restored.map(String.init) ?? "no") rows, the backup recorded \(recorded)"
+            }
         } catch {
             return ["the restored database cannot be opened: \(error)"]
         }

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from benchdoc import write_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASS = "bench-passphrase-not-secret"
 
@@ -182,15 +184,7 @@ def main():
     table = "\n".join(lines)
     print("\n" + table)
     if not a.no_write:
-        doc = os.path.join(ROOT, "docs/benchmarks.md")
-        text = open(doc).read()
-        begin, end = "<!-- engines:begin -->", "<!-- engines:end -->"
-        if begin in text and end in text:
-            text = text[:text.index(begin) + len(begin)] + "\n" + table + "\n" + text[text.index(end):]
-        else:
-            text += f"\n{begin}\n{table}\n{end}\n"
-        open(doc, "w").write(text)
-        print(f"\nwritten to {doc}")
+        write_section("engines", table)
 
 
 if __name__ == "__main__":

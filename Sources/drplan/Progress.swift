@@ -1,4 +1,5 @@
 import ArgumentParser
+import DRInventory
 import DRRuns
 import Foundation
 
@@ -63,23 +64,11 @@ final class ProgressDisplay: @unchecked Sendable {
             fields.append("\"done\":\(complete)")
             FileHandle.standardError.write(Data(("{\"progress\":{" + fields.joined(separator: ",") + "}}\n").utf8))
         } else {
-            var line = "\(p.files)" + (p.totalFiles.map { "/\($0)" } ?? "") + " files, " + Self.bytes(p.bytes) + (p.totalBytes.map { " of " + Self.bytes($0) } ?? "")
-            line += ", " + Self.bytes(Int64(rate)) + "/s"
-            if let eta, !complete { line += ", ETA " + Self.duration(eta) }
+            var line = "\(p.files)" + (p.totalFiles.map { "/\($0)" } ?? "") + " files, " + ByteSize.format(p.bytes) + (p.totalBytes.map { " of " + ByteSize.format($0) } ?? "")
+            line += ", " + ByteSize.format(Int64(rate)) + "/s"
+            if let eta, !complete { line += ", ETA " + TimeSpan(seconds: Int64(eta.rounded(.up))).description }
             // \r and erase-to-end-of-line: the line is redrawn in place; a finished run keeps its line.
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + line + (complete ? "\n" : "")).utf8))
         }
-    }
-
-    static func bytes(_ n: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(n), i = 0
-        while v >= 1024, i < units.count - 1 { v /= 1024; i += 1 }
-        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
-    }
-
-    static func duration(_ s: Double) -> String {
-        let t = Int(s.rounded(.up))
-        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
     }
 }

@@ -97,6 +97,12 @@ public struct BuiltinEngine: BackupEngine {
         try repository.snapshotHeaders().filter { tag == nil || $0.tags.contains(tag ?? "") }.map { ($0.id, $0.time, $0.tags) }
     }
 
+    /// Structural only (every object indexed, every pack present and long enough): the
+    /// restore it follows has authenticated every byte it read.
+    public func checkRepository(readDataPercent: Int) throws(RepositoryError) -> [String] {
+        try repository.check()
+    }
+
     public func prune(forget ids: Set<String>, grace: TimeInterval) throws(RepositoryError) -> String {
         try repository.forget(ids)
         let gc = try repository.collectGarbage(grace: grace)

@@ -64,20 +64,95 @@ extension BuiltinRepository {
 
     /// Deletes objects no snapshot references. Objects younger than `grace` are spared: a
     /// backup running at the same time may have stored them but not yet written its snapshot.
+    ///
+    /// A pack whose objects are all unreferenced is deleted; a pack with some still in use is
+    /// rewritten with only those (each authenticated on the way). Crash-safe by ordering: the
+    /// new packs are made durable, then one new index naming every kept object is written, then
+    /// the old index files are removed, and only then the packs nothing names any more.
     public func collectGarbage(grace: TimeInterval = 3600) throws(RepositoryError) -> (objects: Int, bytes: Int64) {
         var referenced = Set<String>()
         for s in try snapshots() { for e in s.entries { for c in e.chunks ?? [] { referenced.insert(c) } } }
-        let data = root.appendingPathComponent("data").path
         let cutoff = Date().addingTimeInterval(-grace)
+        let fm = FileManager.default
+        func young(_ path: String) -> Bool {
+            ((try? fm.attributesOfItem(atPath: path))?[.modificationDate] as? Date).map { $0 > cutoff } ?? true
+        }
+        func size(_ path: String) -> Int64 { ((try? fm.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0 }
         var removed = 0, bytes: Int64 = 0
-        for dir in (try? FileManager.default.contentsOfDirectory(atPath: data)) ?? [] {
+
+        // Packs, by what the index files say they hold.
+        let indexDir = root.appendingPathComponent("index").path
+        let indexFiles = ((try? fm.contentsOfDirectory(atPath: indexDir)) ?? []).filter(PackCodec.isId)
+        var contents: [String: PackContents] = [:]
+        for name in indexFiles { for p in try readIndexFile(name) { contents[p.pack] = p } }
+        var keep: [PackContents] = [], rewrite: [PackContents] = [], drop: [String] = [], written: [String] = []
+        for pack in contents.values.sorted(by: { $0.pack < $1.pack }) {
+            let live = pack.blobs.filter { referenced.contains($0.id) }
+            if live.count == pack.blobs.count || young(packURL(pack.pack).path) { keep.append(pack) }
+            else if live.isEmpty { drop.append(pack.pack) }
+            else { rewrite.append(pack) }
+        }
+        if !drop.isEmpty || !rewrite.isEmpty {
+            let kept = Set(keep.flatMap { $0.blobs.map(\.id) })
+            let work = BackupWork(total: RunProgress(), progress: nil, present: StoredObjects(index: [:], packs: [], hasLooseObjects: false))
+            let worker = BackupWorker()
+            do throws(RepositoryError) {
+                var copied = Set<String>()
+                for pack in rewrite {
+                    for b in pack.blobs where referenced.contains(b.id) && !kept.contains(b.id) && copied.insert(b.id).inserted {
+                        _ = try get(b.id)   // authenticated before it is copied
+                        let sealed = try stored(b.id)
+                        let writer = try worker.openPack(in: self, work: work)
+                        try writer.append(b.id, sealed)
+                        if writer.size >= packTarget { try finishPack(worker, work: work) }
+                    }
+                }
+                try finishPack(worker, work: work)
+                if !work.finishedPacks().isEmpty { try syncRepository() }
+                _ = try writeIndex(keep + work.finishedPacks())
+            } catch {
+                work.discardPending()
+                throw error
+            }
+            for name in indexFiles where unlink(indexDir + "/" + name) != 0 && errno != ENOENT {
+                throw RepositoryError(.io, "cannot remove the index file \(name): \(String(cString: strerror(errno)))")
+            }
+            try syncRepository()
+            for pack in rewrite.map(\.pack) + drop {
+                let path = packURL(pack).path
+                let freed = size(path)
+                if unlink(path) == 0 { bytes += freed }
+            }
+            written = work.finishedPacks().map(\.pack)
+            removed = rewrite.reduce(0) { n, p in n + p.blobs.count(where: { !referenced.contains($0.id) }) } + drop.reduce(0) { $0 + (contents[$1]?.blobs.count ?? 0) }
+            bytes -= written.reduce(Int64(0)) { $0 + size(packURL($1).path) }
+            try loadIndex()
+        }
+
+        // What an interrupted backup leaves: packs no index names, temporary index and snapshot files.
+        let indexed = Set(contents.keys).union(written)
+        let packsDir = root.appendingPathComponent("packs").path
+        for dir in (try? fm.contentsOfDirectory(atPath: packsDir)) ?? [] {
+            for name in (try? fm.contentsOfDirectory(atPath: packsDir + "/" + dir)) ?? [] where !indexed.contains(name) {
+                let path = packsDir + "/" + dir + "/" + name
+                let freed = size(path)
+                if !young(path), unlink(path) == 0 { bytes += freed }
+            }
+        }
+        for sub in ["index", "snapshots"] {
+            let dir = root.appendingPathComponent(sub).path
+            for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(".tmp-") && !young(dir + "/" + name) { unlink(dir + "/" + name) }
+        }
+
+        // A version-1 repository's loose objects, one file each.
+        let data = root.appendingPathComponent("data").path
+        for dir in (try? fm.contentsOfDirectory(atPath: data)) ?? [] {
             // Leftover temporary objects (".tmp-…") are what an interrupted backup leaves; no snapshot names them.
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: data + "/" + dir)) ?? [] where !referenced.contains(name) {
+            for name in (try? fm.contentsOfDirectory(atPath: data + "/" + dir)) ?? [] where !referenced.contains(name) {
                 let path = data + "/" + dir + "/" + name
-                let attrs = try? FileManager.default.attributesOfItem(atPath: path)
-                if let m = attrs?[.modificationDate] as? Date, m > cutoff { continue }
-                let size = (attrs?[.size] as? NSNumber)?.int64Value ?? 0
-                if unlink(path) == 0 { removed += 1; bytes += size }
+                if young(path) { continue }
+                let freed = size(path)
+                if unlink(path) == 0 { removed += 1; bytes += freed }
             }
         }
         return (removed, bytes)

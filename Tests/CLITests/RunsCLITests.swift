@@ -39,12 +39,12 @@ struct RunsCLITests {
         let facts = try run(["facts"], dir)
         #expect(facts.stdout.contains("\"last_success_source\": \"measured\""))
 
-        // Flip a byte in one stored object of the first target: the next restore test fails, naming a file.
-        let data = dir.path + "/demo/backup-target/office-disk/drplan-repository/data"
-        let objects = (FileManager.default.enumerator(atPath: data)?.allObjects as? [String] ?? []).filter { $0.count > 40 }
-        var first = try Data(contentsOf: URL(fileURLWithPath: data + "/" + (objects.sorted().first ?? "")))
-        first[first.count - 1] ^= 0xFF
-        try first.write(to: URL(fileURLWithPath: data + "/" + (objects.sorted().first ?? "")))
+        // Flip a byte in the first object of a pack of the first target: the next restore test fails, naming a file.
+        let data = dir.path + "/demo/backup-target/office-disk/drplan-repository/packs"
+        let packs = (FileManager.default.enumerator(atPath: data)?.allObjects as? [String] ?? []).filter { $0.count > 40 }
+        var first = try Data(contentsOf: URL(fileURLWithPath: data + "/" + (packs.sorted().first ?? "")))
+        first[20] ^= 0xFF
+        try first.write(to: URL(fileURLWithPath: data + "/" + (packs.sorted().first ?? "")))
         let failed = try run(["restore-test", "documents-full"], dir)
         #expect(failed.status == 1)
         #expect(failed.stderr.contains("FAILED") && failed.stderr.contains("documents/"))

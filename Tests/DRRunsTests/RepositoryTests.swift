@@ -108,6 +108,7 @@ struct RepositoryTests {
         let dir = try TempDir(); defer { dir.cleanup() }
         for i in 0..<5 { try Self.randomFile(dir.path + "/src/f\(i).bin", bytes: 100_000) }
         let repo = try Self.make(dir)
+        repo.packTarget = 1   // a pack per object, so one object can be lost alone
         let first = try repo.backup(paths: [dir.path + "/src"], tags: ["job", "a"])
         #expect(first.filesReused == 0)
         // Another job's snapshot is not a parent.
@@ -120,7 +121,7 @@ struct RepositoryTests {
         // A lost object of an unchanged file is stored again rather than trusted.
         let snap = try repo.snapshot(first.snapshot)
         let f3 = try #require(snap.entries.first { $0.path == "f3.bin" }?.chunks?.first)
-        try FileManager.default.removeItem(at: repo.objectURL(f3))
+        try FileManager.default.removeItem(at: repo.packURL(try #require(repo.location(f3)).pack))
         let second = try repo.backup(paths: [dir.path + "/src"], tags: ["job", "a"])
         #expect(second.filesReused == 3 && second.newObjects == 2)
         let out = URL(fileURLWithPath: dir.path + "/out")
@@ -129,6 +130,69 @@ struct RepositoryTests {
         for i in 0..<5 {
             #expect(try Data(contentsOf: out.appendingPathComponent("f\(i).bin")) == Data(contentsOf: URL(fileURLWithPath: dir.path + "/src/f\(i).bin")))
         }
+    }
+
+    @Test("a version-1 repository (an object per file) still restores, and its next backup upgrades it to packs")
+    func versionOneUpgrade() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let root = URL(fileURLWithPath: dir.path + "/repo")
+        let repo = try Self.make(dir)
+        // Rebuild the repository as version 1 wrote it: config version 1, data/XX/ID, no packs.
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("config"))) as? [String: Any])
+        config["version"] = 1
+        try JSONSerialization.data(withJSONObject: config).write(to: root.appendingPathComponent("config"))
+        try FileManager.default.removeItem(at: root.appendingPathComponent("packs"))
+        try FileManager.default.removeItem(at: root.appendingPathComponent("index"))
+        let old = Data("written by version 1\n".utf8)
+        let id = repo.objectId(old)
+        try FileManager.default.createDirectory(at: repo.objectURL(id).deletingLastPathComponent(), withIntermediateDirectories: true)
+        try repo.seal([UInt8](old), aad: Array(id.utf8)).write(to: repo.objectURL(id))
+        let v1 = Snapshot(id: "0011223344556677", time: 1_700_000_000, timeNanos: nil, host: "h", tags: ["job"], paths: [dir.path + "/src"],
+                          entries: [ManifestEntry(path: "", kind: .dir, mode: 0o755, mtime: 0, mtimeNanos: 0, size: 0),
+                                    ManifestEntry(path: "old.txt", kind: .file, mode: 0o644, mtime: 0, mtimeNanos: 0, size: Int64(old.count),
+                                                  sha256: JSONWriter.hex(SHA256.hash(data: old)), chunks: [id])])
+        // Version 1 sealed the whole snapshot as one JSON document.
+        try repo.seal([UInt8](try JSONEncoder().encode(v1)), aad: Array("snapshot:\(v1.id)".utf8))
+            .write(to: root.appendingPathComponent("snapshots").appendingPathComponent(v1.id))
+
+        let opened = try BuiltinRepository.open(at: root, passphrase: RepositoryTests.passphrase)
+        #expect(opened.version == 1)
+        try dir.write("src/old.txt", "written by version 1\n")
+        try dir.write("src/new.txt", "written by version 2\n")
+        let b = try opened.backup(paths: [dir.path + "/src"], tags: ["job"])
+        #expect(opened.version == 2 && b.newObjects == 1)   // old.txt's object is the loose one, not stored again
+        #expect(try BuiltinRepository.open(at: root, passphrase: RepositoryTests.passphrase).version == 2)
+        for (snapshot, files) in [(v1.id, 1), (b.snapshot, 2)] {
+            let r = try opened.restore(snapshot, to: URL(fileURLWithPath: dir.path + "/out-" + snapshot))
+            #expect(r.damaged.isEmpty && r.files == files)
+        }
+        #expect(try opened.check().isEmpty)
+        // Pruning the version-1 snapshot frees nothing the new one still uses.
+        try opened.forget([v1.id])
+        #expect(try opened.collectGarbage(grace: 0).objects == 0)
+        #expect(try opened.restore(b.snapshot, to: URL(fileURLWithPath: dir.path + "/again")).damaged.isEmpty)
+    }
+
+    @Test("snapshot entries and index records survive their binary encoding; damaged bytes decode to nil, never a crash")
+    func binaryRecords() throws {
+        var rng = SplitMix(seed: 7)
+        func hex() -> String { (0..<32).map { _ in String(format: "%02x", Int(rng.next() % 256)) }.joined() }
+        var entries: [ManifestEntry] = [ManifestEntry(path: "", kind: .dir, mode: 0o755, mtime: -5, mtimeNanos: 999_999_999, size: 0)]
+        for i in 0..<50 {
+            entries.append(ManifestEntry(path: "dir/Grüße \(i).txt", kind: .file, mode: 0o640, mtime: 1_700_000_000 + Int64(i), mtimeNanos: Int32(i),
+                                         size: Int64(i) << 33, sha256: hex(), chunks: (0..<(i % 4)).map { _ in hex() },
+                                         target: nil, ctime: i % 2 == 0 ? Int64(i) * 1_000_000_007 : nil, inode: i % 3 == 0 ? UInt64.max - UInt64(i) : nil))
+        }
+        entries.append(ManifestEntry(path: "link", kind: .symlink, mode: 0o777, mtime: 0, mtimeNanos: 0, size: 0, target: "../ä/b"))
+        let bytes = SnapshotCodec.encode(entries)
+        #expect(SnapshotCodec.decode(bytes) == entries)
+        let packs = [PackContents(pack: hex(), blobs: (0..<10).map { (hex(), UInt32($0) * 1000, UInt32.max - UInt32($0)) }), PackContents(pack: hex(), blobs: [])]
+        let index = PackCodec.encode(packs)
+        #expect(PackCodec.decode(index) == packs)
+        // Every truncation, and a trailing byte, is refused.
+        for cut in stride(from: 0, to: bytes.count, by: 37) { #expect(SnapshotCodec.decode(Array(bytes.prefix(cut))) == nil) }
+        for cut in 0..<index.count { #expect(PackCodec.decode(Array(index.prefix(cut))) == nil) }
+        #expect(SnapshotCodec.decode(bytes + [0]) == nil && PackCodec.decode(index + [0]) == nil)
     }
 
     @Test("a file that grows while it is backed up: what was read is what is recorded, and it verifies")
@@ -180,19 +244,27 @@ struct RepositoryTests {
         let dir = try TempDir(); defer { dir.cleanup() }
         for name in ["a", "b", "c", "d"] { try dir.write("src/\(name).txt", String(repeating: "\(name) content ", count: 5000)) }
         let repo = try Self.make(dir)
+        repo.packTarget = 1   // a pack per object, so each file's damage stays its own
         let snap = try repo.backup(paths: [dir.path + "/src"]).snapshot
         let entries = Dictionary(try repo.snapshot(snap).entries.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
-        func object(_ file: String) throws -> String { try #require(entries[file]?.chunks?.first.map { repo.objectURL($0).path }) }
+        func object(_ file: String) throws -> String {
+            try #require(entries[file]?.chunks?.first.flatMap { repo.location($0) }.map { repo.packURL($0.pack).path })
+        }
         var flipped = try Data(contentsOf: URL(fileURLWithPath: try object("a.txt")))
         flipped[flipped.count / 2] ^= 0x01
         try flipped.write(to: URL(fileURLWithPath: try object("a.txt")))
         let truncated = try Data(contentsOf: URL(fileURLWithPath: try object("b.txt")))
-        try truncated.prefix(truncated.count - 10).write(to: URL(fileURLWithPath: try object("b.txt")))
+        try truncated.prefix(truncated.count / 2).write(to: URL(fileURLWithPath: try object("b.txt")))
         try FileManager.default.removeItem(atPath: try object("c.txt"))
         let report = try repo.restore(snap, to: URL(fileURLWithPath: dir.path + "/out"))
         #expect(Set(report.damaged.keys) == ["a.txt", "b.txt", "c.txt"])
         #expect(report.damaged["c.txt"]?.contains("missing") == true)
+        #expect(report.damaged["b.txt"]?.contains("truncated") == true)
         #expect(report.files == 1)
+        // The structural check finds the truncated and the missing pack without reading data.
+        let problems = try repo.check()
+        #expect(problems.count == 2 && problems.contains { $0.contains("missing") && $0.contains("c.txt") } && problems.contains { $0.contains("truncated") && $0.contains("b.txt") },
+                "\(problems)")
     }
 
     @Test("a malicious manifest with ../ or an absolute path is refused, and nothing is written")

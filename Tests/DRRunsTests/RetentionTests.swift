@@ -68,4 +68,38 @@ struct RetentionTests {
         let report = try repo.restore(try #require(keep.first), to: URL(fileURLWithPath: dir.path + "/out"))
         #expect(report.damaged.isEmpty && report.files == 1)
     }
+
+    @Test("a pack holding live and dead objects is rewritten with the live ones; leftovers of a crashed backup go too")
+    func pruneRewritesPacks() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let repo = try BuiltinRepository.initialize(at: URL(fileURLWithPath: dir.path + "/repo"), passphrase: "p", kdfRounds: 1 << 10)
+        // One file, so one worker and one pack: its first 1 MiB chunk stays, its tail changes.
+        let head = Data(repeating: 7, count: BuiltinRepository.chunkSize)
+        try dir.write("src/file.bin", head + Data(repeating: 1, count: 300_000))
+        let first = try repo.backup(paths: [dir.path + "/src"], tags: ["job", "asset"])
+        try dir.write("src/file.bin", head + Data(repeating: 2, count: 300_000))
+        let second = try repo.backup(paths: [dir.path + "/src"], tags: ["job", "asset"])
+        let keptId = try #require(try repo.snapshot(second.snapshot).entries.first { $0.path == "file.bin" }?.chunks?.first)
+        let oldPack = try #require(repo.location(keptId)).pack
+        // What a backup killed before writing its index leaves: a pack nothing names.
+        let orphan = repo.packURL(String(repeating: "ab", count: 32))
+        try FileManager.default.createDirectory(at: orphan.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(repeating: 9, count: 1000).write(to: orphan)
+
+        try repo.forget([first.snapshot])
+        let gc = try repo.collectGarbage(grace: 0)
+        #expect(gc.objects == 1 && gc.bytes >= 300_000, "\(gc)")
+        let newPack = try #require(repo.location(keptId)).pack
+        #expect(newPack != oldPack && !FileManager.default.fileExists(atPath: repo.packURL(oldPack).path))
+        #expect(!FileManager.default.fileExists(atPath: orphan.path))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/repo/index").count == 1)
+        #expect(try repo.check().isEmpty)
+        // Reopened from disk, the rewritten index still finds everything.
+        let reopened = try BuiltinRepository.open(at: URL(fileURLWithPath: dir.path + "/repo"), passphrase: "p")
+        let report = try reopened.restore(second.snapshot, to: URL(fileURLWithPath: dir.path + "/out"))
+        #expect(report.damaged.isEmpty && report.files == 1)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/out/file.bin")) == head + Data(repeating: 2, count: 300_000))
+        // Nothing left to collect: a second prune changes nothing.
+        #expect(try reopened.collectGarbage(grace: 0).objects == 0)
+    }
 }

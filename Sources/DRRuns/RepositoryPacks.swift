@@ -1,0 +1,125 @@
+import CEL
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a stored object (a sealed chunk) lives: its pack, and its byte range there.
+public struct BlobLocation: Sendable, Equatable {
+    public var pack: String
+    public var offset: UInt32
+    public var length: UInt32
+}
+
+/// The blobs of one pack, as an index file and a pack's trailer list them.
+struct PackContents: Sendable, Equatable {
+    var pack: String
+    var blobs: [(id: String, offset: UInt32, length: UInt32)]
+
+    static func == (a: PackContents, b: PackContents) -> Bool {
+        a.pack == b.pack && a.blobs.elementsEqual(b.blobs) { $0.id == $1.id && $0.offset == $1.offset && $0.length == $1.length }
+    }
+}
+
+/// The binary layout of index files and pack trailers (docs/repository-format.md). Binary,
+/// not JSON: an index names every object of the repository and is read by every backup, so
+/// decoding it must cost milliseconds, not a JSON parse of tens of thousands of records.
+///
+/// Index: `"DRIX"`, u32 count of packs, then per pack its 32-byte id, u32 count of blobs, and
+/// per blob its 32-byte id, u32 offset, u32 length. A pack trailer is the same with one pack.
+/// Integers are little-endian.
+enum PackCodec {
+    static let magic = Array("DRIX".utf8)
+
+    static func encode(_ packs: [PackContents]) -> [UInt8] {
+        var out = ByteWriter(bytes: magic)
+        out.bytes.reserveCapacity(8 + packs.reduce(0) { $0 + 36 + $1.blobs.count * 40 })
+        out.u32(UInt32(packs.count))
+        for p in packs {
+            out.id(p.pack)
+            out.u32(UInt32(p.blobs.count))
+            for b in p.blobs {
+                out.id(b.id)
+                out.u32(b.offset)
+                out.u32(b.length)
+            }
+        }
+        return out.bytes
+    }
+
+    /// nil when the bytes are not a well-formed index (truncated, wrong magic, trailing bytes).
+    static func decode(_ bytes: [UInt8]) -> [PackContents]? {
+        var r = ByteReader(bytes)
+        guard r.take(4).map(Array.init) == magic, let packCount = r.u32() else { return nil }
+        var out: [PackContents] = []
+        for _ in 0..<packCount {
+            guard let pack = r.id(), let blobCount = r.u32(), Int(blobCount) * 40 <= r.remaining else { return nil }
+            var blobs: [(id: String, offset: UInt32, length: UInt32)] = []
+            blobs.reserveCapacity(Int(blobCount))
+            for _ in 0..<blobCount {
+                guard let id = r.id(), let offset = r.u32(), let length = r.u32() else { return nil }
+                blobs.append((id, offset, length))
+            }
+            out.append(PackContents(pack: pack, blobs: blobs))
+        }
+        return r.remaining == 0 ? out : nil
+    }
+
+    static func isId(_ s: String) -> Bool { s.utf8.count == 64 && s.allSatisfy(\.isHexDigit) }
+}
+
+/// One worker's pack being filled during a backup: sealed blobs appended to a file under
+/// `packs/`, then a sealed trailer listing them, so a pack can be checked (and an index
+/// rebuilt) from the pack alone. The pack is not flushed here: the backup makes every pack
+/// durable with one `syncfs` before any index names it.
+final class PackWriter {
+    let id: String
+    let path: String
+    private let fd: Int32
+    private(set) var size: UInt32 = 0
+    private(set) var blobs: [(id: String, offset: UInt32, length: UInt32)] = []
+
+    init(in repository: BuiltinRepository, created: (String) -> Void) throws(RepositoryError) {
+        id = JSONWriter.hex(BuiltinRepository.randomBytes(32))
+        let url = repository.packURL(id)
+        let dir = url.deletingLastPathComponent().path
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST { throw RepositoryError(.io, "cannot create \(dir): \(String(cString: strerror(errno)))") }
+        path = url.path
+        fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard fd >= 0 else { throw RepositoryError(.io, "cannot write \(path): \(String(cString: strerror(errno)))") }
+        created(path)
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    func append(_ id: String, _ sealed: some ContiguousBytes) throws(RepositoryError) {
+        let length = try write(sealed)
+        blobs.append((id, size, UInt32(length)))
+        size += UInt32(length)
+    }
+
+    /// Writes the trailer (sealed listing, then its length as a little-endian u32) and starts
+    /// writeback without waiting for it, so the final `syncfs` finds most data already on disk.
+    func finish(trailer: [UInt8]) throws(RepositoryError) -> PackContents {
+        var tail = ByteWriter(bytes: trailer)
+        tail.u32(UInt32(trailer.count))
+        _ = try write(tail.bytes)
+        _ = linuxSyncFileRange(fd, 0, 0, 2 /* SYNC_FILE_RANGE_WRITE */)
+        return PackContents(pack: id, blobs: blobs)
+    }
+
+    private func write(_ bytes: some ContiguousBytes) throws(RepositoryError) -> Int {
+        let (count, failure) = bytes.withUnsafeBytes { buf -> (Int, Int32) in
+            var done = 0
+            while done < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress.map { $0 + done }, buf.count - done)
+                if n < 0 { if errno == EINTR { continue }; return (done, errno) }
+                if n == 0 { return (done, ENOSPC) }
+                done += n
+            }
+            return (done, 0)
+        }
+        guard failure == 0 else { throw RepositoryError(.io, "cannot write \(path): \(String(cString: strerror(failure)))") }
+        return count
+    }
+}

@@ -110,7 +110,27 @@ public struct JSONWriter: Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    func write(_ v: Value, into out: inout [UInt8], indent: Int) {
+    /// The same text as `string(v)`, handed to `sink` in pieces of about `piece` bytes, so a
+    /// report of hundreds of megabytes is never held in memory whole (as bytes, then as a
+    /// String, then as Data to write it).
+    public func stream(_ v: Value, piece: Int = 1 << 20, to sink: (ArraySlice<UInt8>) throws -> Void) throws {
+        var out: [UInt8] = []
+        out.reserveCapacity(piece + (1 << 16))
+        var failure: (any Error)? = nil
+        // `write` takes its flush hook as an optional (so escaping) closure; it does not keep it.
+        withoutActuallyEscaping(sink) { sink in
+            write(v, into: &out, indent: 0) { buffer in
+                guard failure == nil, buffer.count >= piece else { return }
+                do { try sink(buffer[...]) } catch { failure = error }
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        if let failure { throw failure }
+        try sink(out[...])
+    }
+
+    /// `flush` is offered the buffer after each list item and object member.
+    func write(_ v: Value, into out: inout [UInt8], indent: Int, flush: ((inout [UInt8]) -> Void)? = nil) {
         switch v {
         case .null: out += Self.nullBytes
         case .bool(let b): out += b ? Self.trueBytes : Self.falseBytes
@@ -132,7 +152,8 @@ public struct JSONWriter: Sendable {
             for (i, item) in items.enumerated() {
                 if i > 0 { out.append(0x2C) }
                 newline(&out, indent + 1)
-                write(item, into: &out, indent: indent + 1)
+                write(item, into: &out, indent: indent + 1, flush: flush)
+                flush?(&out)
             }
             newline(&out, indent)
             out.append(0x5D)
@@ -151,7 +172,8 @@ public struct JSONWriter: Sendable {
                 }
                 out.append(0x3A)
                 if pretty { out.append(0x20) }
-                write(e.value, into: &out, indent: indent + 1)
+                write(e.value, into: &out, indent: indent + 1, flush: flush)
+                flush?(&out)
             }
             newline(&out, indent)
             out.append(0x7D)

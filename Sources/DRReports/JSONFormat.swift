@@ -11,6 +11,11 @@ public enum JSONFormat: ReportFormat {
 
     public static func render(_ r: CheckResult, context: ReportContext) -> String { JSONWriter().string(value(r, context: context)) + "\n" }
 
+    public static func write(_ r: CheckResult, context: ReportContext, to sink: (ArraySlice<UInt8>) throws -> Void) throws {
+        try JSONWriter().stream(value(r, context: context), to: sink)
+        try sink([0x0A])
+    }
+
     public static func value(_ r: CheckResult, context: ReportContext) -> Value {
         func loc(_ l: SourceLocation?) -> Value {
             guard let l, l.line > 0 else { return .null }

@@ -29,6 +29,15 @@ public protocol ReportFormat {
     /// The file `drplan report` writes this format to.
     static var fileName: String { get }
     static func render(_ result: CheckResult, context: ReportContext) throws -> String
+    /// The same bytes as `render`, handed to `sink` in pieces. Formats whose reports grow
+    /// large (JSON: every finding and every fact) stream them instead of building one string.
+    static func write(_ result: CheckResult, context: ReportContext, to sink: (ArraySlice<UInt8>) throws -> Void) throws
+}
+
+extension ReportFormat {
+    public static func write(_ result: CheckResult, context: ReportContext, to sink: (ArraySlice<UInt8>) throws -> Void) throws {
+        try sink(Array(try render(result, context: context).utf8)[...])
+    }
 }
 
 /// Every format, in the order `drplan report` writes them.

@@ -446,30 +446,26 @@ public final class BuiltinRepository: @unchecked Sendable {
         return id
     }
 
-    /// Closes the worker's pack, if it has one, with its sealed trailer.
+    /// Closes the worker's pack, if it has one, with its sealed trailer, and hands it to the
+    /// flusher, so the worker goes on hashing while the pack reaches the disk.
     func finishPack(_ worker: BackupWorker, work: BackupWork) throws(RepositoryError) {
         guard let pack = worker.pack else { return }
         worker.pack = nil
         let trailer = try seal(PackCodec.encode([PackContents(pack: pack.id, blobs: pack.blobs)]), aad: Array(("pack:" + pack.id).utf8))
         work.packDone(try pack.finish(trailer: [UInt8](trailer)))
+        work.flusher.flush(pack)
     }
 
-    /// Makes every new pack durable with one `syncfs`, then writes the index that names their
-    /// objects, before any snapshot may name them.
+    /// Waits until every new pack is durable, makes their directory entries durable, then
+    /// writes the index that names their objects, before any snapshot may name them.
     func commitPending(_ work: BackupWork) throws(RepositoryError) {
+        try work.flusher.drain()
         let packs = work.finishedPacks()
         guard !packs.isEmpty else { return }
-        try syncRepository()
-        _ = try writeIndex(packs)
-    }
-
-    func syncRepository() throws(RepositoryError) {
-        let fd = Glibc.open(root.path, O_RDONLY)
-        guard fd >= 0, linuxSyncfs(fd) == 0 else {
-            if fd >= 0 { close(fd) }
-            throw RepositoryError(.io, "cannot flush the repository at \(root.path) to disk: \(String(cString: strerror(errno)))")
+        for dir in Set(packs.map { packURL($0.pack).deletingLastPathComponent().path }).sorted() + [root.appendingPathComponent("packs").path] {
+            try Self.fsyncDirectory(dir)
         }
-        close(fd)
+        _ = try writeIndex(packs)
     }
 
     /// Written last, atomically: a snapshot exists only once every object it names is durable.
@@ -726,8 +722,19 @@ public final class BuiltinRepository: @unchecked Sendable {
             unlink(tmp)
             throw RepositoryError(.io, "cannot write \(url.path): \(String(cString: strerror(errno)))")
         }
-        let dfd = Glibc.open(dir, O_RDONLY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        try fsyncDirectory(dir)
+    }
+
+    /// Makes a directory's entries (files created, renamed or removed in it) durable.
+    static func fsyncDirectory(_ dir: String) throws(RepositoryError) {
+        let fd = Glibc.open(dir, O_RDONLY | O_DIRECTORY)
+        // EINVAL: a filesystem that cannot fsync a directory (some FUSE and network ones).
+        guard fd >= 0, fsync(fd) == 0 || errno == EINVAL else {
+            let failure = errno
+            if fd >= 0 { close(fd) }
+            throw RepositoryError(.io, "cannot flush the directory \(dir) to disk: \(String(cString: strerror(failure)))")
+        }
+        close(fd)
     }
 
     static func io<T>(_ body: () throws -> T) throws(RepositoryError) -> T {
@@ -812,13 +819,9 @@ final class RestoreWork: FileWork, @unchecked Sendable {
     }
 }
 
-/// glibc's `syncfs(2)`, which the Glibc module does not export (it sits behind _GNU_SOURCE):
-/// flushes the one filesystem that holds the repository.
-@_silgen_name("syncfs")
-func linuxSyncfs(_ fd: Int32) -> Int32
-
-/// glibc's `sync_file_range(2)`, also behind _GNU_SOURCE: starts writeback of a file's dirty
-/// pages without waiting for it. A hint only; durability still comes from `syncfs`.
+/// glibc's `sync_file_range(2)`, which the Glibc module does not export (it sits behind
+/// _GNU_SOURCE): starts writeback of a file's dirty pages without waiting for it. A hint
+/// only; durability comes from `fsync`.
 @_silgen_name("sync_file_range")
 func linuxSyncFileRange(_ fd: Int32, _ offset: Int64, _ nbytes: Int64, _ flags: UInt32) -> Int32
 
@@ -840,6 +843,7 @@ final class BackupWorker {
 /// same chunk).
 final class BackupWork: FileWork, @unchecked Sendable {
     let present: BuiltinRepository.StoredObjects
+    let flusher = PackFlusher()
     private var stored: [Int: BuiltinRepository.StoredFile] = [:]
     private var claimed = Set<String>()
     private var packFiles: [String] = []
@@ -868,7 +872,10 @@ final class BackupWork: FileWork, @unchecked Sendable {
     func finishedPacks() -> [PackContents] { locked { packs } }
 
     /// After a failure: the packs written are removed, leaving the repository as it was.
-    func discardPending() { for p in locked({ packFiles }) { unlink(p) } }
+    func discardPending() {
+        try? flusher.drain()
+        for p in locked({ packFiles }) { unlink(p) }
+    }
 
     func results() -> (stored: [Int: BuiltinRepository.StoredFile], written: Int64, newObjects: Int, error: RepositoryError?) {
         locked { (stored, written, packs.reduce(0) { $0 + $1.blobs.count }, firstError) }

@@ -108,7 +108,8 @@ extension BuiltinRepository {
                     }
                 }
                 try finishPack(worker, work: work)
-                if !work.finishedPacks().isEmpty { try syncRepository() }
+                try work.flusher.drain()
+                for pack in work.finishedPacks() { try Self.fsyncDirectory(packURL(pack.pack).deletingLastPathComponent().path) }
                 _ = try writeIndex(keep + work.finishedPacks())
             } catch {
                 work.discardPending()
@@ -117,7 +118,8 @@ extension BuiltinRepository {
             for name in indexFiles where unlink(indexDir + "/" + name) != 0 && errno != ENOENT {
                 throw RepositoryError(.io, "cannot remove the index file \(name): \(String(cString: strerror(errno)))")
             }
-            try syncRepository()
+            // The old index files must be gone for good before the packs they name are.
+            try Self.fsyncDirectory(indexDir)
             for pack in rewrite.map(\.pack) + drop {
                 let path = packURL(pack).path
                 let freed = size(path)

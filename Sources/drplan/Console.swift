@@ -24,6 +24,50 @@ enum Console {
     }
 
     /// Writes `text` to `path` atomically (temporary file, then rename), or to stdout when nil.
+    /// A write to the output failed (as opposed to producing what was to be written).
+    struct OutputError: Error { var underlying: any Error }
+
+    /// Streams output to stdout, a device, or a file. A file is written beside its final name
+    /// and renamed into place when complete, so a failed run never leaves half a report.
+    /// An error `body` throws other than from the sink is a rendering bug, exit 3.
+    static func stream(to path: String?, what: String, _ body: ((ArraySlice<UInt8>) throws -> Void) throws -> Void) throws(CommandFailure) {
+        var temporary: String? = nil
+        do {
+            let handle: FileHandle
+            if let path, path != "-", path != "/dev/stdout" {
+                if path.hasPrefix("/dev/") {
+                    guard let h = FileHandle(forWritingAtPath: path) else { throw OutputError(underlying: CocoaError(.fileWriteNoPermission)) }
+                    handle = h
+                } else {
+                    let url = URL(fileURLWithPath: path)
+                    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
+                    guard FileManager.default.createFile(atPath: tmp, contents: nil), let h = FileHandle(forWritingAtPath: tmp) else {
+                        throw OutputError(underlying: CocoaError(.fileWriteNoPermission))
+                    }
+                    temporary = tmp
+                    handle = h
+                }
+            } else {
+                handle = FileHandle.standardOutput
+            }
+            try body { piece in
+                do { try handle.write(contentsOf: piece) } catch { throw OutputError(underlying: error) }
+            }
+            if let temporary, let path {
+                do { try handle.close() } catch { throw OutputError(underlying: error) }
+                guard rename(temporary, path) == 0 else { throw OutputError(underlying: POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)) }
+            }
+        } catch let error as OutputError {
+            if let temporary { unlink(temporary) }
+            Console.error("drplan: error: cannot write '\(path ?? "stdout")': \(error.underlying.localizedDescription); check that the directory exists and is writable")
+            throw CommandFailure(status: .badInput)
+        } catch {
+            if let temporary { unlink(temporary) }
+            Console.error("drplan: error: cannot render the \(what): \(error); this is a bug in drplan, please report it")
+            throw CommandFailure(status: .environment)
+        }
+    }
+
     static func write(_ text: String, to path: String?) throws(CommandFailure) {
         guard let path else {
             FileHandle.standardOutput.write(Data(text.utf8))

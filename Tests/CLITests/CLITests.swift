@@ -105,6 +105,8 @@ struct CLITests {
         #expect(try Self.run(["facts", "-i", "samples/clean.yaml", "-o", "/dev/null"]).status == 0)
         let unwritable = try Self.run(["facts", "-i", "samples/clean.yaml", "-o", dir.path + "/missing/dir/facts.json"])
         #expect(unwritable.status == 2 && unwritable.stderr.contains("cannot write"))
+        // Written beside its name and renamed when complete: no temporary file stays behind.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["facts.json"])
     }
 
     @Test("several -i files and a directory merge into one inventory")

@@ -131,6 +131,24 @@ struct ReportsTests {
             }
             let golden = try String(contentsOfFile: path, encoding: .utf8)
             #expect(rendered == golden, "\(path) differs; regenerate with DRPLAN_UPDATE_GOLDEN=1 and review the diff")
+            // What `check` and `facts` write: the same bytes, streamed.
+            var streamed: [UInt8] = []
+            try format.write(r, context: Self.context, to: { streamed += $0 })
+            #expect(String(decoding: streamed, as: UTF8.self) == golden, "\(format.name): the streamed report differs from the rendered one")
+        }
+    }
+
+    @Test("streamed JSON in pieces of any size is the same text as the whole string")
+    func streamedJSON() throws {
+        let r = try Self.relativeResult("clinic")
+        let value = JSONFormat.value(r, context: Self.context)
+        let whole = JSONWriter().string(value)
+        for piece in [1, 64, 4096, 1 << 20] {
+            var pieces = 0
+            var bytes: [UInt8] = []
+            try JSONWriter().stream(value, piece: piece, to: { bytes += $0; pieces += 1 })
+            #expect(String(decoding: bytes, as: UTF8.self) == whole)
+            #expect(piece > whole.utf8.count || pieces > 1, "pieces of \(piece) bytes came as one")
         }
     }
 

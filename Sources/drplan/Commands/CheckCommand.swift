@@ -59,7 +59,8 @@ struct CheckCommand: ParsableCommand {
         global.apply()
         let result = try Loaders.check(global, evaluation)
         let context = ReportContext(toolVersion: Drplan.version, generatedAt: GlobalOptions.wallClock(), color: output == nil && Console.colorEnabled(fd: 1))
-        try Console.write(Loaders.render(ReportFormats.byName[format.rawValue] ?? TextFormat.self, result, context), to: output)
+        let chosen = ReportFormats.byName[format.rawValue] ?? TextFormat.self
+        try Console.stream(to: output, what: "\(chosen.name) report") { sink in try chosen.write(result, context: context, to: sink) }
         if !result.passed { throw CommandFailure(status: .findings) }
     }
 }

@@ -22,6 +22,9 @@ struct FactsCommand: ParsableCommand {
         global.apply()
         let inv = try global.loadInventory()
         let facts = FactDeriver.derive(inv, now: global.instant(), measured: try global.measured())
-        try Console.write(JSONWriter().string(facts.document) + "\n", to: output)
+        try Console.stream(to: output, what: "facts") { sink in
+            try JSONWriter().stream(facts.document, to: sink)
+            try sink([0x0A])
+        }
     }
 }

@@ -129,6 +129,64 @@ public struct JSONWriter: Sendable {
         try sink(out[...])
     }
 
+    /// A member of an object streamed by `stream(members:)`: a value, or a list whose items
+    /// are made one at a time as they are written, so a list of 100,000 records never exists
+    /// as values all at once.
+    public enum Member {
+        case value(Value)
+        case items(count: Int, item: (Int) -> Value)
+
+        /// The member as one value, for callers that want the whole document.
+        public var value: Value {
+            switch self {
+            case .value(let v): v
+            case .items(let count, let item): .list((0..<count).map(item))
+            }
+        }
+    }
+
+    /// The same text as `string(.object(members))`, streamed like `stream(_:)`.
+    public func stream(members: [(String, Member)], piece: Int = 1 << 20, to sink: (ArraySlice<UInt8>) throws -> Void) throws {
+        var out: [UInt8] = []
+        out.reserveCapacity(piece + (1 << 16))
+        var failure: (any Error)? = nil
+        withoutActuallyEscaping(sink) { sink in
+            let flush: (inout [UInt8]) -> Void = { buffer in
+                guard failure == nil, buffer.count >= piece else { return }
+                do { try sink(buffer[...]) } catch { failure = error }
+                buffer.removeAll(keepingCapacity: true)
+            }
+            if members.isEmpty { out += [0x7B, 0x7D]; return }
+            out.append(0x7B)
+            for (i, (key, member)) in members.enumerated() {
+                if i > 0 { out.append(0x2C) }
+                newline(&out, 1)
+                Self.quote(key, into: &out)
+                out.append(0x3A)
+                if pretty { out.append(0x20) }
+                switch member {
+                case .value(let v): write(v, into: &out, indent: 1, flush: flush)
+                case .items(let count, let item):
+                    if count == 0 { out += [0x5B, 0x5D]; break }
+                    out.append(0x5B)
+                    for j in 0..<count {
+                        if j > 0 { out.append(0x2C) }
+                        newline(&out, 2)
+                        write(item(j), into: &out, indent: 2, flush: flush)
+                        flush(&out)
+                    }
+                    newline(&out, 1)
+                    out.append(0x5D)
+                }
+                flush(&out)
+            }
+            newline(&out, 0)
+            out.append(0x7D)
+        }
+        if let failure { throw failure }
+        try sink(out[...])
+    }
+
     /// `flush` is offered the buffer after each list item and object member.
     func write(_ v: Value, into out: inout [UInt8], indent: Int, flush: ((inout [UInt8]) -> Void)? = nil) {
         switch v {

@@ -149,6 +149,10 @@ struct ReportsTests {
             try JSONWriter().stream(value, piece: piece, to: { bytes += $0; pieces += 1 })
             #expect(String(decoding: bytes, as: UTF8.self) == whole)
             #expect(piece > whole.utf8.count || pieces > 1, "pieces of \(piece) bytes came as one")
+            // The report's own streaming, whose findings are made one at a time, agrees too.
+            var members: [UInt8] = []
+            try JSONWriter().stream(members: JSONFormat.members(r, context: Self.context), piece: piece, to: { members += $0 })
+            #expect(members == Array(whole.utf8))
         }
     }
 

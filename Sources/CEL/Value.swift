@@ -114,19 +114,7 @@ public struct JSONWriter: Sendable {
     /// report of hundreds of megabytes is never held in memory whole (as bytes, then as a
     /// String, then as Data to write it).
     public func stream(_ v: Value, piece: Int = 1 << 20, to sink: (ArraySlice<UInt8>) throws -> Void) throws {
-        var out: [UInt8] = []
-        out.reserveCapacity(piece + (1 << 16))
-        var failure: (any Error)? = nil
-        // `write` takes its flush hook as an optional (so escaping) closure; it does not keep it.
-        withoutActuallyEscaping(sink) { sink in
-            write(v, into: &out, indent: 0) { buffer in
-                guard failure == nil, buffer.count >= piece else { return }
-                do { try sink(buffer[...]) } catch { failure = error }
-                buffer.removeAll(keepingCapacity: true)
-            }
-        }
-        if let failure { throw failure }
-        try sink(out[...])
+        try streaming(piece: piece, to: sink) { out, flush in write(v, into: &out, indent: 0, flush: flush) }
     }
 
     /// A member of an object streamed by `stream(members:)`: a value, or a list whose items
@@ -147,15 +135,7 @@ public struct JSONWriter: Sendable {
 
     /// The same text as `string(.object(members))`, streamed like `stream(_:)`.
     public func stream(members: [(String, Member)], piece: Int = 1 << 20, to sink: (ArraySlice<UInt8>) throws -> Void) throws {
-        var out: [UInt8] = []
-        out.reserveCapacity(piece + (1 << 16))
-        var failure: (any Error)? = nil
-        withoutActuallyEscaping(sink) { sink in
-            let flush: (inout [UInt8]) -> Void = { buffer in
-                guard failure == nil, buffer.count >= piece else { return }
-                do { try sink(buffer[...]) } catch { failure = error }
-                buffer.removeAll(keepingCapacity: true)
-            }
+        try streaming(piece: piece, to: sink) { out, flush in
             if members.isEmpty { out += [0x7B, 0x7D]; return }
             out.append(0x7B)
             for (i, (key, member)) in members.enumerated() {
@@ -182,6 +162,23 @@ public struct JSONWriter: Sendable {
             }
             newline(&out, 0)
             out.append(0x7D)
+        }
+    }
+
+    /// Runs `body` with a buffer and a flush hook that hands the buffer to `sink` whenever it
+    /// holds `piece` bytes; the first error from `sink` stops the output and is thrown.
+    private func streaming(piece: Int, to sink: (ArraySlice<UInt8>) throws -> Void,
+                           _ body: (inout [UInt8], @escaping (inout [UInt8]) -> Void) -> Void) throws {
+        var out: [UInt8] = []
+        out.reserveCapacity(piece + (1 << 16))
+        var failure: (any Error)? = nil
+        // `write` takes its flush hook as an optional (so escaping) closure; it does not keep it.
+        withoutActuallyEscaping(sink) { sink in
+            body(&out) { buffer in
+                guard failure == nil, buffer.count >= piece else { return }
+                do { try sink(buffer[...]) } catch { failure = error }
+                buffer.removeAll(keepingCapacity: true)
+            }
         }
         if let failure { throw failure }
         try sink(out[...])

@@ -13,14 +13,18 @@ struct ByteWriter {
 
     /// A 64-digit hex id as its 32 bytes (ids are always written by drplan as such).
     mutating func id(_ hex: String) {
-        var high: UInt8? = nil
-        var n = 0
-        for c in hex.utf8 where n < 32 {
-            let v: UInt8 = c >= 97 ? c &- 87 : c >= 65 ? c &- 55 : c &- 48
-            if let h = high { bytes.append(h << 4 | (v & 0xF)); high = nil; n += 1 } else { high = v }
+        var hex = hex
+        hex.withUTF8 { utf8 in
+            var i = 0
+            while i + 1 < utf8.count && i < 64 {
+                bytes.append(Self.nibble(utf8[i]) << 4 | Self.nibble(utf8[i + 1]))
+                i += 2
+            }
+            for _ in (i / 2)..<32 { bytes.append(0) }
         }
-        for _ in n..<32 { bytes.append(0) }
     }
+
+    private static func nibble(_ c: UInt8) -> UInt8 { (c >= 97 ? c &- 87 : c >= 65 ? c &- 55 : c &- 48) & 0xF }
 
     mutating func string(_ s: String) {
         let utf8 = Array(s.utf8)

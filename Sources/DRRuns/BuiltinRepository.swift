@@ -249,9 +249,12 @@ public final class BuiltinRepository: @unchecked Sendable {
     }
 
     /// Reads and authenticates an object: a flipped bit, a truncation or a missing file is an error.
+    /// Encrypted, AES-GCM's tag covers the ciphertext and the id (as associated data), which
+    /// only the key's holder can produce, so the id's HMAC is not computed again: that was a
+    /// third of a restore's hashing. Unencrypted, recomputing the id is the only check.
     func get(_ id: String) throws(RepositoryError) -> [UInt8] {
         let plain = try open(try stored(id), aad: Array(id.utf8))
-        guard objectId(plain) == id else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) does not match its id (corrupt or truncated)") }
+        guard encKey != nil || objectId(plain) == id else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) does not match its id (corrupt or truncated)") }
         return plain
     }
 
@@ -261,17 +264,26 @@ public final class BuiltinRepository: @unchecked Sendable {
             guard let loose = FileManager.default.contents(atPath: objectURL(id).path) else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) is missing") }
             return [UInt8](loose)
         }
+        // A stored object is at most a chunk plus the nonce and tag; a larger length is a
+        // damaged (unencrypted, so unauthenticated) index, not an allocation to attempt.
+        guard Int(loc.length) <= Self.chunkSize + 64 else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) has an impossible length in the index; the index is damaged") }
         let fd = Glibc.open(packURL(loc.pack).path, O_RDONLY)
         guard fd >= 0 else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) is missing: its pack \(loc.pack.prefix(12)) cannot be read (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: Int(loc.length))
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, $0.count - done, off_t(loc.offset) + off_t(done)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) is truncated: its pack \(loc.pack.prefix(12)) ends early") }
-            done += n
+        var complete = true
+        // Not zero-filled first: every byte is read into, or the object is refused.
+        let bytes = [UInt8](unsafeUninitializedCapacity: Int(loc.length)) { buffer, count in
+            var done = 0
+            while done < buffer.count, let base = buffer.baseAddress {
+                let n = pread(fd, base + done, buffer.count - done, off_t(loc.offset) + off_t(done))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                done += n
+            }
+            complete = done == buffer.count
+            count = done
         }
+        guard complete else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) is truncated: its pack \(loc.pack.prefix(12)) ends early") }
         return bytes
     }
 
@@ -285,29 +297,28 @@ public final class BuiltinRepository: @unchecked Sendable {
     ///   chunks are reused, as restic does. Changing a file always changes its ctime.
     /// - Files are read, hashed and encrypted on every core, largest first so the big ones
     ///   overlap; the manifest keeps walk order whatever the order of work.
-    /// - New objects go into packs (one open per worker) without a flush each; one `syncfs`
-    ///   makes them durable, then an index file names them, then the snapshot is written. So
-    ///   no index names data a crash could lose; a crash leaves only packs no index names,
-    ///   which prune removes.
+    /// - New objects go into packs (one open per worker); finished packs are fsynced in the
+    ///   background while hashing goes on. Once all are durable, an index file names them,
+    ///   then the snapshot is written. So no index names data a crash could lose; a crash
+    ///   leaves only packs no index names, which prune removes.
     public func backup(paths: [String], exclude: [String] = [], tags: [String] = [], host: String = ProcessInfo.processInfo.hostName,
                        progress: ProgressSink? = nil) throws(RepositoryError) -> BackupSummary {
         var entries: [ManifestEntry] = []
         var files: [(index: Int, full: String)] = []
         for base in paths {
-            let baseURL = URL(fileURLWithPath: base)
-            var stack: [String] = [""]
-            while let rel = stack.popLast() {
-                let full = rel.isEmpty ? baseURL.path : baseURL.path + "/" + rel
-                var st = stat()
-                guard lstat(full, &st) == 0 else { throw RepositoryError(.io, "cannot read \(full): \(String(cString: strerror(errno)))") }
+            let root = URL(fileURLWithPath: base).path
+            var rootStat = stat()
+            guard lstat(root, &rootStat) == 0 else { throw RepositoryError(.io, "cannot read \(root): \(String(cString: strerror(errno)))") }
+            var stack: [(rel: String, st: stat)] = [("", rootStat)]
+            while let (rel, st) = stack.popLast() {
+                let full = rel.isEmpty ? root : root + "/" + rel
                 if !rel.isEmpty, Self.excluded(rel, exclude) { continue }
                 let mode = UInt32(st.st_mode) & 0o7777
                 let type = st.st_mode & S_IFMT
                 var entry = ManifestEntry(path: rel, kind: .file, mode: mode, mtime: Int64(st.st_mtim.tv_sec), mtimeNanos: Int32(st.st_mtim.tv_nsec), size: 0)
                 if type == S_IFDIR {
                     entry.kind = .dir
-                    let children = (try? FileManager.default.contentsOfDirectory(atPath: full)) ?? []
-                    for c in children.sorted().reversed() { stack.append(rel.isEmpty ? c : rel + "/" + c) }
+                    for (name, childStat) in try Self.children(of: full).reversed() { stack.append((rel.isEmpty ? name : rel + "/" + name, childStat)) }
                 } else if type == S_IFLNK {
                     entry.kind = .symlink
                     entry.target = try? FileManager.default.destinationOfSymbolicLink(atPath: full)
@@ -401,7 +412,31 @@ public final class BuiltinRepository: @unchecked Sendable {
         return StoredObjects(index: index, packs: packs, hasLooseObjects: stat(root.appendingPathComponent("data").path, &st) == 0)
     }
 
+    /// A directory's entries with their `lstat`, sorted by name (`fstatat` on the open
+    /// directory, not a path lookup per file). An unreadable directory is an error, not an
+    /// empty one: skipping it would make a snapshot silently incomplete. An entry removed
+    /// while the walk runs is left out.
+    static func children(of dir: String) throws(RepositoryError) -> [(name: String, st: stat)] {
+        guard let d = opendir(dir) else { throw RepositoryError(.io, "cannot read the directory \(dir): \(String(cString: strerror(errno))); check its permissions or exclude it") }
+        defer { closedir(d) }
+        let fd = dirfd(d)
+        var out: [(name: String, st: stat)] = []
+        while let e = readdir(d) {
+            let name = withUnsafePointer(to: e.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
+            if name == "." || name == ".." { continue }
+            var st = stat()
+            guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+                if errno == ENOENT { continue }
+                throw RepositoryError(.io, "cannot read \(dir)/\(name): \(String(cString: strerror(errno)))")
+            }
+            out.append((name, st))
+        }
+        return out.sorted { $0.name < $1.name }
+    }
+
     static func excluded(_ rel: String, _ patterns: [String]) -> Bool {
+        // Most assets exclude nothing; bridging every path to NSString was 6% of an incremental.
+        if patterns.isEmpty { return false }
         let name = (rel as NSString).lastPathComponent
         return patterns.contains { fnmatch($0, rel, 0) == 0 || fnmatch($0, name, 0) == 0 }
     }

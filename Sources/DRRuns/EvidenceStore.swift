@@ -64,7 +64,9 @@ public final class EvidenceStore: @unchecked Sendable {
             if !create && !FileManager.default.fileExists(atPath: path) {
                 throw EvidenceError(kind: .unreadable, message: "no evidence store at \(path)")
             }
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            // A bare file name ("evidence.sqlite") has no directory to create: it is the current one.
+            let dir = (path as NSString).deletingLastPathComponent
+            if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
             db = try DatabasePool(path: path)
             try Self.migrator.migrate(db)
         } catch let e as EvidenceError {

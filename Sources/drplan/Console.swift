@@ -69,21 +69,6 @@ enum Console {
     }
 
     static func write(_ text: String, to path: String?) throws(CommandFailure) {
-        guard let path else {
-            FileHandle.standardOutput.write(Data(text.utf8))
-            return
-        }
-        do {
-            if path == "/dev/stdout" || path == "-" { FileHandle.standardOutput.write(Data(text.utf8)); return }
-            if path.hasPrefix("/dev/") {
-                guard let h = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileWriteNoPermission) }
-                h.write(Data(text.utf8))
-                return
-            }
-            try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            Console.error("drplan: error: cannot write '\(path)': \(error.localizedDescription); check that the directory exists and is writable")
-            throw CommandFailure(status: .badInput)
-        }
+        try stream(to: path, what: "output") { sink in try sink(Array(text.utf8)[...]) }
     }
 }

@@ -21,6 +21,15 @@ struct RunsCLITests {
         try CLITests.run(args + ["-i", dir.path + "/demo/drplan.yaml"], cwd: dir.path, env: ["NO_COLOR": "1"])
     }
 
+    @Test("--evidence with a bare file name puts the store in the current directory")
+    func bareEvidenceName() throws {
+        let dir = try Self.demo(); defer { dir.cleanup() }
+        let r = try run(["backup", "documents-nightly", "--evidence", "runs.sqlite"], dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/runs.sqlite"))
+        #expect(try run(["history", "--evidence", "runs.sqlite"], dir).stdout.contains("documents-nightly"))
+    }
+
     @Test("backup, restore-test and check on the demo; a corrupted object fails the test and raises DR503")
     func demoCycle() throws {
         let dir = try Self.demo(); defer { dir.cleanup() }

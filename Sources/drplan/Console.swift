@@ -23,7 +23,6 @@ enum Console {
         useColor && isatty(fd) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
     }
 
-    /// Writes `text` to `path` atomically (temporary file, then rename), or to stdout when nil.
     /// A write to the output failed (as opposed to producing what was to be written).
     struct OutputError: Error { var underlying: any Error }
 
@@ -68,6 +67,7 @@ enum Console {
         }
     }
 
+    /// Writes `text` to `path` atomically (temporary file, then rename), or to stdout when nil.
     static func write(_ text: String, to path: String?) throws(CommandFailure) {
         try stream(to: path, what: "output") { sink in try sink(Array(text.utf8)[...]) }
     }

@@ -40,6 +40,9 @@ final class ProgressDisplay: @unchecked Sendable {
     private var started = Date()
     private var lastShown = Date.distantPast
     private var lastFiles: Int64 = -1
+    /// The run's final line is shown once: the engine's last update and the runner's closing
+    /// one can both say "complete" (restic's last status line sometimes does).
+    private var finished = false
 
     init(json: Bool) { self.json = json }
 
@@ -47,10 +50,11 @@ final class ProgressDisplay: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         let now = Date()
         // Nothing done yet, or a count that went down: a new run began.
-        if (p.files == 0 && p.bytes == 0) || p.files < lastFiles { started = now; lastFiles = p.files; return }
+        if (p.files == 0 && p.bytes == 0) || p.files < lastFiles { started = now; lastFiles = p.files; finished = false; return }
         lastFiles = p.files
         let complete = p.totalFiles.map { p.files >= $0 } ?? false
-        guard complete || now.timeIntervalSince(lastShown) >= (json ? 1 : 0.1) else { return }
+        guard !finished, complete || now.timeIntervalSince(lastShown) >= (json ? 1 : 0.1) else { return }
+        finished = complete
         lastShown = now
         let elapsed = max(now.timeIntervalSince(started), 0.001)
         let rate = Double(p.bytes) / elapsed

@@ -253,7 +253,12 @@ public final class BuiltinRepository: @unchecked Sendable {
     /// only the key's holder can produce, so the id's HMAC is not computed again: that was a
     /// third of a restore's hashing. Unencrypted, recomputing the id is the only check.
     func get(_ id: String) throws(RepositoryError) -> [UInt8] {
-        let plain = try open(try stored(id), aad: Array(id.utf8))
+        try authenticate(try stored(id), id: id)
+    }
+
+    /// The plaintext of an object's stored bytes, once they prove to be that object.
+    func authenticate(_ sealed: [UInt8], id: String) throws(RepositoryError) -> [UInt8] {
+        let plain = try open(sealed, aad: Array(id.utf8))
         guard encKey != nil || objectId(plain) == id else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) does not match its id (corrupt or truncated)") }
         return plain
     }
@@ -497,10 +502,16 @@ public final class BuiltinRepository: @unchecked Sendable {
         try work.flusher.drain()
         let packs = work.finishedPacks()
         guard !packs.isEmpty else { return }
+        try syncPackDirectories(packs)
+        _ = try writeIndex(packs)
+    }
+
+    /// Makes the directory entries of new packs durable: each pack's fan-out directory, and
+    /// `packs/` itself, which may have gained fan-out directories.
+    func syncPackDirectories(_ packs: [PackContents]) throws(RepositoryError) {
         for dir in Set(packs.map { packURL($0.pack).deletingLastPathComponent().path }).sorted() + [root.appendingPathComponent("packs").path] {
             try Self.fsyncDirectory(dir)
         }
-        _ = try writeIndex(packs)
     }
 
     /// Written last, atomically: a snapshot exists only once every object it names is durable.
@@ -519,10 +530,16 @@ public final class BuiltinRepository: @unchecked Sendable {
 
     // MARK: snapshots
 
+    /// Every snapshot, whole, oldest first; each file is read once.
     public func snapshots() throws(RepositoryError) -> [Snapshot] {
         var out: [Snapshot] = []
-        for h in try snapshotHeaders() { out.append(try snapshot(h.id)) }
-        return out
+        for n in snapshotNames() { out.append(try snapshot(n)) }
+        return out.sorted { ($0.time, $0.timeNanos ?? 0, $0.id) < ($1.time, $1.timeNanos ?? 0, $1.id) }
+    }
+
+    func snapshotNames() -> [String] {
+        let dir = root.appendingPathComponent("snapshots").path
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { !$0.hasPrefix(".") }
     }
 
     public func snapshot(_ id: String) throws(RepositoryError) -> Snapshot {
@@ -546,12 +563,8 @@ public final class BuiltinRepository: @unchecked Sendable {
 
     /// Every snapshot's header, oldest first, by `(time, timeNanos, id)`.
     public func snapshotHeaders() throws(RepositoryError) -> [SnapshotHeader] {
-        let dir = root.appendingPathComponent("snapshots").path
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
         var out: [SnapshotHeader] = []
-        for n in names where !n.hasPrefix(".") {
-            out.append(try snapshotHeader(n))
-        }
+        for n in snapshotNames() { out.append(try snapshotHeader(n)) }
         return out.sorted { ($0.time, $0.timeNanos ?? 0, $0.id) < ($1.time, $1.timeNanos ?? 0, $1.id) }
     }
 
@@ -612,19 +625,19 @@ public final class BuiltinRepository: @unchecked Sendable {
             packSizes[pack] = size
             return size
         }
-        for header in try snapshotHeaders() {
-            for e in try snapshot(header.id).entries where e.kind == .file {
+        for snapshot in try snapshots() {
+            for e in snapshot.entries where e.kind == .file {
                 for c in e.chunks ?? [] where checked.insert(c).inserted {
                     if let loc = location(c) {
                         let size = packSize(loc.pack)
                         guard size < Int64(loc.offset) + Int64(loc.length), reported.insert(loc.pack).inserted else { continue }
                         problems.append(size < 0
-                            ? "pack \(loc.pack.prefix(12)) is missing; it holds data of '\(e.path)' in snapshot \(header.id.prefix(8))"
-                            : "pack \(loc.pack.prefix(12)) is truncated; it holds data of '\(e.path)' in snapshot \(header.id.prefix(8))")
+                            ? "pack \(loc.pack.prefix(12)) is missing; it holds data of '\(e.path)' in snapshot \(snapshot.id.prefix(8))"
+                            : "pack \(loc.pack.prefix(12)) is truncated; it holds data of '\(e.path)' in snapshot \(snapshot.id.prefix(8))")
                     } else {
                         var st = stat()
                         if stat(objectURL(c).path, &st) != 0 || st.st_size == 0 {
-                            problems.append("object \(c.prefix(12)) of '\(e.path)' in snapshot \(header.id.prefix(8)) is missing from the index")
+                            problems.append("object \(c.prefix(12)) of '\(e.path)' in snapshot \(snapshot.id.prefix(8)) is missing from the index")
                         }
                     }
                     if problems.count >= 20 { return problems }

@@ -100,8 +100,8 @@ extension BuiltinRepository {
                 var copied = Set<String>()
                 for pack in rewrite {
                     for b in pack.blobs where referenced.contains(b.id) && !kept.contains(b.id) && copied.insert(b.id).inserted {
-                        _ = try get(b.id)   // authenticated before it is copied
                         let sealed = try stored(b.id)
+                        _ = try authenticate(sealed, id: b.id)   // before it is copied
                         let writer = try worker.openPack(in: self, work: work)
                         try writer.append(b.id, sealed)
                         if writer.size >= packTarget { try finishPack(worker, work: work) }
@@ -109,7 +109,7 @@ extension BuiltinRepository {
                 }
                 try finishPack(worker, work: work)
                 try work.flusher.drain()
-                for pack in work.finishedPacks() { try Self.fsyncDirectory(packURL(pack.pack).deletingLastPathComponent().path) }
+                try syncPackDirectories(work.finishedPacks())
                 _ = try writeIndex(keep + work.finishedPacks())
             } catch {
                 work.discardPending()

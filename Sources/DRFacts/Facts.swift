@@ -18,8 +18,12 @@ public struct MeasuredEvidence: Sendable {
         public init(at: Timestamp, result: TestResult, duration: TimeSpan?, restored: Int64?) { self.at = at; self.result = result; self.duration = duration; self.restored = restored }
     }
     public var jobs: [String: JobRun] = [:]
+    /// Per job and target (`key(job:target:)`): each copy's own evidence.
+    public var targets: [String: JobRun] = [:]
     public var tests: [String: TestRun] = [:]
     public init() {}
+
+    public static func key(job: String, target: String) -> String { job + "\u{1F}" + target }
 }
 
 /// Facts derived from an inventory as of one instant, in the expression language's value

@@ -128,6 +128,8 @@ public struct Storage: Sendable {
     public var name: String?
     public var labels: [(String, String)]
     public var origin: Origin
+    /// Whether the first backup may create drplan's repository in `path` (which must exist).
+    public var create = false
 }
 
 /// What the engines read for an asset (runs.md).
@@ -202,6 +204,40 @@ public struct Job: Sendable {
     public var options: YAMLValue?
     public var labels: [(String, String)]
     public var origin: Origin
+    /// The engine that writes a target, where it is not the job's own `engine`
+    /// (`target_engines: {nas: rsync}`); `external` means drplan does not write it.
+    public var targetEngines: [String: TargetEngine] = [:]
+    /// A source that reads as empty (or under 1% of the asset's declared size) is accepted.
+    public var allowEmpty = false
+}
+
+/// Who writes one target of a job.
+public enum TargetEngine: Sendable, Equatable {
+    case engine(Engine)
+    /// Written by something outside drplan (a tape rotation, a NAS's own replication); drplan
+    /// records no runs for it and counts its copy as declared, not measured.
+    case external
+}
+
+extension Job {
+    /// The engine that writes `target`, or nil when it is written outside drplan.
+    public func engine(for target: String) -> Engine? {
+        switch targetEngines[target] {
+        case .engine(let e)?: return e
+        case .external?: return nil
+        case nil: return engine
+        }
+    }
+}
+
+/// Which of its job's targets a restore test restores from.
+public enum RestoreTargets: Sendable, Equatable {
+    /// One target per run, in turn, so that every copy is tested over time (the default).
+    case rotate
+    /// Every target, on every run.
+    case all
+    /// These targets, on every run.
+    case only([String])
 }
 
 public struct RestoreTest: Sendable {
@@ -217,6 +253,7 @@ public struct RestoreTest: Sendable {
     public var restored: Int64?
     public var labels: [(String, String)]
     public var origin: Origin
+    public var targets: RestoreTargets = .rotate
 }
 
 extension RestoreTest {

@@ -162,8 +162,8 @@ struct SectionReader {
             immutable: r.bool("immutable") ?? false, airGapped: r.bool("air_gapped") ?? false, encryption: enc,
             mfaDelete: mfa, networkIsolated: isolated, capacity: r.size("capacity"), used: r.size("used"),
             restoreRate: r.rate("restore_rate"), path: r.string("path"), url: r.string("url"), credentials: credentials,
-            name: r.string("name"), labels: r.labels(), origin: r.origin)
-        r.finish(allowed: ["id", "kind", "site", "media", "immutable", "air_gapped", "encryption", "access", "capacity", "used", "restore_rate", "path", "url", "credentials", "name", "labels"])
+            name: r.string("name"), labels: r.labels(), origin: r.origin, create: r.bool("create") ?? false)
+        r.finish(allowed: ["id", "kind", "site", "media", "immutable", "air_gapped", "encryption", "access", "capacity", "used", "restore_rate", "path", "url", "credentials", "name", "labels", "create"])
         guard id != nil else { return }
         storage.append(s)
     }
@@ -261,9 +261,17 @@ struct SectionReader {
             lag: lag ?? .zero, engine: r.choice("engine") ?? .builtin, targets: targets ?? [], retention: retention,
             encryption: enc, monitoring: mon, lastSuccess: r.timestamp("last_success"), lastStatus: r.choice("last_status"),
             options: r.value("options").map(YAMLValue.init), labels: r.labels(), origin: r.origin)
-        r.finish(allowed: ["id", "assets", "asset", "type", "schedule", "lag", "engine", "targets", "retention", "encryption", "monitoring", "last_success", "last_status", "options", "labels"])
+        var withTargets = job
+        withTargets.allowEmpty = r.bool("allow_empty") ?? false
+        if let m = r.object("target_engines") {
+            for e in m.entries {
+                if case .scalar(let sc) = e.value, sc.string == "external" { withTargets.targetEngines[e.key] = .external; continue }
+                if let engine: Engine = m.choice(e.key) { withTargets.targetEngines[e.key] = .engine(engine) }
+            }
+        }
+        r.finish(allowed: ["id", "assets", "asset", "type", "schedule", "lag", "engine", "targets", "retention", "encryption", "monitoring", "last_success", "last_status", "options", "labels", "allow_empty", "target_engines"])
         guard id != nil else { return }
-        jobs.append(job)
+        jobs.append(withTargets)
     }
 
     mutating func readRestoreTest(_ r: ObjectReader) {
@@ -274,9 +282,19 @@ struct SectionReader {
             every: r.duration("every"), lastRun: r.timestamp("last_run"), result: r.choice("result"),
             duration: r.duration("duration"), restored: r.size("restored"), labels: r.labels(), origin: r.origin)
         if let e = t.every, e.seconds == 0, let n = r.value("every") { ctx.error(n, Messages.invalidValue("0s", key: "every", in: r.what, reason: "a restore test interval must be greater than zero")) }
-        r.finish(allowed: ["id", "job", "asset", "scope", "every", "last_run", "result", "duration", "restored", "labels"])
+        var test = t
+        if case .scalar(let sc)? = r.value("targets") {
+            switch sc.string {
+            case "all": test.targets = .all
+            case "rotate": test.targets = .rotate
+            default: if let n = r.value("targets") { ctx.error(n, Messages.invalidValue(sc.string, key: "targets", in: r.what, reason: "give 'all', 'rotate' or a list of the job's targets")) }
+            }
+        } else if let list = r.idList("targets") {
+            test.targets = .only(list)
+        }
+        r.finish(allowed: ["id", "job", "asset", "scope", "every", "last_run", "result", "duration", "restored", "labels", "targets"])
         guard id != nil else { return }
-        restoreTests.append(t)
+        restoreTests.append(test)
     }
 
     mutating func readWaiver(_ r: ObjectReader) {

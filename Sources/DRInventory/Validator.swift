@@ -22,12 +22,20 @@ struct Validator {
             let what = "job '\(j.id)'"
             for a in j.assets { ref(a, .asset, key: j.origin.keys["asset"] != nil ? "asset" : "assets", in: what, at: j.origin) }
             for t in j.targets { ref(t, .storage, key: "targets", in: what, at: j.origin) }
+            for t in j.targetEngines.keys.sorted() where !j.targets.contains(t) {
+                sink.add(j.origin.of("target_engines", value: t), "'target_engines' in \(what) names '\(t)', which is not one of its targets (\(j.targets.joined(separator: ", "))); add it to 'targets' or remove it")
+            }
             if let k = j.encryption.keyStorage { ref(k, .storage, key: "encryption", in: what, at: j.origin) }
         }
         let jobs = Dictionary(inventory.jobs.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         for t in inventory.restoreTests {
             let what = "restore test '\(t.id)'"
             ref(t.job, .job, key: "job", in: what, at: t.origin)
+            if case .only(let ids) = t.targets, let job = jobs[t.job] {
+                for id in ids where !job.targets.contains(id) {
+                    sink.add(t.origin.of("targets", value: id), "restore test '\(t.id)' names the target '\(id)', which job '\(t.job)' does not write (its targets: \(job.targets.joined(separator: ", "))); use one of those, 'all' or 'rotate'")
+                }
+            }
             if let a = t.asset {
                 ref(a, .asset, key: "asset", in: what, at: t.origin)
                 if let job = jobs[t.job], declared[a]?.kind == .asset, !job.assets.contains(a) {

@@ -14,6 +14,8 @@ public struct RunRecord: Sendable, Equatable {
     public var kind: Kind
     public var job: String?
     public var restoreTest: String?
+    /// The asset this run covers (one run per job, asset and target); nil for a command job's run.
+    public var asset: String?
     public var engine: String
     public var storage: String?
     public var host: String
@@ -33,9 +35,9 @@ public struct RunRecord: Sendable, Equatable {
     /// The run failed because an engine's program is not installed (not stored; exit status 3).
     public var missingTool = false
 
-    public init(id: String = UUID().uuidString.lowercased(), kind: Kind, job: String?, restoreTest: String? = nil, engine: String, storage: String?,
+    public init(id: String = UUID().uuidString.lowercased(), kind: Kind, job: String?, restoreTest: String? = nil, asset: String? = nil, engine: String, storage: String?,
                 host: String = ProcessInfo.processInfo.hostName, pid: Int32 = getpid(), startedAt: Date = Date(), status: Status = .running) {
-        self.id = id; self.kind = kind; self.job = job; self.restoreTest = restoreTest; self.engine = engine; self.storage = storage
+        self.id = id; self.kind = kind; self.job = job; self.restoreTest = restoreTest; self.asset = asset; self.engine = engine; self.storage = storage
         self.host = host; self.pid = pid; self.startedAt = startedAt; self.status = status
     }
 }
@@ -51,8 +53,22 @@ public struct EvidenceError: Error, Sendable, CustomStringConvertible {
 /// The evidence store: SQLite through GRDB, WAL, versioned migrations. Runs, per-job locks,
 /// and an append-only audit log in which each entry holds the hash of the one before.
 public final class EvidenceStore: @unchecked Sendable {
-    let db: DatabasePool
+    let db: any DatabaseWriter
     public let path: String
+    /// An empty store in memory, for commands that only read repositories and must not
+    /// create an evidence file (`drplan snapshots`, `check-repository` without a store).
+    public static func ephemeral() throws(EvidenceError) -> EvidenceStore { try EvidenceStore(memory: ()) }
+
+    private init(memory: Void) throws(EvidenceError) {
+        path = ":memory:"
+        do {
+            db = try DatabaseQueue()
+            try Self.migrator.migrate(db)
+        } catch {
+            throw EvidenceError(kind: .unreadable, message: "cannot open an in-memory evidence store: \(error)")
+        }
+    }
+
     /// Excerpts of engine output are cut to this many characters.
     public static let outputLimit = 8_192
 
@@ -67,7 +83,11 @@ public final class EvidenceStore: @unchecked Sendable {
             // A bare file name ("evidence.sqlite") has no directory to create: it is the current one.
             let dir = (path as NSString).deletingLastPathComponent
             if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-            db = try DatabasePool(path: path)
+            // Concurrent drplan processes wait for each other's short write transactions
+            // instead of failing with SQLite's raw "database is locked".
+            var config = Configuration()
+            config.busyMode = .timeout(30)
+            db = try DatabasePool(path: path, configuration: config)
             try Self.migrator.migrate(db)
         } catch let e as EvidenceError {
             throw e
@@ -99,6 +119,11 @@ public final class EvidenceStore: @unchecked Sendable {
         // no alerts; this remembers which still owe one (older rows count as alerted).
         m.registerMigration("v2") { db in
             try db.execute(sql: "ALTER TABLE runs ADD COLUMN alert_pending INTEGER NOT NULL DEFAULT 0")
+        }
+        // Evidence per (job, asset, target): each copy is proven on its own.
+        m.registerMigration("v3") { db in
+            try db.execute(sql: "ALTER TABLE runs ADD COLUMN asset TEXT")
+            try db.execute(sql: "CREATE INDEX runs_target ON runs(job, storage, started_at)")
         }
         return m
     }
@@ -192,7 +217,11 @@ public final class EvidenceStore: @unchecked Sendable {
             if let job = run.job, run.kind != .restoreTest {
                 if let row = try Row.fetchOne(db, sql: "SELECT run_id, host, pid, acquired_at FROM locks WHERE job = ?", arguments: [job]) {
                     let host: String = row["host"], pid: Int32 = row["pid"]
-                    if Self.alive(pid, host: host) {
+                    // A holder on another host cannot be asked whether it runs: its lock
+                    // expires as a repository lock does, 30 minutes after it was taken.
+                    let acquired = Self.date(row["acquired_at"]) ?? .distantPast
+                    let expired = host != ProcessInfo.processInfo.hostName && Date().timeIntervalSince(acquired) > BuiltinRepository.staleLockAge
+                    if !expired && Self.alive(pid, host: host) {
                         let since: String = row["acquired_at"], holder: String = row["run_id"]
                         throw EvidenceError(kind: .locked, message: "job '\(job)' is already running: run \(holder) (pid \(pid) on \(host), since \(since)); wait for it to finish")
                     }
@@ -202,9 +231,9 @@ public final class EvidenceStore: @unchecked Sendable {
                                arguments: [job, run.id, run.host, run.pid, Self.iso(run.startedAt)])
             }
             try db.execute(sql: """
-                INSERT INTO runs (id, kind, job, restore_test, engine, storage, host, pid, started_at, status)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')
-                """, arguments: [run.id, run.kind.rawValue, run.job, run.restoreTest, run.engine, run.storage, run.host, run.pid, Self.iso(run.startedAt)])
+                INSERT INTO runs (id, kind, job, restore_test, asset, engine, storage, host, pid, started_at, status)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')
+                """, arguments: [run.id, run.kind.rawValue, run.job, run.restoreTest, run.asset, run.engine, run.storage, run.host, run.pid, Self.iso(run.startedAt)])
             try Self.append(db, "run.started", ["run": run.id, "kind": run.kind.rawValue, "job": run.job ?? "", "restore_test": run.restoreTest ?? ""])
             return run
         }
@@ -251,6 +280,17 @@ public final class EvidenceStore: @unchecked Sendable {
         }
     }
 
+    /// When each target last had a run of restore test `id` (any outcome), for rotation.
+    public func lastRuns(restoreTest id: String) throws(EvidenceError) -> [String: Date] {
+        try read { db in
+            var out: [String: Date] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT storage, MAX(started_at) AS at FROM runs WHERE kind = 'restore_test' AND restore_test = ? AND storage IS NOT NULL GROUP BY storage", arguments: [id]) {
+                if let s: String = row["storage"], let at = Self.date(row["at"]) { out[s] = at }
+            }
+            return out
+        }
+    }
+
     /// Recorded runs, oldest first, optionally for one job and since an instant.
     public func runs(job: String? = nil, since: Date? = nil) throws(EvidenceError) -> [RunRecord] {
         try read { db in
@@ -265,6 +305,7 @@ public final class EvidenceStore: @unchecked Sendable {
                                   startedAt: Self.date(row["started_at"]) ?? Date(timeIntervalSince1970: 0),
                                   status: RunRecord.Status(rawValue: row["status"]) ?? .failed)
                 r.finishedAt = Self.date(row["finished_at"])
+                r.asset = row["asset"]
                 r.bytesRead = row["bytes_read"]; r.bytesWritten = row["bytes_written"]; r.files = row["files"]; r.snapshot = row["snapshot"]
                 r.verifiedFiles = row["verified_files"]; r.verifiedBytes = row["verified_bytes"]; r.error = row["error"]; r.output = row["output"]
                 return r

@@ -18,13 +18,32 @@ public struct ResticEngine: BackupEngine {
     public let binary: String
     public var progress: ProgressSink?
     public var name: String { "restic" }
+    /// Credentials for the repository's backend (AWS_ACCESS_KEY_ID, B2_ACCOUNT_ID…), from the
+    /// storage's `credentials:` map: cron's empty environment has none of the user's.
+    public var credentials: [String: String] = [:]
+    /// Whether a backup may run `restic init` when restic says there is no repository.
+    public var create = false
 
     /// Finds `restic`; a missing binary is a `missingTool` error (exit 3).
-    public init(repository: String, password: Password, progress: ProgressSink? = nil) throws(RepositoryError) {
+    public init(repository: String, password: Password, progress: ProgressSink? = nil, credentials: [String: String] = [:], create: Bool = false) throws(RepositoryError) {
         self.repository = repository
         self.password = password
         self.progress = progress
+        self.credentials = credentials
+        self.create = create
         binary = try ExternalTool.locate("restic", package: "restic")
+    }
+
+    /// The environment name restic reads for a `credentials:` key: the S3 names map to
+    /// AWS's, anything else is passed upper-cased (`b2_account_id` → `B2_ACCOUNT_ID`).
+    public static func environmentName(_ key: String) -> String {
+        switch key {
+        case "access_key_id": return "AWS_ACCESS_KEY_ID"
+        case "secret_access_key": return "AWS_SECRET_ACCESS_KEY"
+        case "session_token": return "AWS_SESSION_TOKEN"
+        case "region": return "AWS_DEFAULT_REGION"
+        default: return key.uppercased()
+        }
     }
 
     /// restic's environment: the password only, with any RESTIC_* settings of the caller's
@@ -36,6 +55,7 @@ public struct ResticEngine: BackupEngine {
         case .file(let path): env["RESTIC_PASSWORD_FILE"] = path
         case .value(let v): env["RESTIC_PASSWORD"] = v
         }
+        for (k, v) in credentials { env[k] = v }
         return env
     }
 
@@ -51,7 +71,10 @@ public struct ResticEngine: BackupEngine {
         if r.stderr.contains("wrong password or no key found") {
             throw RepositoryError(.wrongPassphrase, RunMessages.resticWrongPassword(repository))
         }
-        if r.stderr.contains("Is there a repository at the following location?") || r.stderr.contains("unable to open config file") {
+        // Only a config that is not there means "no repository": an access-denied or a
+        // network error while opening one must never lead to `restic init` over it.
+        if r.stderr.contains("unable to open config file"),
+           ["no such file or directory", "does not exist", "NoSuchKey", "Not Found"].contains(where: { r.stderr.contains($0) }) {
             throw RepositoryError(.notARepository, RunMessages.resticFailed(what, status: r.status, r.stderr))
         }
         if r.stderr.contains("ciphertext verification failed") || r.stderr.contains("Fatal: repository contains errors") {
@@ -60,9 +83,13 @@ public struct ResticEngine: BackupEngine {
         throw RepositoryError(.io, RunMessages.resticFailed(what, status: r.status, r.stderr))
     }
 
-    /// Creates the repository unless one is there already.
+    /// Creates the repository when restic says there is none and the storage allows it
+    /// (`create: true`); any other failure to open it is reported as it is.
     func ensureRepository() throws(RepositoryError) {
         do { _ = try restic("cat config", ["cat", "config"]) } catch where error.kind == .notARepository {
+            guard create else {
+                throw RepositoryError(.notARepository, "there is no restic repository at \(repository); set 'create: true' on the storage to let the first backup create it, or run 'restic init' yourself")
+            }
             _ = try restic("init", ["init"])
         }
     }
@@ -105,19 +132,20 @@ public struct ResticEngine: BackupEngine {
 
     static func int(_ v: Any?) -> Int64 { (v as? NSNumber)?.int64Value ?? 0 }
 
-    public func snapshots(tag: String?) throws(RepositoryError) -> [(id: String, time: Int64, tags: [String])] {
-        let r: ExternalTool.Result
-        do { r = try restic("snapshots", ["snapshots", "--json"] + (tag.map { ["--tag", $0] } ?? [])) } catch where error.kind == .notARepository {
-            return []
-        }
+    public func snapshots(tag: String?) throws(RepositoryError) -> [EngineSnapshot] {
+        let r = try restic("snapshots", ["snapshots", "--json"] + (tag.map { ["--tag", $0] } ?? []))
         guard let list = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] else {
             throw RepositoryError(.io, "restic snapshots printed something other than JSON")
         }
-        let parsed = list.compactMap { s -> (id: String, time: Timestamp, tags: [String])? in
-            guard let id = s["id"] as? String, let time = s["time"] as? String, let t = try? Timestamp.parse(time) else { return nil }
-            return (id, t, s["tags"] as? [String] ?? [])
+        var parsed: [(id: String, time: Timestamp, tags: [String], host: String)] = []
+        for s in list {
+            guard let id = s["id"] as? String, let time = s["time"] as? String, let t = try? Timestamp.parse(time) else {
+                throw RepositoryError(.io, "restic snapshots listed a snapshot without a readable id or time; nothing was changed")
+            }
+            parsed.append((id, t, s["tags"] as? [String] ?? [], s["hostname"] as? String ?? ""))
         }
-        return parsed.sorted { ($0.time.seconds, $0.time.nanos, $0.id) < ($1.time.seconds, $1.time.nanos, $1.id) }.map { ($0.id, $0.time.seconds, $0.tags) }
+        return parsed.sorted { ($0.time.seconds, $0.time.nanos, $0.id) < ($1.time.seconds, $1.time.nanos, $1.id) }
+            .map { EngineSnapshot(id: $0.id, time: $0.time.seconds, tags: $0.tags, host: $0.host) }
     }
 
     /// The files of a snapshot, relative to its root, with their sizes (`restic ls --json`).
@@ -132,9 +160,10 @@ public struct ResticEngine: BackupEngine {
 
     /// `restic restore --verify`: restic re-reads what it wrote and compares it with the
     /// snapshot. Files it could not restore or verify are reported by path.
-    public func restore(snapshot: String, to target: URL, force: Bool, select: (([String]) -> Set<String>)?) throws(RepositoryError) -> EngineRestore {
+    public func restore(snapshot: String, to target: URL, options: RestoreOptions, select: (([String]) -> Set<String>)?) throws(RepositoryError) -> EngineRestore {
         let fm = FileManager.default
-        if !force, let items = try? fm.contentsOfDirectory(atPath: target.path), !items.isEmpty {
+        try BuiltinRepository.checkTarget(target.path, follow: options.follow)
+        if !options.force, let items = try? fm.contentsOfDirectory(atPath: target.path), !items.isEmpty {
             throw RepositoryError(.targetNotEmpty, "\(target.path) is not empty; restore into an empty or new directory")
         }
         let all = try files(snapshot)
@@ -167,6 +196,24 @@ public struct ResticEngine: BackupEngine {
         return EngineRestore(files: intact.count, bytes: intact.reduce(0) { $0 + $1.size }, damaged: damaged)
     }
 
+    /// `drplan check-repository` on restic: `restic check`, with `--read-data` or
+    /// `--read-data-subset` as asked.
+    public func check(readData: ReadDataSelection) throws(RepositoryError) -> RepositoryCheckReport {
+        var args = ["--repo", repository, "check"]
+        switch readData {
+        case .none: break
+        case .all: args.append("--read-data")
+        case .percent(let p): args.append("--read-data-subset=\(max(1, Int(p.rounded(.up))))%")
+        case .part(let n, let m): args.append("--read-data-subset=\(n)/\(m)")
+        }
+        let r = try ExternalTool.run(binary, args, environment: environment)
+        if r.status == 0 { return RepositoryCheckReport() }
+        if r.stderr.contains("wrong password") || r.stderr.contains("unable to open config file") { try classify("check", r) }
+        let problems = (r.stdout + "\n" + r.stderr).split(separator: "\n").map(String.init)
+            .filter { $0.contains("error") || $0.contains("Fatal") || $0.contains("invalid") || $0.contains("not found") }
+        return RepositoryCheckReport(problems: problems.isEmpty ? [RunMessages.resticFailed("check", status: r.status, r.stderr)] : problems)
+    }
+
     /// `restic check --read-data-subset=N%`: reads back that share of the packs.
     public func checkRepository(readDataPercent: Int) throws(RepositoryError) -> [String] {
         let pct = max(1, min(100, readDataPercent))
@@ -180,9 +227,13 @@ public struct ResticEngine: BackupEngine {
 
     /// `restic forget ID…` then `restic prune`. restic keeps its own safety margins; `grace`
     /// does not apply to it.
-    public func prune(forget ids: Set<String>, grace: TimeInterval) throws(RepositoryError) -> String {
+    public func prune(forget ids: Set<String>, grace: TimeInterval, dryRun: Bool) throws(RepositoryError) -> String {
         let existing = Set(try snapshots(tag: nil).map(\.id))
         let gone = ids.filter { existing.contains($0) }.sorted()
+        if dryRun {
+            let r = try restic("prune --dry-run", ["prune", "--dry-run"])
+            return "would forget \(gone.count) snapshot(s); restic prune --dry-run: " + RunMessages.tail(r.stdout)
+        }
         if !gone.isEmpty { _ = try restic("forget", ["forget"] + gone) }
         let r = try restic("prune", ["prune"])
         let freed = r.stdout.split(separator: "\n").first { $0.contains("this removes") || $0.contains("to delete") }.map(String.init) ?? ""

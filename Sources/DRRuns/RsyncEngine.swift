@@ -8,6 +8,7 @@ public struct RsyncEngine: BackupEngine {
     public let root: URL
     public let binary: String
     public var name: String { "rsync" }
+    public var keepsHistory: Bool { false }
     public var progress: ProgressSink?
 
     /// Finds `rsync` on PATH; its absence is a permanent error naming the package to install.
@@ -49,20 +50,26 @@ public struct RsyncEngine: BackupEngine {
         return EngineBackup(snapshot: "mirror-\(asset)", files: files, bytesRead: read, bytesWritten: written)
     }
 
-    public func snapshots(tag: String?) throws(RepositoryError) -> [(id: String, time: Int64, tags: [String])] {
+    /// One "snapshot" per asset folder: the mirror's current state. No folder yet is no
+    /// snapshot; a folder that cannot be listed is an error.
+    public func snapshots(tag: String?) throws(RepositoryError) -> [EngineSnapshot] {
         let job = root.lastPathComponent
         guard tag == nil || tag == job else { return [] }
-        let assets = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        return assets.sorted().map { a in
-            let mtime = ((try? FileManager.default.attributesOfItem(atPath: root.appendingPathComponent(a).path))?[.modificationDate] as? Date) ?? Date()
-            return ("mirror-\(a)", Int64(mtime.timeIntervalSince1970), [job, a])
+        let assets: [String]
+        do { assets = try LocalStorage(root: root.path).list("") } catch where error.kind == .missing { return [] }
+        var out: [EngineSnapshot] = []
+        for a in assets {
+            let mtime = try LocalStorage(root: root.path).info(a)?.modified ?? Date()
+            out.append(EngineSnapshot(id: "mirror-\(a)", time: Int64(mtime.timeIntervalSince1970), tags: [job, a]))
         }
+        return out
     }
 
-    public func restore(snapshot: String, to target: URL, force: Bool, select: (([String]) -> Set<String>)?) throws(RepositoryError) -> EngineRestore {
+    public func restore(snapshot: String, to target: URL, options: RestoreOptions, select: (([String]) -> Set<String>)?) throws(RepositoryError) -> EngineRestore {
         let mirror = root.appendingPathComponent(String(snapshot.dropFirst("mirror-".count)))
+        try BuiltinRepository.checkTarget(target.path, follow: options.follow)
         let (files, _, _) = try Self.digests(mirror.path)
-        if !force, let items = try? FileManager.default.contentsOfDirectory(atPath: target.path), !items.isEmpty {
+        if !options.force, let items = try? FileManager.default.contentsOfDirectory(atPath: target.path), !items.isEmpty {
             throw RepositoryError(.targetNotEmpty, "\(target.path) is not empty; restore into an empty or new directory")
         }
         let chosen = select?(files.keys.sorted())

@@ -25,6 +25,49 @@ public enum RunMessages {
         "table \(table) has \(restored.map(String.init) ?? "no") rows after the restore, the backup recorded \(recorded)"
     }
 
+    static func noPath(_ storage: String, url: String?) -> String {
+        url == nil
+            ? "storage '\(storage)' has no 'path' for drplan to write into; add the folder (a mounted drive or share) as 'path'"
+            : "storage '\(storage)' has only a 'url' (\(url ?? "")), which drplan's own engine cannot write to yet; give it a 'path', or have restic write it ('target_engines: {\(storage): restic}')"
+    }
+    static func notMounted(_ storage: String, _ path: String) -> String {
+        "storage '\(storage)' is not mounted at \(path): plug it in or fix 'path' (drplan never creates a missing mount point, so a backup cannot land on the internal disk by mistake)"
+    }
+    static func writtenOutside(_ job: String, _ storage: String) -> String {
+        "job '\(job)' declares '\(storage)' as written outside drplan (target_engines: external), so drplan has no copy there to read"
+    }
+    static func noRepository(_ storage: String, _ root: String) -> String {
+        "storage '\(storage)' holds no drplan repository at \(root); create it with 'drplan init-repository \(storage)', or set 'create: true' on the storage so that the first backup creates it"
+    }
+    static func sourceTooSmall(_ asset: String, found: Int64, declared: Int64, job: String) -> String {
+        "asset '\(asset)' reads as \(found) bytes, under 1% of its declared size (\(declared) bytes): its source looks missing or unmounted, so nothing was backed up (retention would otherwise age out the good snapshots). Fix the source, correct 'size', or set 'allow_empty: true' on job '\(job)'"
+    }
+    static func sourceMissing(_ path: String) -> String {
+        "the source \(path) does not exist: is it mounted? Nothing was backed up"
+    }
+
+    /// A value from a file or a snapshot, quoted, with control characters escaped, so that no
+    /// name can break a message across lines or forge one.
+    public static func quoted(_ s: String) -> String {
+        var out = "'"
+        for u in s.unicodeScalars {
+            switch u {
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            case "\\": out += "\\\\"
+            case "'": out += "\\'"
+            default:
+                if u.value < 0x20 || u.value == 0x7F || (0x80..<0xA0).contains(u.value) || u.properties.generalCategory == .lineSeparator || u.properties.generalCategory == .paragraphSeparator {
+                    out += String(format: "\\u{%X}", u.value)
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "'"
+    }
+
     /// The last line or two of a tool's stderr, which is where the reason is.
     static func tail(_ s: String) -> String {
         let lines = s.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

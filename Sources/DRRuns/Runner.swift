@@ -1,8 +1,16 @@
 import DRFacts
 import DRInventory
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// Runs backups and restore tests as the inventory declares them, recording every run.
+/// Runs backups, restores, restore tests and repository maintenance as the inventory
+/// declares them, recording every run.
+///
+/// One loop drives every engine: begin → stage the source → store it → finish → alert. What
+/// an engine is and where it writes is decided once, in `engine(for:target:purpose:)`; the
+/// loop never asks which engine it has.
 public struct Runner {
     public let inventory: Inventory
     /// Relative paths in the inventory (sources, storage paths, secret files) are relative to this.
@@ -10,8 +18,12 @@ public struct Runner {
     public let store: EvidenceStore
     /// One line per event, for the terminal.
     public var log: @Sendable (String) -> Void = { _ in }
+    /// Per-path detail (`-v`): each special file skipped.
+    public var verbose = false
     /// Progress of the engine's current backup or restore.
     public var progress: ProgressSink?
+    /// How long to wait for a conflicting repository lock.
+    public var lockWait: TimeInterval = 0
 
     public init(inventory: Inventory, baseDirectory: String, store: EvidenceStore) {
         self.inventory = inventory
@@ -19,47 +31,72 @@ public struct Runner {
         self.store = store
     }
 
-    /// Absolute, because engines may run tools from another working directory.
-    func resolve(_ path: String) -> String {
-        if path.hasPrefix("/") { return path }
+    /// Absolute, because engines may run tools from another working directory; `~` is the home directory.
+    public func resolve(_ path: String) -> String {
+        let p = expandTilde(path)
+        if p.hasPrefix("/") { return p }
         let base = baseDirectory.hasPrefix("/") ? baseDirectory : FileManager.default.currentDirectoryPath + "/" + baseDirectory
-        return URL(fileURLWithPath: base + "/" + path).standardizedFileURL.path
+        return URL(fileURLWithPath: base + "/" + p).standardizedFileURL.path
     }
 
-    /// Whether drplan can reach `s` for `job`: a `path`, or for restic also a repository `url`.
-    static func reachable(_ s: Storage, by job: Job) -> Bool {
-        s.path != nil || (job.engine == .restic && s.url != nil)
+    /// Why an engine is being opened: only a backup may create a repository, and only where
+    /// the storage says `create: true`.
+    public enum Purpose: Sendable { case backup, read, maintain }
+
+    func storage(_ id: String) throws(RepositoryError) -> Storage {
+        guard let s = inventory.storage.first(where: { $0.id == id }) else { throw RepositoryError(.config, "there is no storage '\(id)' in the inventory") }
+        return s
     }
 
-    /// The engine that runs `job` against storage `s`. The builtin, sqlite and pg_dump engines
-    /// use drplan's repository at `<path>/drplan-repository`; restic its own repository.
-    func engine(for job: Job, storage s: Storage) throws(RepositoryError) -> any BackupEngine {
+    /// The storage's `path`, which must exist: a missing mount point is an unplugged drive or
+    /// an unmounted share, and writing into the empty folder beneath it would put the
+    /// "backup" on the internal disk.
+    func mountedPath(_ s: Storage) throws(RepositoryError) -> String {
+        guard let path = s.path else { throw RepositoryError(.config, RunMessages.noPath(s.id, url: s.url)) }
+        let full = resolve(path)
+        var st = stat()
+        guard stat(full, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { throw RepositoryError(.missing, RunMessages.notMounted(s.id, full)) }
+        return full
+    }
+
+    /// The engine that writes (or reads) `job`'s copy on `target`. Fails loudly for a target
+    /// the engine cannot reach: no `path`, a path that is not mounted, a `url` the engine
+    /// cannot write, or no repository where a read expects one.
+    public func engine(for job: Job, target: String, purpose: Purpose) throws(RepositoryError) -> any BackupEngine {
+        let s = try storage(target)
+        guard let kind = job.engine(for: target) else { throw RepositoryError(.config, RunMessages.writtenOutside(job.id, target)) }
         let passphraseRef = job.encryption.passphrase ?? s.encryption.passphrase
-        if job.engine == .restic {
+        switch kind {
+        case .restic:
             guard let ref = passphraseRef else { throw RepositoryError(.passphraseRequired, RunMessages.resticNeedsPassword(job.id)) }
             let password: ResticEngine.Password
             if case .file(let file) = ref { password = .file(resolve(file)) } else { password = .value(try Secrets.resolve(ref, relativeTo: baseDirectory)) }
-            guard let location = s.url ?? s.path.map({ resolve($0) + "/drplan-restic" }) else {
-                throw RepositoryError(.io, "storage '\(s.id)' has neither 'path' nor 'url' for restic to write into; add one")
-            }
-            return try ResticEngine(repository: location, password: password, progress: progress)
-        }
-        guard let path = s.path else { throw RepositoryError(.io, "storage '\(s.id)' has no 'path' for drplan to write into; add one") }
-        if job.engine == .rsync {
-            var e = try RsyncEngine(root: URL(fileURLWithPath: resolve(path)).appendingPathComponent("drplan-rsync").appendingPathComponent(job.id))
+            let location: String
+            if let url = s.url { location = url } else { location = try mountedPath(s) + "/drplan-restic" }
+            var credentials: [String: String] = [:]
+            for (key, ref) in s.credentials { credentials[ResticEngine.environmentName(key)] = try Secrets.resolve(ref, relativeTo: baseDirectory) }
+            return try ResticEngine(repository: location, password: password, progress: progress, credentials: credentials, create: purpose == .backup && s.create)
+        case .rsync:
+            var e = try RsyncEngine(root: URL(fileURLWithPath: try mountedPath(s)).appendingPathComponent("drplan-rsync").appendingPathComponent(job.id))
             e.progress = progress
             return e
+        case .builtin, .sqlite, .pgDump:
+            if passphraseRef == nil && job.encryption.atRest {
+                throw RepositoryError(.passphraseRequired, "job '\(job.id)' asks for encryption at rest but names no 'encryption.passphrase' secret")
+            }
+            let passphrase = try secret(passphraseRef)
+            let root = try mountedPath(s) + "/drplan-repository"
+            var e: BuiltinEngine
+            do { e = try BuiltinEngine.open(storage: LocalStorage(root: root), passphrase: passphrase, create: purpose == .backup && s.create) } catch where error.kind == .notARepository {
+                throw RepositoryError(.notARepository, RunMessages.noRepository(s.id, root))
+            }
+            e.progress = progress
+            e.log = log
+            e.lockWait = lockWait
+            return e
+        case .command:
+            throw RepositoryError(.config, "job '\(job.id)' uses the command engine, which has no repository drplan can read; use its own tools")
         }
-        guard job.engine == .builtin || job.engine == .sqlite || job.engine == .pgDump else {
-            throw RepositoryError(.io, "the \(job.engine.rawValue) engine cannot run job '\(job.id)' against storage '\(s.id)'")
-        }
-        if passphraseRef == nil && (job.encryption.atRest) {
-            throw RepositoryError(.passphraseRequired, "job '\(job.id)' asks for encryption at rest but names no 'encryption.passphrase' secret")
-        }
-        let passphrase = try secret(passphraseRef)
-        var e = try BuiltinEngine.open(directory: URL(fileURLWithPath: resolve(path)).appendingPathComponent("drplan-repository"), passphrase: passphrase)
-        e.progress = progress
-        return e
     }
 
     /// The value of an optional secret reference.
@@ -67,126 +104,133 @@ public struct Runner {
         try ref.map { (r: SecretRef) throws(RepositoryError) -> String in try Secrets.resolve(r, relativeTo: baseDirectory) }
     }
 
-    /// A pg_dump asset's DSN and password, or the error saying it has no postgres source.
-    func postgresSource(_ asset: String) throws(RepositoryError) -> (dsn: String, password: String?) {
-        guard case .postgres(let dsn, let ref)? = inventory.assets.first(where: { $0.id == asset })?.source else {
-            throw RepositoryError(.io, RunMessages.notAPostgresSource(asset))
-        }
-        return (dsn, try secret(ref))
-    }
-
     /// Sends the alerts that runs killed mid-way still owe (runs.md: a failed *or interrupted*
     /// run notifies). Called before new runs start, whichever command first found them.
-    public func alertInterruptions() {
-        guard let pending = try? store.interruptionsToAlert() else { return }
-        for run in pending {
+    public func alertInterruptions() throws(EvidenceError) {
+        for run in try store.interruptionsToAlert() {
             if let job = inventory.jobs.first(where: { $0.id == run.job }) { alert(run, job) }
-            try? store.markAlerted(run.id)
+            try store.markAlerted(run.id)
         }
     }
 
-    /// Backs up `jobs` (all jobs with a source and a target with a path when empty), one run
-    /// per job and target. Returns the recorded runs; a lock held by another run throws.
+    /// Whether a job has something to back up: a source on an asset, or a command.
+    static func hasSource(_ j: Job, _ assets: [String: Asset]) -> Bool {
+        j.engine == .command ? CommandEngine.option(j, "backup") != nil : j.assets.contains { assets[$0]?.source != nil }
+    }
+
+    /// Backs up `jobs` (every job with a source when empty): one run per job, asset and
+    /// target, so every declared copy is either made or recorded as failed. A target written
+    /// outside drplan (`target_engines: {X: external}`) gets no run and a line saying so.
+    /// A lock held by another run of the job throws.
     public func backup(jobs names: [String]) throws(EvidenceError) -> [RunRecord] {
         let assets = Dictionary(inventory.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let storage = Dictionary(inventory.storage.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let jobs = names.isEmpty
-            ? inventory.jobs.filter { j in
-                // A command job's source is its backup command.
-                let hasSource = j.engine == .command ? CommandEngine.option(j, "backup") != nil : j.assets.contains { assets[$0]?.source != nil }
-                return hasSource && j.targets.contains { t in storage[t].map { Self.reachable($0, by: j) } ?? false }
-            }
-            : names.compactMap { n in inventory.jobs.first { $0.id == n } }
-        alertInterruptions()
+        let jobs = names.isEmpty ? inventory.jobs.filter { Self.hasSource($0, assets) } : names.compactMap { n in inventory.jobs.first { $0.id == n } }
+        try alertInterruptions()
         var records: [RunRecord] = []
         for job in jobs {
             for target in job.targets {
-                guard let s = storage[target], Self.reachable(s, by: job) || !names.isEmpty else { continue }
-                var run = try store.begin(RunRecord(kind: .backup, job: job.id, engine: job.engine.rawValue, storage: target))
-                progress?(RunProgress())
-                log("backup \(job.id) → \(target): started (run \(run.id.prefix(8)))")
-                let started = Date()
-                do throws(RepositoryError) {
-                    guard let s = storage[target] else { throw RepositoryError(.io, "unknown storage '\(target)'") }
-                    if job.engine == .command {
-                        guard let cmd = CommandEngine.option(job, "backup") else { throw RepositoryError(.io, "job '\(job.id)' uses the command engine but has no 'options.backup'") }
-                        run.output = try CommandEngine.run(cmd, cwd: baseDirectory, env: commandEnvironment(job, s))
-                        run.status = .success
-                        log("backup \(job.id) → \(target): success (command)")
-                    } else {
-                        let engine = try engine(for: job, storage: s)
-                        var snapshots: [String] = []
-                        for a in job.assets {
-                            let b: EngineBackup
-                            if job.engine == .sqlite {
-                                guard case .sqlite(let file)? = assets[a]?.source else {
-                                    throw RepositoryError(.io, "asset '\(a)' has no 'source: {sqlite: FILE}' for the sqlite engine to read")
-                                }
-                                let staging = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-sqlite-\(run.id.prefix(8))-\(a)")
-                                defer { try? FileManager.default.removeItem(at: staging) }
-                                _ = try SQLiteBackup.dump(database: resolve(file), into: staging)
-                                b = try engine.backup(paths: [staging.path], exclude: [], tags: [job.id, a])
-                            } else if job.engine == .pgDump {
-                                let (dsn, password) = try postgresSource(a)
-                                let staging = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-pgdump-\(run.id.prefix(8))-\(a)")
-                                defer { try? FileManager.default.removeItem(at: staging) }
-                                _ = try PostgresBackup.dump(dsn: dsn, password: password, into: staging)
-                                b = try engine.backup(paths: [staging.path], exclude: [], tags: [job.id, a])
-                            } else {
-                                guard case .paths(let paths, let exclude)? = assets[a]?.source else {
-                                    throw RepositoryError(.io, "asset '\(a)' has no 'source: {path: …}' for the builtin engine to read")
-                                }
-                                b = try engine.backup(paths: paths.map(resolve), exclude: exclude, tags: [job.id, a])
-                            }
-                            run.bytesRead += b.bytesRead; run.bytesWritten += b.bytesWritten; run.files += Int64(b.files)
-                            progress?(RunProgress(files: Int64(b.files), bytes: b.bytesRead, totalFiles: Int64(b.files), totalBytes: b.bytesRead))
-                            snapshots.append(b.snapshot)
-                        }
-                        run.snapshot = snapshots.joined(separator: ",")
-                        run.status = .success
-                        log("backup \(job.id) → \(target): success, \(run.files) files, \(run.bytesRead) bytes read, \(run.bytesWritten) new bytes stored in \(String(format: "%.1f", Date().timeIntervalSince(started)))s")
-                    }
-                } catch {
-                    run.status = .failed
-                    run.error = error.message
-                    run.missingTool = error.kind == .missingTool
-                    log("backup \(job.id) → \(target): FAILED: \(error.message)")
+                guard let kind = job.engine(for: target) else {
+                    log("backup \(job.id) → \(target): not written by drplan (target_engines: external); its copy counts as declared, not measured")
+                    continue
                 }
-                try store.finish(run)
-                alert(run, job)
-                records.append(run)
+                // A command job's command writes every asset at once.
+                let units: [String?] = kind == .command ? [nil] : job.assets.map { Optional($0) }
+                for asset in units {
+                    records.append(try backupOne(job, asset: asset, target: target, engine: kind, assets: assets))
+                }
             }
         }
         return records
     }
 
-    /// Applies each job's retention to what drplan's engine stored, then removes unreferenced
-    /// objects. Jobs without `retention` keep everything.
-    public func prune(jobs names: [String], grace: TimeInterval = 3600) throws(EvidenceError) -> [RunRecord] {
+    func backupOne(_ job: Job, asset: String?, target: String, engine kind: Engine, assets: [String: Asset]) throws(EvidenceError) -> RunRecord {
+        var run = try store.begin(RunRecord(kind: .backup, job: job.id, asset: asset, engine: kind.rawValue, storage: target))
+        let label = "backup \(job.id)\(asset.map { "/\($0)" } ?? "") → \(target)"
+        let interruption = RunInterruption.register(store: store, run: run)
+        defer { RunInterruption.unregister(interruption) }
+        progress?(RunProgress())
+        log("\(label): started (run \(run.id.prefix(8)))")
+        let started = Date()
+        do throws(RepositoryError) {
+            if kind == .command {
+                guard let cmd = CommandEngine.option(job, "backup") else { throw RepositoryError(.config, "job '\(job.id)' uses the command engine but has no 'options.backup'") }
+                run.output = try CommandEngine.run(cmd, cwd: baseDirectory, env: commandEnvironment(job, try storage(target)))
+                run.status = .success
+                log("\(label): success (command)")
+            } else {
+                guard let asset, let a = assets[asset] else { throw RepositoryError(.config, "job '\(job.id)' names the asset '\(asset ?? "")', which has no entry") }
+                let engine = try engine(for: job, target: target, purpose: .backup)
+                let staged = try stage(a, for: kind, job: job, runId: run.id)
+                defer { staged.cleanup() }
+                try checkNotEmpty(staged, asset: a, job: job)
+                let b = try engine.backup(paths: staged.paths, exclude: staged.exclude, tags: [job.id, asset])
+                run.bytesRead = b.bytesRead; run.bytesWritten = b.bytesWritten; run.files = Int64(b.files)
+                run.snapshot = b.snapshot
+                if !b.skipped.isEmpty {
+                    run.output = "skipped \(b.skipped.count) special file(s) (sockets, devices, FIFOs), which hold no data to back up: " + b.skipped.prefix(50).map { RunMessages.quoted($0) }.joined(separator: ", ")
+                    log("\(label): skipped \(b.skipped.count) special file(s) (sockets, devices, FIFOs)" + (verbose ? "" : "; -v lists them"))
+                    if verbose { for p in b.skipped { log("  skipped \(RunMessages.quoted(p))") } }
+                }
+                progress?(RunProgress(files: Int64(b.files), bytes: b.bytesRead, totalFiles: Int64(b.files), totalBytes: b.bytesRead))
+                run.status = .success
+                log("\(label): success, \(run.files) files, \(run.bytesRead) bytes read, \(run.bytesWritten) new bytes stored in \(String(format: "%.1f", Date().timeIntervalSince(started)))s")
+            }
+        } catch {
+            run.status = .failed
+            run.error = error.message
+            run.missingTool = error.kind == .missingTool
+            log("\(label): FAILED: \(error.message)")
+        }
+        try store.finish(run)
+        alert(run, job)
+        return run
+    }
+
+    /// A source that reads as empty, or as under 1% of what the asset declares, is a source
+    /// that is not there (an unmounted share, a moved folder): backing it up would store an
+    /// empty snapshot and let retention age out the good ones.
+    func checkNotEmpty(_ staged: StagedSource, asset: Asset, job: Job) throws(RepositoryError) {
+        guard !job.allowEmpty, let declared = asset.size, declared > 0, staged.checkSize else { return }
+        let found = try StagedSource.size(of: staged.paths, exclude: staged.exclude)
+        if found * 100 < declared {
+            throw RepositoryError(.config, RunMessages.sourceTooSmall(asset.id, found: found, declared: declared, job: job.id))
+        }
+    }
+
+    /// Applies each job's retention to each target drplan writes, then removes unreferenced
+    /// data (plan first; `dryRun` prints the plan). Jobs without `retention` keep everything.
+    public func prune(jobs names: [String], grace: TimeInterval = 3600, dryRun: Bool = false) throws(EvidenceError) -> [RunRecord] {
         let jobs = names.isEmpty ? inventory.jobs : names.compactMap { n in inventory.jobs.first { $0.id == n } }
         var records: [RunRecord] = []
         for job in jobs {
             guard let policy = job.retention else { continue }
-            for s in job.targets.compactMap({ t in inventory.storage.first { $0.id == t && Self.reachable($0, by: job) } }) {
-                var run = try store.begin(RunRecord(kind: .prune, job: job.id, engine: job.engine.rawValue, storage: s.id))
+            for target in job.targets {
+                guard let kind = job.engine(for: target), kind != .command else { continue }
+                var run = try store.begin(RunRecord(kind: .prune, job: job.id, engine: kind.rawValue, storage: target))
+                let interruption = RunInterruption.register(store: store, run: run)
+                defer { RunInterruption.unregister(interruption) }
+                var forgotten: [String]? = nil
                 do throws(RepositoryError) {
-                    let engine = try engine(for: job, storage: s)
+                    let engine = try engine(for: job, target: target, purpose: .maintain)
                     var forget = Set<String>()
+                    let all = try engine.snapshots(tag: job.id)
                     for a in job.assets {
-                        let snaps = try engine.snapshots(tag: job.id).filter { $0.tags.contains(a) }.map { (id: $0.id, time: $0.time) }
+                        let snaps = all.filter { $0.tags.contains(a) }.map { (id: $0.id, time: $0.time) }
                         let keep = Retention.keep(snaps, policy: policy)
                         forget.formUnion(snaps.map(\.id).filter { !keep.contains($0) })
                     }
-                    run.output = try engine.prune(forget: forget, grace: grace)
+                    run.output = try engine.prune(forget: forget, grace: grace, dryRun: dryRun)
                     run.files = Int64(forget.count)
                     run.status = .success
-                    log("prune \(job.id) on \(s.id): \(run.output ?? "")")
+                    log("prune \(job.id) on \(target): \(run.output ?? "")")
+                    if !dryRun { forgotten = forget.sorted() }
                 } catch {
                     run.status = .failed
                     run.error = error.message
-                    log("prune \(job.id) on \(s.id): FAILED: \(error.message)")
+                    log("prune \(job.id) on \(target): FAILED: \(error.message)")
                 }
                 try store.finish(run)
+                if let forgotten { try store.audit("prune", ["job": job.id, "storage": target, "forgotten": forgotten.joined(separator: ",")]) }
                 records.append(run)
             }
         }
@@ -204,186 +248,38 @@ public struct Runner {
         guard run.status != .success, !job.monitoring.alertOnFailure.isEmpty else { return }
         let problems = Alerts.send(run, to: job.monitoring.alertOnFailure, baseDirectory: baseDirectory)
         for p in problems { log(p) }
-        try? store.audit(problems.isEmpty ? "alert.sent" : "alert.failed", ["run": run.id, "problems": problems.joined(separator: "; ")])
-    }
-
-    /// Restores a job's latest snapshot (or `snapshot`) for a real recovery: a single-asset job's
-    /// files go straight into `target`, a job with several assets gets one folder per asset.
-    public func restore(job name: String, snapshot: String?, target: URL, force: Bool) throws(RepositoryError) -> [(asset: String, result: EngineRestore)] {
-        guard let job = inventory.jobs.first(where: { $0.id == name }) else { throw RepositoryError(.io, "no job '\(name)'") }
-        guard let s = job.targets.lazy.compactMap({ t in self.inventory.storage.first { $0.id == t && Self.reachable($0, by: job) } }).first else {
-            throw RepositoryError(.io, "job '\(name)' has no target with a path to restore from")
+        do { try store.audit(problems.isEmpty ? "alert.sent" : "alert.failed", ["run": run.id, "problems": problems.joined(separator: "; ")]) } catch {
+            log("warning: the alert could not be recorded in the audit log: \(error.message)")
         }
-        let fm = FileManager.default
-        if !force, let items = try? fm.contentsOfDirectory(atPath: target.path), !items.isEmpty {
-            throw RepositoryError(.targetNotEmpty, "\(target.path) is not empty; restore into an empty or new directory, or pass --force")
-        }
-        let engine = try engine(for: job, storage: s)
-        var out: [(String, EngineRestore)] = []
-        for a in job.assets {
-            let snaps = try engine.snapshots(tag: job.id).filter { $0.tags.contains(a) }
-            guard let chosen = snapshot.map({ id in snaps.first { $0.id == id } }) ?? snaps.last else {
-                throw RepositoryError(.corrupt, snapshot.map { "snapshot \($0) of job '\(name)' does not exist on '\(s.id)'" } ?? "job '\(name)' has no snapshot of '\(a)' on '\(s.id)'")
-            }
-            let dest = job.assets.count == 1 ? target : target.appendingPathComponent(a)
-            out.append((a, try engine.restore(snapshot: chosen.id, to: dest, force: true, select: nil)))
-        }
-        try? store.audit("restore", ["job": name, "storage": s.id, "target": target.path, "snapshot": snapshot ?? "latest"])
-        return out
-    }
-
-    /// How much of a snapshot a restore test restores: everything, a fraction, or a count of files.
-    public enum Sample: Sendable, Equatable {
-        case all, percent(Double), files(Int)
-
-        /// `5%` or `200`.
-        public static func parse(_ s: String) -> Sample? {
-            if s.hasSuffix("%"), let p = Double(s.dropLast()), p > 0, p <= 100 { return .percent(p) }
-            if let n = Int(s), n > 0 { return .files(n) }
-            return nil
-        }
-    }
-
-    /// Runs restore tests: restores the job's latest snapshot into scratch space, verifies every
-    /// byte, records the result, and removes the scratch copy unless `keep`.
-    public func restoreTest(tests names: [String], sample: Sample?, seed: UInt64, keep: Bool) throws(EvidenceError) -> [(RunRecord, String?)] {
-        let tests = names.isEmpty ? inventory.restoreTests : names.compactMap { n in inventory.restoreTests.first { $0.id == n } }
-        alertInterruptions()
-        var out: [(RunRecord, String?)] = []
-        for test in tests {
-            guard let job = inventory.jobs.first(where: { $0.id == test.job }) else { continue }
-            let targets = job.targets.compactMap { t in inventory.storage.first { $0.id == t && Self.reachable($0, by: job) } }
-            var run = try store.begin(RunRecord(kind: .restoreTest, job: job.id, restoreTest: test.id, engine: job.engine.rawValue, storage: targets.first?.id))
-            progress?(RunProgress())
-            let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-restore-test-\(test.id)-\(run.id.prefix(8))")
-            let effective = sample ?? (test.scope == .sample ? .percent(10) : .all)
-            do throws(RepositoryError) {
-                if job.engine == .command {
-                    guard let restore = CommandEngine.option(job, "restore"), let verify = CommandEngine.option(job, "verify") else {
-                        throw RepositoryError(.io, "job '\(job.id)' uses the command engine but lacks 'options.restore' or 'options.verify'")
-                    }
-                    try? FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-                    let storage = job.targets.lazy.compactMap { t in self.inventory.storage.first { $0.id == t } }.first
-                    var env = commandEnvironment(job, storage)
-                    env["DRPLAN_RESTORE_TARGET"] = scratch.path
-                    let a = try CommandEngine.run(restore, cwd: baseDirectory, env: env)
-                    let b = try CommandEngine.run(verify, cwd: baseDirectory, env: env)
-                    run.output = String((a + b).suffix(EvidenceStore.outputLimit))
-                    run.status = .success
-                } else {
-                    guard let s = targets.first else { throw RepositoryError(.io, "job '\(job.id)' has no target with a path to restore from") }
-                    let engine = try engine(for: job, storage: s)
-                    let wanted = test.asset.map { [$0] } ?? job.assets
-                    var damaged: [String: String] = [:]
-                    if let mirror = engine as? RsyncEngine {
-                        // A mirror's test compares it with the source, file by file (runs.md).
-                        for a in wanted {
-                            guard case .paths(let paths, let exclude)? = inventory.assets.first(where: { $0.id == a })?.source, paths.count == 1 else {
-                                throw RepositoryError(.io, "asset '\(a)' needs one 'source: {path: …}' for an rsync restore test")
-                            }
-                            let (source, _, _) = try RsyncEngine.digests(resolve(paths[0]))
-                            let (copy, bytes, _) = try RsyncEngine.digests(mirror.root.appendingPathComponent(a).path)
-                            for (p, d) in source where copy[p] != d && !BuiltinRepository.excluded(p, exclude) {
-                                damaged["\(a)/\(p)"] = copy[p] == nil ? "missing from the mirror" : "differs from the source"
-                            }
-                            run.verifiedFiles += Int64(copy.count); run.verifiedBytes += bytes; run.files += Int64(source.count)
-                            run.snapshot = "mirror-\(a)"
-                        }
-                    }
-                    for a in wanted where !(engine is RsyncEngine) {
-                        guard let snap = try engine.snapshots(tag: job.id).filter({ $0.tags.contains(a) }).last else {
-                            throw RepositoryError(.corrupt, "job '\(job.id)' has no snapshot of '\(a)' on '\(s.id)' yet; run 'drplan backup \(job.id)' first")
-                        }
-                        // A database snapshot is one dump: sampling it would test nothing.
-                        let select = job.engine == .sqlite || job.engine == .pgDump ? nil : Self.selector(effective, seed: seed)
-                        let r = try engine.restore(snapshot: snap.id, to: scratch.appendingPathComponent(a), force: false, select: select)
-                        run.verifiedFiles += Int64(r.files); run.verifiedBytes += r.bytes; run.files += Int64(r.files + r.damaged.count)
-                        progress?(RunProgress(files: Int64(r.files + r.damaged.count), bytes: r.bytes, totalFiles: Int64(r.files + r.damaged.count), totalBytes: r.bytes))
-                        for (p, why) in r.damaged { damaged["\(a)/\(p)"] = why }
-                        if job.engine == .sqlite, r.damaged.isEmpty {
-                            for problem in SQLiteBackup.verify(restoredIn: scratch.appendingPathComponent(a)) { damaged["\(a)/\(SQLiteBackup.fileName)"] = problem }
-                        }
-                        if job.engine == .pgDump, r.damaged.isEmpty {
-                            let (dsn, password) = try postgresSource(a)
-                            let problems = try PostgresBackup.verify(restoredIn: scratch.appendingPathComponent(a), dsn: dsn, password: password,
-                                                                     scratch: "drplan_restore_test_\(run.id.prefix(8).lowercased())")
-                            for (i, problem) in problems.enumerated() { damaged["\(a)/\(PostgresBackup.fileName)" + (i == 0 ? "" : " #\(i + 1)")] = problem }
-                        }
-                        run.snapshot = snap.id
-                    }
-                    // restic re-reads a share of its packs too (runs.md): the sample's share, or 10%.
-                    var percent = 10
-                    if case .percent(let p) = effective { percent = Int(p.rounded(.up)) }
-                    for (i, problem) in try engine.checkRepository(readDataPercent: percent).enumerated() {
-                        damaged["(repository check \(i + 1))"] = problem
-                    }
-                    if damaged.isEmpty {
-                        run.status = .success
-                    } else {
-                        run.status = .failed
-                        run.error = "\(damaged.count) file(s) could not be restored intact: " + damaged.keys.sorted().prefix(20).map { "\($0) (\(damaged[$0] ?? ""))" }.joined(separator: "; ")
-                    }
-                    run.output = "sample: \(effective), seed: \(seed)"
-                }
-            } catch {
-                run.status = .failed
-                run.error = error.message
-                run.missingTool = error.kind == .missingTool
-            }
-            if !keep { try? FileManager.default.removeItem(at: scratch) }
-            try store.finish(run)
-            alert(run, job)
-            log("restore-test \(test.id): \(run.status == .success ? "passed" : "FAILED: \(run.error ?? "")"), \(run.verifiedFiles) files and \(run.verifiedBytes) bytes verified" + (keep ? ", kept in \(scratch.path)" : ""))
-            out.append((run, keep ? scratch.path : nil))
-        }
-        return out
-    }
-
-    /// A seeded, reproducible choice of files (the seed is recorded with the run): a
-    /// percentage rounds up, so a sample never restores nothing from a non-empty snapshot.
-    static func selector(_ s: Sample, seed: UInt64) -> (([String]) -> Set<String>)? {
-        let count: (Int) -> Int
-        switch s {
-        case .all: return nil
-        case .percent(let p): count = { n in min(n, Int((Double(n) * p / 100).rounded(.up))) }
-        case .files(let k): count = { n in min(n, k) }
-        }
-        return { paths in
-            let ranked = paths.sorted { (stableHash($0, seed), $0) < (stableHash($1, seed), $1) }
-            return Set(ranked.prefix(count(paths.count)))
-        }
-    }
-
-    static func stableHash(_ s: String, _ seed: UInt64) -> UInt64 {
-        var h: UInt64 = 0xcbf29ce484222325 ^ seed
-        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
-        return h
     }
 }
 
-extension MeasuredEvidence {
-    /// The latest finished run of each job and restore test, as the facts read them.
-    public init(runs: [RunRecord]) {
-        self.init()
-        for r in runs where r.status != .running {
-            let at = Timestamp(r.finishedAt ?? r.startedAt)
-            switch r.kind {
-            case .backup:
-                guard let job = r.job else { continue }
-                let previous = jobs[job]
-                let lastSuccess = r.status == .success ? at : previous?.lastSuccess
-                if previous.map({ at >= $0.at }) ?? true {
-                    jobs[job] = JobRun(at: at, status: r.status == .success ? .success : .failed, lastSuccess: lastSuccess)
-                } else if r.status == .success, let p = previous {
-                    jobs[job] = JobRun(at: p.at, status: p.status, lastSuccess: max(p.lastSuccess ?? at, at))
-                }
-            case .restoreTest:
-                guard let t = r.restoreTest, tests[t].map({ at >= $0.at }) ?? true else { continue }
-                let seconds = Int64(((r.finishedAt ?? r.startedAt).timeIntervalSince(r.startedAt)).rounded(.up))
-                tests[t] = TestRun(at: at, result: r.status == .success ? .pass : .fail, duration: TimeSpan(seconds: max(1, seconds)), restored: r.verifiedBytes)
-            case .prune:
-                continue
-            }
+/// The run in progress, so that SIGINT and SIGTERM can record it as interrupted.
+public enum RunInterruption {
+    struct Entry: @unchecked Sendable { let id: Int; let store: EvidenceStore; let run: RunRecord }
+    static let current = LockedBox<(next: Int, entries: [Entry])>((0, []))
+
+    static func register(store: EvidenceStore, run: RunRecord) -> Int {
+        current.withLock { state in
+            state.next += 1
+            state.entries.append(Entry(id: state.next, store: store, run: run))
+            return state.next
         }
+    }
+
+    static func unregister(_ id: Int) { current.withLock { $0.entries.removeAll { $0.id == id } } }
+
+    /// Records every run in progress as interrupted and releases every repository lock.
+    /// Returns how many runs were marked. Called from the signal handler.
+    public static func interruptAll(signal name: String) -> Int {
+        let entries = current.withLock { $0.entries }
+        for e in entries {
+            var r = e.run
+            r.status = .interrupted
+            r.error = "interrupted by \(name)"
+            try? e.store.finish(r)
+        }
+        RepositoryLock.releaseAll()
+        return entries.count
     }
 }

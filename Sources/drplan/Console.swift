@@ -1,15 +1,26 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where output goes. Diagnostics go to stderr; results to stdout or `-o`.
 enum Console {
     nonisolated(unsafe) static var useColor = true
 
-    static func out(_ s: String) {
-        FileHandle.standardOutput.write(Data((s + "\n").utf8))
-    }
+    static func out(_ s: String) { write(fd: 1, s + "\n") }
 
-    static func error(_ s: String) {
-        FileHandle.standardError.write(Data((s + "\n").utf8))
+    static func error(_ s: String) { write(fd: 2, s + "\n") }
+
+    /// A plain write loop: a reader that went away (EPIPE, with SIGPIPE ignored) loses the
+    /// rest of the text, but never stops the run that is printing it.
+    static func write(fd: Int32, _ s: String) {
+        var bytes = Array(s.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            bytes = bytes.dropFirst(n)
+        }
     }
 
     /// `FILE:LINE:COL: error: message`, with "error" in red on a terminal.

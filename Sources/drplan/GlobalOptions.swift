@@ -81,6 +81,21 @@ struct GlobalOptions: ParsableArguments {
     /// A runner over `inventory` that records into the evidence store and logs to stderr unless `-q`.
     func runner(_ inventory: Inventory) throws(CommandFailure) -> Runner {
         var runner = Runner(inventory: inventory, baseDirectory: baseDirectory, store: try openStore())
+        runner.verbose = verbose
+        let quiet = self.quiet
+        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
+        return runner
+    }
+
+    /// A runner for commands that only read repositories: it uses the evidence store if one
+    /// exists and never creates one.
+    func readOnlyRunner(_ inventory: Inventory) throws(CommandFailure) -> Runner {
+        let store: EvidenceStore
+        do { store = FileManager.default.fileExists(atPath: evidencePath) ? try EvidenceStore(path: evidencePath, create: false) : try EvidenceStore.ephemeral() } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+        var runner = Runner(inventory: inventory, baseDirectory: baseDirectory, store: store)
         let quiet = self.quiet
         runner.log = { if !quiet { Console.error("drplan: " + $0) } }
         return runner

@@ -14,6 +14,9 @@ struct RunsCLITests {
         for f in ["drplan.yaml", "passphrase.txt", "data/letters/order.txt", "data/invoice-0042.txt", "data/notes.md"] {
             try dir.write("demo/" + f, try Data(contentsOf: URL(fileURLWithPath: CLITests.root + "/samples/demo/" + f)))
         }
+        // The demo's two "drives", as mounted folders.
+        try dir.makeDirectory("demo/backup-target/office-disk")
+        try dir.makeDirectory("demo/backup-target/usb-at-home")
         return dir
     }
 
@@ -54,7 +57,10 @@ struct RunsCLITests {
         var first = try Data(contentsOf: URL(fileURLWithPath: data + "/" + (packs.sorted().first ?? "")))
         first[20] ^= 0xFF
         try first.write(to: URL(fileURLWithPath: data + "/" + (packs.sorted().first ?? "")))
-        let failed = try run(["restore-test", "documents-full"], dir)
+        // Restore tests rotate through the copies: the next one tests the intact second copy.
+        let rotated = try run(["restore-test", "documents-full"], dir)
+        #expect(rotated.status == 0 && rotated.stderr.contains("from usb-at-home: passed"), "\(rotated.stderr)")
+        let failed = try run(["restore-test", "documents-full", "--from", "office-disk"], dir)
         #expect(failed.status == 1)
         #expect(failed.stderr.contains("FAILED") && failed.stderr.contains("documents/"))
         // The job's file: alert got one JSON line about the failed run.

@@ -10,7 +10,7 @@ struct CommandEngineTests {
         try InventoryLoader.load(texts: [(dir.path + "/inv.yaml", """
             drplan: 1
             sites: [{ id: s, kind: office }]
-            storage: [{ id: disk, kind: disk, site: s, path: target }]
+            storage: [{ id: disk, kind: disk, site: s, path: target, create: true }]
             assets: [{ id: app, kind: application, site: s }]
             jobs:
               - id: dump
@@ -29,6 +29,7 @@ struct CommandEngineTests {
     @Test("backup, restore and verify run as commands with the job's paths; a failing verify fails the test")
     func commands() throws {
         let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.makeDirectory("target")
         let ok = try inventory(dir, verify: "grep -q 'state of app' \"$DRPLAN_RESTORE_TARGET/dump.txt\"")
         let runner = Runner(inventory: ok, baseDirectory: dir.path, store: try EvidenceStore(path: dir.path + "/ev.sqlite"))
         #expect(try runner.backup(jobs: []).map(\.status) == [.success])

@@ -46,7 +46,7 @@ struct EngineConformanceTests {
                 : try BuiltinRepository.initialize(at: repo, passphrase: passphrase, kdfRounds: 1 << 10)
             return BuiltinEngine(repository: r)
         case .restic:
-            return try ResticEngine(repository: repo.path, password: .value(passphrase))
+            return try ResticEngine(repository: repo.path, password: .value(passphrase), create: true)
         case .rsync:
             return try RsyncEngine(root: repo.appendingPathComponent("job"))
         }
@@ -193,10 +193,10 @@ struct EngineConformanceTests {
         _ = try engine.backup(paths: [src], exclude: [], tags: ["job", "files"])
         let before = try engine.snapshots(tag: "job")
         #expect(before.count == 2)
-        let summary = try engine.prune(forget: [before[0].id], grace: 0)
+        let summary = try engine.prune(forget: [before[0].id], grace: 0, dryRun: false)
         #expect(summary.contains("forgot 1 snapshot"))
         // Forgetting again is harmless.
-        _ = try engine.prune(forget: [before[0].id], grace: 0)
+        _ = try engine.prune(forget: [before[0].id], grace: 0, dryRun: false)
         let after = try engine.snapshots(tag: "job")
         #expect(after.map(\.id) == [before[1].id])
         let r = try engine.restore(snapshot: before[1].id, to: URL(fileURLWithPath: dir.path + "/out"), force: false, select: nil)

@@ -53,10 +53,11 @@ struct PostgresEngineTests {
         let db = try Self.makeDatabase(server)
         defer { _ = try? server.sql("DROP DATABASE IF EXISTS \(db)") }
         let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.makeDirectory("target")
         let inv = try InventoryLoader.load(texts: [(dir.path + "/inv.yaml", """
             drplan: 1
             sites: [{ id: s, kind: datacenter }]
-            storage: [{ id: nas, kind: nas, site: s, path: target }]
+            storage: [{ id: nas, kind: nas, site: s, path: target, create: true }]
             assets:
               - { id: crm, kind: database, site: s, source: { postgres: "\(PostgresBackup.dsn(server.dsn, database: db))", password: "env:DRPLAN_PG_PASSWORD" } }
             jobs: [{ id: crm-dump, assets: [crm], engine: pg_dump, schedule: "@daily", targets: [nas] }]
@@ -80,6 +81,7 @@ struct PostgresEngineTests {
         let db = try Self.makeDatabase(server)
         defer { _ = try? server.sql("DROP DATABASE IF EXISTS \(db)") }
         let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.makeDirectory("target")
         let staging = URL(fileURLWithPath: dir.path + "/dump")
         let dsn = PostgresBackup.dsn(server.dsn, database: db)
         let counts = try PostgresBackup.dump(dsn: dsn, password: server.password, into: staging)
@@ -97,6 +99,7 @@ struct PostgresEngineTests {
     func wrongPassword() throws {
         guard let server = Self.server() else { return }
         let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.makeDirectory("target")
         do {
             _ = try PostgresBackup.dump(dsn: server.dsn, password: "wrong", into: URL(fileURLWithPath: dir.path + "/dump"))
             Issue.record("pg_dump with a wrong password succeeded")

@@ -14,13 +14,14 @@ struct RsyncTests {
             return
         }
         let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.makeDirectory("target")
         try dir.write("data/a.txt", "alpha")
         try dir.write("data/sub/b.txt", "bravo")
         try dir.write("data/skip.tmp", "scratch")
         let inv = try InventoryLoader.load(texts: [(dir.path + "/inv.yaml", """
             drplan: 1
             sites: [{ id: s, kind: office }]
-            storage: [{ id: nas, kind: nas, site: s, path: target }]
+            storage: [{ id: nas, kind: nas, site: s, path: target, create: true }]
             assets: [{ id: files, kind: file-store, site: s, source: { path: data, exclude: ["*.tmp"] } }]
             jobs: [{ id: sync, assets: [files], type: mirror, engine: rsync, schedule: "@hourly", targets: [nas] }]
             restore_tests: [{ id: check, job: sync, scope: full }]

@@ -10,6 +10,7 @@ struct SQLiteEngineTests {
     @Test("online backup of a database in use, restore test with integrity check and row counts")
     func backupAndTest() throws {
         let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.makeDirectory("target")
         let app = try DatabasePool(path: dir.path + "/app.db")   // WAL, as an application would run it
         try app.write { db in
             try db.execute(sql: "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL)")
@@ -19,7 +20,7 @@ struct SQLiteEngineTests {
         let inv = try InventoryLoader.load(texts: [(dir.path + "/inv.yaml", """
             drplan: 1
             sites: [{ id: s, kind: office }]
-            storage: [{ id: disk, kind: disk, site: s, path: target }]
+            storage: [{ id: disk, kind: disk, site: s, path: target, create: true }]
             assets: [{ id: ledger, kind: database, site: s, source: { sqlite: app.db } }]
             jobs: [{ id: db-nightly, assets: [ledger], engine: sqlite, schedule: "@daily", targets: [disk] }]
             restore_tests: [{ id: db-test, job: db-nightly, scope: sample }]

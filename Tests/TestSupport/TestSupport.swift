@@ -24,6 +24,14 @@ public struct TempDir {
         return full
     }
 
+    /// Creates `name` (and its parents) under the directory: a storage `path` must exist.
+    @discardableResult
+    public func makeDirectory(_ name: String) throws -> String {
+        let full = path + "/" + name
+        try FileManager.default.createDirectory(atPath: full, withIntermediateDirectories: true)
+        return full
+    }
+
     public func cleanup() { try? FileManager.default.removeItem(atPath: path) }
 }
 

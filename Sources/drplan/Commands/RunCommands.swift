@@ -23,7 +23,7 @@ struct BackupCommand: ParsableCommand {
             Example:
               drplan backup -i samples/demo/drplan.yaml
 
-            With no job names, runs every job that has a source and a target with a path, in inventory order. Exit status 1 when a run failed, 3 when the evidence store cannot be used or another run of the job holds its lock.
+            With no job names, runs every job that has a source, in inventory order, once per asset and target: every declared target is written or its run fails loudly (a target that is not mounted, has no 'path', or holds no repository and is not 'create: true'). Exit status 1 when a run failed, 3 when the evidence store cannot be used or another run of the job holds its lock. Ctrl-C records the runs in progress as interrupted and releases the locks.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -40,7 +40,7 @@ struct BackupCommand: ParsableCommand {
         var runner = try global.runner(inventory)
         runner.progress = progress.sink(quiet: global.quiet)
         let records = try global.recording { () throws(EvidenceError) in try runner.backup(jobs: jobs) }
-        if records.isEmpty, !global.quiet { Console.error("drplan: no job has both a source and a target with a path; nothing to back up") }
+        if records.isEmpty, !global.quiet { Console.error("drplan: no job has a source drplan writes; nothing to back up") }
         if records.contains(where: \.missingTool) { throw CommandFailure(status: .environment) }
         if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
     }
@@ -68,6 +68,9 @@ struct RestoreTestCommand: ParsableCommand {
     @Flag(name: .long, help: "Keep the restored copy for inspection and print where it is.")
     var keep = false
 
+    @Option(name: .long, help: ArgumentHelp("Test this target's copy (default: as the test's 'targets' says; 'rotate' tests each copy in turn).", valueName: "storage"))
+    var from: String?
+
     @OptionGroup var progress: ProgressOptions
 
     @Argument(help: "Restore tests to run (default: all).")
@@ -81,11 +84,12 @@ struct RestoreTestCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames(tests, among: inventory.restoreTests.map(\.id), what: "restore test")
+        if let from { try checkNames([from], among: inventory.storage.map(\.id), what: "storage") }
         var runner = try global.runner(inventory)
         runner.progress = progress.sink(quiet: global.quiet)
         let chosenSample = sample.flatMap(Runner.Sample.parse), chosenSeed = seed ?? UInt64(Date().timeIntervalSince1970)
         let results = try global.recording { () throws(EvidenceError) in
-            try runner.restoreTest(tests: tests, sample: chosenSample, seed: chosenSeed, keep: keep)
+            try runner.restoreTest(tests: tests, sample: chosenSample, seed: chosenSeed, keep: keep, from: from)
         }
         for (_, kept) in results { if let kept { Console.out(kept) } }
         if results.contains(where: { $0.0.missingTool }) { throw CommandFailure(status: .environment) }
@@ -228,25 +232,37 @@ struct RestoreCommand: ParsableCommand {
     @Argument(help: "The job whose backup to restore.")
     var job: String
 
-    @Option(name: .long, help: ArgumentHelp("The snapshot to restore (default: the latest).", valueName: "id"))
+    @Option(name: .long, help: ArgumentHelp("The snapshot to restore: its id, or a unique prefix of 8 or more characters (default: the latest).", valueName: "id"))
     var snapshot: String?
 
     @Option(name: .long, help: ArgumentHelp("The directory to restore into.", valueName: "dir"))
     var target: String
 
-    @Flag(name: .long, help: "Restore into a non-empty directory (files already there are never overwritten).")
+    @Option(name: .long, help: ArgumentHelp("Restore from this target (default: the first copy that can be read).", valueName: "storage"))
+    var from: String?
+
+    @Option(name: .long, help: ArgumentHelp("Restore only this path of the snapshot and what lies under it (repeatable).", valueName: "path"))
+    var include: [String] = []
+
+    @Flag(name: .long, help: "Restore into a non-empty directory, replacing the files and links the snapshot names (never a directory, never anything else).")
     var force = false
+
+    @Flag(name: .long, help: "Keep setuid, setgid and sticky bits as stored (masked by default).")
+    var keepSpecialModes = false
+
+    @Flag(name: .long, help: "Accept a target that is, or lies under, a symlink.")
+    var follow = false
 
     func run() throws {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames([job], among: inventory.jobs.map(\.id), what: "job")
+        if let from { try checkNames([from], among: inventory.storage.map(\.id), what: "storage") }
         var runner = try global.runner(inventory)
         runner.progress = progress.sink(quiet: global.quiet)
-        let results: [(asset: String, result: EngineRestore)]
-        do { results = try runner.restore(job: job, snapshot: snapshot, target: URL(fileURLWithPath: target), force: force) } catch {
-            Console.error("drplan: error: \(error.message)")
-            throw CommandFailure(status: error.kind == .targetNotEmpty ? .badInput : .findings)
+        let options = RestoreOptions(force: force, keepSpecialModes: keepSpecialModes, follow: follow)
+        let results = try reporting { () throws(RepositoryError) in
+            try runner.restore(job: job, snapshot: snapshot, target: URL(fileURLWithPath: target), from: from, include: include, options: options)
         }
         var damaged = 0
         for (asset, r) in results {
@@ -266,7 +282,7 @@ struct PruneCommand: ParsableCommand {
             Example:
               drplan prune -i samples/demo/drplan.yaml
 
-            restic's semantics: a snapshot stays when any keep_* rule keeps it; keep_within is measured from the newest snapshot. Data stored in the last hour is never removed, so a backup running at the same time is safe. Jobs without retention keep everything.
+            restic's semantics: a snapshot stays when any keep_* rule keeps it; keep_within is measured from the newest snapshot. Prune plans first and fails closed: a listing, index or snapshot it cannot read, or an object a snapshot uses that no index names, stops it before anything is deleted. It holds an exclusive repository lock, so no backup runs into the same repository meanwhile. Jobs without retention keep everything.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -274,12 +290,15 @@ struct PruneCommand: ParsableCommand {
     @Argument(help: "Jobs to prune (default: all with a retention).")
     var jobs: [String] = []
 
+    @Flag(name: .long, help: "Print the plan (snapshots to forget, packs to delete and rewrite) and change nothing.")
+    var dryRun = false
+
     func run() throws {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames(jobs, among: inventory.jobs.map(\.id), what: "job")
         let runner = try global.runner(inventory)
-        let records = try global.recording { () throws(EvidenceError) in try runner.prune(jobs: jobs) }
+        let records = try global.recording { () throws(EvidenceError) in try runner.prune(jobs: jobs, dryRun: dryRun) }
         if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
     }
 }

@@ -68,40 +68,30 @@ enum PackCodec {
     static func isId(_ s: String) -> Bool { s.utf8.count == 64 && s.allSatisfy(\.isHexDigit) }
 }
 
-/// One worker's pack being filled during a backup: sealed blobs appended to a file under
-/// `packs/`, then a sealed trailer listing them, so a pack can be checked (and an index
-/// rebuilt) from the pack alone. A finished pack's writeback starts at once; `sync` waits for
-/// it, and must return before any index names the pack.
+/// One worker's pack being filled during a backup: sealed blobs appended through the
+/// storage's writer, then a sealed trailer listing them, so a pack can be checked (and an
+/// index rebuilt) from the pack alone. `sync` commits it, and must return before any index
+/// names the pack.
 final class PackWriter: @unchecked Sendable {   // one owner at a time: its worker, then the flusher
     let id: String
     let path: String
-    private var fd: Int32
+    private let writer: any StorageWriter
     private(set) var size: UInt32 = 0
     private(set) var blobs: [(id: String, offset: UInt32, length: UInt32)] = []
 
-    init(in repository: BuiltinRepository, created: (String) -> Void) throws(RepositoryError) {
+    init(in repository: BuiltinRepository, created: (PackWriter) -> Void) throws(RepositoryError) {
         id = JSONWriter.hex(BuiltinRepository.randomBytes(32))
-        let url = repository.packURL(id)
-        let dir = url.deletingLastPathComponent().path
-        if mkdir(dir, 0o700) != 0 && errno != EEXIST { throw RepositoryError(.io, "cannot create \(dir): \(String(cString: strerror(errno)))") }
-        path = url.path
-        fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard fd >= 0 else { throw RepositoryError(.io, "cannot write \(path): \(String(cString: strerror(errno)))") }
-        created(path)
+        path = repository.packPath(id)
+        writer = try repository.storage.writer(path)
+        created(self)
     }
 
-    deinit { if fd >= 0 { close(fd) } }
-
-    /// Makes the pack's contents durable and closes it. Its directory entry is made durable
+    /// Makes the pack's contents durable and visible. Its directory entry is made durable
     /// by the caller, once per directory.
-    func sync() throws(RepositoryError) {
-        guard fd >= 0 else { return }
-        let ok = fsync(fd) == 0
-        let failure = errno
-        close(fd)
-        fd = -1
-        guard ok else { throw RepositoryError(.io, "cannot flush \(path) to disk: \(String(cString: strerror(failure)))") }
-    }
+    func sync() throws(RepositoryError) { try writer.commit() }
+
+    /// Removes what was written (a failed backup leaves nothing behind).
+    func abort() { writer.abort() }
 
     func append(_ id: String, _ sealed: some ContiguousBytes) throws(RepositoryError) {
         let length = try write(sealed)
@@ -109,29 +99,20 @@ final class PackWriter: @unchecked Sendable {   // one owner at a time: its work
         size += UInt32(length)
     }
 
-    /// Writes the trailer (sealed listing, then its length as a little-endian u32) and starts
-    /// writeback without waiting for it, so that `sync`, later, finds the data already on disk.
+    /// Writes the trailer (sealed listing, then its length as a little-endian u32).
     func finish(trailer: [UInt8]) throws(RepositoryError) -> PackContents {
         var tail = ByteWriter(bytes: trailer)
         tail.u32(UInt32(trailer.count))
         _ = try write(tail.bytes)
-        _ = linuxSyncFileRange(fd, 0, 0, 2 /* SYNC_FILE_RANGE_WRITE */)
         return PackContents(pack: id, blobs: blobs)
     }
 
     private func write(_ bytes: some ContiguousBytes) throws(RepositoryError) -> Int {
-        let (count, failure) = bytes.withUnsafeBytes { buf -> (Int, Int32) in
-            var done = 0
-            while done < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress.map { $0 + done }, buf.count - done)
-                if n < 0 { if errno == EINTR { continue }; return (done, errno) }
-                if n == 0 { return (done, ENOSPC) }
-                done += n
-            }
-            return (done, 0)
+        let writer = self.writer
+        let result: Result<Int, RepositoryError> = bytes.withUnsafeBytes { buf in
+            do throws(RepositoryError) { try writer.append(buf); return .success(buf.count) } catch { return .failure(error) }
         }
-        guard failure == 0 else { throw RepositoryError(.io, "cannot write \(path): \(String(cString: strerror(failure)))") }
-        return count
+        return try result.get()
     }
 }
 

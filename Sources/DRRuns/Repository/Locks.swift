@@ -140,7 +140,7 @@ extension BuiltinRepository {
     public func lock(exclusive: Bool, operation: String, wait: TimeInterval = 0, log: (String) -> Void = { _ in }) throws(RepositoryError) -> RepositoryLock {
         if let local = storage as? LocalStorage { try local.makeDirectory("locks") }
         let info = RepositoryLockInfo(exclusive: exclusive, operation: operation, host: ProcessInfo.processInfo.hostName, pid: getpid(),
-                                      user: ProcessInfo.processInfo.environment["USER"] ?? String(getuid()), started: EvidenceStore.iso(Date()))
+                                      user: Self.userName(), started: EvidenceStore.iso(Date()))
         let name = JSONWriter.hex(Self.randomBytes(32))
         let json = try Self.io { try JSONEncoder().encode(info) }
         let body = [UInt8](try seal([UInt8](json), aad: Array(("lock:" + name).utf8)))
@@ -171,6 +171,12 @@ extension BuiltinRepository {
         held.startRefreshing(every: Self.lockRefreshInterval)
         RepositoryLock.registry.withLock { $0.append(held) }
         return held
+    }
+
+    /// The name of the user this process runs as (its uid when the name is unknown).
+    static func userName() -> String {
+        if let pw = getpwuid(getuid()), let name = pw.pointee.pw_name { return String(cString: name) }
+        return String(getuid())
     }
 
     static func lockedError(_ storage: any RepositoryStorage, _ holder: RepositoryLockInfo?) -> RepositoryError {

@@ -60,12 +60,18 @@ extension BuiltinRepository {
         }
         plan.indexFiles = try indexFiles()
         var contents: [String: PackContents] = [:]
+        // Where each live object is: the newest entry of the index files just read (not the
+        // index loaded at open, which another process may have changed since).
+        var index: [String: BlobLocation] = [:]
         for name in plan.indexFiles {
             let packs: [PackContents]
             do { packs = try readIndexFile(name) } catch {
                 throw RepositoryError(.corrupt, "prune stopped before changing anything: \(error.message); run 'drplan repair index' first")
             }
-            for p in packs { contents[p.pack] = p }
+            for p in packs {
+                contents[p.pack] = p
+                for b in p.blobs { index[b.id] = BlobLocation(pack: p.pack, offset: b.offset, length: b.length) }
+            }
         }
         let existing = Set(try packNames())
         var info: [String: StorageFileInfo] = [:]
@@ -74,8 +80,6 @@ extension BuiltinRepository {
         plan.cutoff = cutoff
         func young(_ pack: String) -> Bool { info[pack].map { $0.modified > cutoff } ?? false }
 
-        // Where each live object is: the newest index entry, as the index loads them.
-        let index = indexLock.withLock { blobIndex }
         var liveIn: [String: Set<String>] = [:]   // pack → live object ids stored there
         var looseV1 = Set<String>()
         for id in plan.referenced {

@@ -111,6 +111,42 @@ public struct FactDeriver {
         return (success, status, source)
     }
 
+    /// How long a copy's last success stays recent: the asset's RPO or twice the job's
+    /// longest gap, whichever is longer (a week when neither is known).
+    func recentWindow(_ j: Job, _ a: Asset?) -> Int64 {
+        let w = max(a?.rpo?.seconds ?? 0, 2 * (gaps(j)?.maxGap ?? 0))
+        return w > 0 ? w : 7 * 86_400
+    }
+
+    /// The evidence behind job `j`'s copy on `target`:
+    /// - `declared`: drplan has no runs of the job (the inventory's word stands), or the target
+    ///   is written outside drplan (`target_engines: external`);
+    /// - `measured`: the target's last success is within `recentWindow`;
+    /// - `stale`: it succeeded once, longer ago; `failed`: its runs never succeeded;
+    ///   `none`: the job has runs, but never to this target.
+    /// Only declared and measured copies are counted as copies.
+    func copyEvidence(_ j: Job, target: String, asset: Asset?) -> (evidence: String, lastSuccess: Timestamp?) {
+        if j.engine(for: target) == nil || measured.jobs[j.id] == nil { return ("declared", j.lastSuccess) }
+        guard let m = measured.targets[MeasuredEvidence.key(job: j.id, target: target)] else { return ("none", nil) }
+        guard let s = m.lastSuccess else { return ("failed", nil) }
+        return (now.seconds - s.seconds <= recentWindow(j, asset) ? "measured" : "stale", s)
+    }
+
+    /// The (job, target) pairs, as `MeasuredEvidence.key`, whose copy the evidence does not
+    /// back (failed, stale, or never written): a plan must not recover from them.
+    public func unprovenCopies() -> Set<String> {
+        var out = Set<String>()
+        for j in inv.jobs {
+            for t in j.targets {
+                let e = copyEvidence(j, target: t, asset: j.assets.first.flatMap { assets[$0] })
+                if e.evidence != "measured" && e.evidence != "declared" { out.insert(MeasuredEvidence.key(job: j.id, target: t)) }
+            }
+        }
+        return out
+    }
+
+    static let evidenceRank = ["measured": 4, "declared": 3, "stale": 2, "failed": 1, "none": 0]
+
     func testLast(_ t: RestoreTest) -> (run: Timestamp?, result: TestResult?, duration: TimeSpan?, restored: Int64?, source: String?) {
         if let m = measured.tests[t.id], t.lastRun.map({ m.at >= $0 }) ?? true {
             return (m.at, m.result, m.duration, m.restored, "measured")
@@ -165,6 +201,7 @@ public struct FactDeriver {
             ("storage", .null), ("site", .string(a.site)), ("region", .string(myRegion)), ("media", .string(a.media.rawValue)),
             ("offsite", .bool(false)), ("immutable", .bool(false)), ("air_gapped", .bool(false)),
             ("encrypted_at_rest", .bool(false)), ("versioned", .bool(false)), ("primary", .bool(true)),
+            ("evidence", .string("declared")), ("last_success", .null),
         ])]
         var order: [String] = []
         var writers: [String: [Job]] = [:]
@@ -176,21 +213,31 @@ public struct FactDeriver {
         }
         var media: Set<String> = [a.media.rawValue]
         var offsite = 0, immutable = 0
+        var unproven: [Value] = []
         var rto: Double? = nil
         for id in order {
             guard let s = storage[id] else { continue }
             let w = writers[id] ?? []
+            // The best evidence among the jobs writing this copy.
+            let evidence = w.map { copyEvidence($0, target: id, asset: a) }.max { (Self.evidenceRank[$0.evidence] ?? 0, $0.lastSuccess ?? Timestamp(seconds: Int64.min)) < (Self.evidenceRank[$1.evidence] ?? 0, $1.lastSuccess ?? Timestamp(seconds: Int64.min)) }
+            let counts = evidence.map { $0.evidence == "measured" || $0.evidence == "declared" } ?? true
             let isOffsite = s.site != a.site
-            media.insert(s.media.rawValue)
-            if isOffsite { offsite += 1 }
-            if s.immutable || s.airGapped { immutable += 1 }
-            if let size = a.size { rto = min(rto ?? .infinity, Double(size) / Double(rate(s))) }
-            copies.append(.object([
+            if counts {
+                media.insert(s.media.rawValue)
+                if isOffsite { offsite += 1 }
+                if s.immutable || s.airGapped { immutable += 1 }
+                if let size = a.size { rto = min(rto ?? .infinity, Double(size) / Double(rate(s))) }
+            }
+            let copy: Value = .object([
                 ("storage", .string(s.id)), ("site", .string(s.site)), ("region", .string(region(ofSite: s.site))), ("media", .string(s.media.rawValue)),
                 ("offsite", .bool(isOffsite)), ("immutable", .bool(s.immutable)), ("air_gapped", .bool(s.airGapped)),
                 ("encrypted_at_rest", .bool(s.encryption.atRest || w.contains { $0.encryption.atRest })),
                 ("versioned", .bool(w.contains { $0.type.isVersioned })), ("primary", .bool(false)),
-            ]))
+                ("evidence", .string(evidence?.evidence ?? "declared")), ("last_success", opt(evidence?.lastSuccess, Value.timestamp)),
+            ])
+            // A copy whose target has runs but no recent success is not a copy: it is listed
+            // apart, so that no rule counts it.
+            if counts { copies.append(copy) } else { unproven.append(copy) }
         }
         let versioned = jobs.filter { $0.type.isVersioned }
         let retention: Value = jobs.isEmpty ? .null : dur(versioned.map(effectiveRetention).max() ?? .zero)
@@ -218,6 +265,7 @@ public struct FactDeriver {
             ("retention_effective", retention), ("retention_required_min", opt(requiredMin, dur)), ("retention_allowed_max", opt(allowedMax, dur)),
             ("last_success", opt(lastSuccess?.0, Value.timestamp)), ("last_success_source", opt(lastSuccess?.1, Value.string)),
             ("restore_tests", .strings(testsByAsset[a.id] ?? [])), ("dependencies", .strings(dependencies(of: a.id))),
+            ("unproven_copies", .list(unproven)),
         ])
     }
 
@@ -259,6 +307,11 @@ public struct FactDeriver {
             ("max_gap", opt(g?.maxGap, { .duration(CELDuration(seconds: $0)) })), ("min_gap", opt(g?.minGap, { .duration(CELDuration(seconds: $0)) })),
             ("retention_effective", dur(effectiveRetention(j))), ("versioned", .bool(j.type.isVersioned)),
             ("offsite_targets", .strings(offsite)),
+            ("target_evidence", .list(j.targets.map { t in
+                let e = copyEvidence(j, target: t, asset: j.assets.first.flatMap { assets[$0] })
+                return .object([("storage", .string(t)), ("evidence", .string(e.evidence)), ("last_success", opt(e.lastSuccess, Value.timestamp)),
+                                ("window", .duration(CELDuration(seconds: recentWindow(j, j.assets.first.flatMap { assets[$0] }))))])
+            })),
             ("last_success", opt(last.success, Value.timestamp)), ("last_success_source", opt(last.source, Value.string)),
             ("last_status", opt(last.status?.rawValue, Value.string)), ("next_run", opt(nextRun, Value.timestamp)),
         ])

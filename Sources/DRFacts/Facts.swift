@@ -24,6 +24,22 @@ public struct MeasuredEvidence: Sendable {
     public init() {}
 
     public static func key(job: String, target: String) -> String { job + "\u{1F}" + target }
+
+    /// Folds one finished backup run of `job` to `target` into the evidence: the newest run
+    /// sets the status, and the newest success is kept whatever came after it.
+    public mutating func record(job: String, target: String?, at: Timestamp, success: Bool) {
+        Self.merge(&jobs[job], at: at, success: success)
+        if let target { Self.merge(&targets[Self.key(job: job, target: target)], at: at, success: success) }
+    }
+
+    static func merge(_ slot: inout JobRun?, at: Timestamp, success: Bool) {
+        let lastSuccess = success ? max(at, slot?.lastSuccess ?? at) : slot?.lastSuccess
+        if slot.map({ at >= $0.at }) ?? true {
+            slot = JobRun(at: at, status: success ? .success : .failed, lastSuccess: lastSuccess)
+        } else if let p = slot {
+            slot = JobRun(at: p.at, status: p.status, lastSuccess: lastSuccess)
+        }
+    }
 }
 
 /// Facts derived from an inventory as of one instant, in the expression language's value

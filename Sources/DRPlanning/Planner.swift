@@ -93,9 +93,14 @@ public struct Planner {
     let sites: [String: Site]
     let jobsByAsset: [String: [Job]]
     let measuredRates: [String: Double]
+    /// Copies (`MeasuredEvidence.key(job:target:)`) the evidence does not back: never a source.
+    let unproven: Set<String>
 
-    /// `measuredRates`: bytes per second per asset, from restore tests, preferred over media rates.
-    public init(_ inventory: Inventory, measuredRates: [String: Double] = [:]) {
+    /// `measuredRates`: bytes per second per asset, from restore tests, preferred over media
+    /// rates. `unproven`: copies whose target has runs but no recent success
+    /// (`FactDeriver.unprovenCopies()`); a plan never recovers from them.
+    public init(_ inventory: Inventory, measuredRates: [String: Double] = [:], unproven: Set<String> = []) {
+        self.unproven = unproven
         inv = inventory
         assets = Dictionary(inventory.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         storage = Dictionary(inventory.storage.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -174,7 +179,7 @@ public struct Planner {
             var writers: [String: [Job]] = [:]
             var order: [String] = []
             for j in jobsByAsset[a.id] ?? [] {
-                for t in j.targets where storage[t] != nil {
+                for t in j.targets where storage[t] != nil && !unproven.contains(MeasuredEvidence.key(job: j.id, target: t)) {
                     if writers[t] == nil { order.append(t) }
                     writers[t, default: []].append(j)
                 }
@@ -317,7 +322,7 @@ public struct Planner {
     func storagePlan(_ id: String) -> ScenarioPlan {
         var rows: [PlanRow] = []
         for a in inv.assets {
-            let targets = Set((jobsByAsset[a.id] ?? []).flatMap(\.targets)).compactMap { storage[$0] }
+            let targets = Set((jobsByAsset[a.id] ?? []).flatMap { j in j.targets.filter { !unproven.contains(MeasuredEvidence.key(job: j.id, target: $0)) } }).compactMap { storage[$0] }
             guard targets.contains(where: { $0.id == id }) else { continue }
             let left = targets.filter { $0.id != id }
             let copies = 1 + left.count

@@ -527,6 +527,47 @@ rules:
             assets: *assets
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], last_status: failed }]
           findings: [j]
+
+  - id: DR604
+    name: every-target-proven
+    title: Every declared target has a recent successful run
+    severity: high
+    subject: job
+    each: "job.target_evidence"
+    as: copy
+    related: "copy.storage"
+    when:
+      - { expr: "copy.evidence != 'declared'", reason: "no measured runs of this job (or the target is written outside drplan): its copies are as declared" }
+    assert: "copy.evidence == 'measured'"
+    message: "job {{job.id}} has no successful run to {{copy.storage}} within {{copy.window}} ({{copy.evidence}}; last success {{copy.last_success}}): that copy is not counted"
+    controls: ["iso27001:A.8.13", "nist-800-53:CP-9", "soc2:A1.2", "dora:Art.12(1)"]
+    rationale: >-
+      A job that writes its first target and silently skips its second has one copy, not two.
+      Evidence is kept per target, so a copy that is declared but never made (a bucket with no
+      credentials, an unplugged drive) is found within the job's RPO, before the day it is needed.
+    examples:
+      pass:
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq }, { id: usb, kind: removable, site: hq }]
+            assets: [{ id: db, kind: database, site: hq, rpo: 24h }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas, usb] }]
+          runs:
+            - { job: j, target: nas, status: success, at: 2026-11-22T00:10:00Z }
+            - { job: j, target: usb, status: success, at: 2026-11-22T00:20:00Z }
+      fail:
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq }, { id: usb, kind: removable, site: hq }, { id: s3, kind: cloud-object, site: hq }]
+            assets: [{ id: db, kind: database, site: hq, rpo: 24h }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas, usb, s3] }]
+          runs:
+            - { job: j, target: nas, status: success, at: 2026-11-22T00:10:00Z }
+            - { job: j, target: usb, status: success, at: 2026-11-10T00:20:00Z }
+            - { job: j, target: s3, status: failed, at: 2026-11-22T00:30:00Z }
+          findings: [j/usb, j/s3]
 """###),
         ("policies/protection.yaml", ###"""
 # Copies and protection: 3-2-1-1-0 (three copies, two media, one offsite, one immutable or

@@ -22,7 +22,9 @@ public enum RuleExamples {
                 problems.append("\(label): the example inventory is invalid: \(error.diagnostics.map(\.message).joined(separator: "; "))")
                 continue
             }
-            let facts = FactDeriver.derive(inventory, now: ex.now ?? defaultNow)
+            var measured = MeasuredEvidence()
+            for r in ex.runs { measured.record(job: r.job, target: r.target, at: r.at, success: r.success) }
+            let facts = FactDeriver.derive(inventory, now: ex.now ?? defaultNow, measured: measured)
             let found: [String]
             do throws(RuleEvaluationError) {
                 found = try Engine(facts: facts, inventory: inventory).evaluate([enabled]).findings

@@ -25,18 +25,22 @@ public enum FactModel {
             "offsite_count": .int, "immutable_count": .int, "rpo_achievable": .duration, "rto_estimate": .duration,
             "retention_effective": .duration, "retention_required_min": .duration, "retention_allowed_max": .duration,
             "last_success": .timestamp, "last_success_source": .string, "restore_tests": strings, "dependencies": strings,
+            "unproven_copies": .list(.object("copy")),
         ],
         "retention_bounds": ["min": .duration, "max": .duration],
         "copy": [
             "storage": .string, "site": .string, "region": .string, "media": .string, "offsite": .bool, "immutable": .bool,
             "air_gapped": .bool, "encrypted_at_rest": .bool, "versioned": .bool, "primary": .bool,
+            "evidence": .string, "last_success": .timestamp,
         ],
+        "target_evidence": ["storage": .string, "evidence": .string, "last_success": .timestamp, "window": .duration],
         "job": [
             "id": .string, "assets": strings, "type": .string, "schedule": .string, "lag": .duration, "engine": .string, "targets": strings,
             "retention": .object("job_retention"), "encryption": .object("job_encryption"), "monitoring": .object("monitoring"),
             "options": .map(.string, .dyn), "labels": labels, "max_gap": .duration, "min_gap": .duration,
             "retention_effective": .duration, "versioned": .bool, "offsite_targets": strings, "last_success": .timestamp,
             "last_success_source": .string, "last_status": .string, "next_run": .timestamp,
+            "target_evidence": .list(.object("target_evidence")),
         ],
         "job_retention": [
             "keep_within": .duration, "keep_last": .int, "keep_hourly": .int, "keep_daily": .int, "keep_weekly": .int,

@@ -31,6 +31,16 @@ public struct RuleExample: Sendable {
     public var now: Timestamp?
     public var expectation: Expectation
     public var location: SourceLocation
+    /// Measured backup runs the example's facts see, as the evidence store would hold them.
+    public var runs: [ExampleRun] = []
+}
+
+/// A backup run in a rule example (`runs: [{job, target, status, at}]`).
+public struct ExampleRun: Sendable {
+    public var job: String
+    public var target: String
+    public var success: Bool
+    public var at: Timestamp
 }
 
 /// A rule, parsed and checked, ready to evaluate over many subjects without re-parsing.

@@ -251,7 +251,20 @@ public struct PolicyLoader {
                 let now = e.timestamp("now")
                 let findings = e.list("findings")?.map(\.0) ?? []
                 if isPass && !findings.isEmpty { ctx.error(item, "a pass example of rule \(rule) cannot list findings") }
-                e.finish(allowed: ["inventory", "now", "findings"])
+                var runs: [ExampleRun] = []
+                var runNodes: [Node] = []
+                if let v = e.value("runs") {
+                    if case .sequence(let items) = v { runNodes = Array(items) } else { ctx.error(v, "'runs' of an example of rule \(rule) must be a list of {job, target, status, at}") }
+                }
+                for node in runNodes {
+                    guard let run = ObjectReader(node, what: "a run of an example of rule \(rule)", ctx: ctx) else { continue }
+                    let job = run.string("job", required: true), target = run.string("target", required: true)
+                    let status = run.string("status", required: true), at = run.timestamp("at", required: true)
+                    run.finish(allowed: ["job", "target", "status", "at"])
+                    if let status, !["success", "failed"].contains(status) { ctx.error(node, "a run's status is 'success' or 'failed', not '\(status)'") }
+                    if let job, let target, let status, let at { runs.append(ExampleRun(job: job, target: target, success: status == "success", at: at)) }
+                }
+                e.finish(allowed: ["inventory", "now", "findings", "runs"])
                 guard let inv = e.value("inventory") else { e.missing("inventory"); continue }
                 var node = inv
                 if case .mapping(var m) = inv, m["drplan"] == nil {
@@ -262,7 +275,7 @@ public struct PolicyLoader {
                     ctx.error(inv, "example inventory of rule \(rule) could not be read")
                     continue
                 }
-                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item)))
+                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs))
             }
         }
         return out

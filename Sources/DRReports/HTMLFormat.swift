@@ -120,6 +120,8 @@ public enum HTMLFormat: ReportFormat {
         let id = text(a["id"])
         var copies: [Value] = []
         if case .list(let l)? = a["copies"] { copies = l }
+        // Copies the evidence does not back are shown struck out, never green.
+        if case .list(let l)? = a["unproven_copies"] { copies += l }
         let sites = copies.reduce(into: [String]()) { acc, c in let s = text(c["site"]); if !acc.contains(s) { acc.append(s) } }
         let media = Media.allCases.map(\.rawValue).filter { m in copies.contains { text($0["media"]) == m } }
         let rows: [[String: Any]] = sites.map { site in
@@ -129,8 +131,19 @@ public enum HTMLFormat: ReportFormat {
                 return ["copies": here.map { c -> [String: Any] in
                     let primary = c["primary"] == .bool(true)
                     let imm = c["immutable"] == .bool(true) || c["air_gapped"] == .bool(true)
-                    return ["label": primary ? "primary" : text(c["storage"]), "classes": (primary ? "primary" : "") + (imm ? " imm" : ""),
-                            "title": primary ? "the asset itself" : "\(imm ? "immutable or air-gapped, " : "")\(c["encrypted_at_rest"] == .bool(true) ? "encrypted" : "not encrypted")"]
+                    let evidence = text(c["evidence"])
+                    let missing = !primary && evidence != "measured" && evidence != "declared"
+                    let status: String
+                    switch evidence {
+                    case "measured": status = "measured: last success \(text(c["last_success"]))"
+                    case "stale": status = "NOT COUNTED: last success \(text(c["last_success"])) is too old"
+                    case "failed": status = "NOT COUNTED: every run to this target failed"
+                    case "none": status = "NOT COUNTED: no run has written this target"
+                    default: status = "declared, not measured"
+                    }
+                    return ["label": primary ? "primary" : text(c["storage"]) + (missing ? " ✗ \(evidence)" : ""),
+                            "classes": (primary ? "primary" : "") + (imm && !missing ? " imm" : "") + (missing ? " missing" : ""),
+                            "title": primary ? "the asset itself" : "\(status); \(imm ? "immutable or air-gapped, " : "")\(c["encrypted_at_rest"] == .bool(true) ? "encrypted" : "not encrypted")"]
                 }]
             }]
         }

@@ -47,6 +47,7 @@ td.where, code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-
 .grid td, .grid th { font-size: 12px; padding: 4px 6px; }
 .chip { display: inline-block; border: 1px solid var(--line); border-radius: 4px; padding: 0 5px; margin: 1px; font-size: 11px; background: #f3f5f8; }
 .chip.primary { background: #e8eaf6; border-color: #9fa8da; } .chip.imm { background: #e8f5e9; border-color: #81c784; }
+.chip.missing { background: #ffebee; border-color: #e57373; color: #b71c1c; text-decoration: line-through; }
 .badge { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 8px; background: #fdecea; color: var(--high); margin-right: 4px; }
 .muted { color: var(--muted); }
 svg text { font: 11px system-ui, sans-serif; fill: var(--fg); }

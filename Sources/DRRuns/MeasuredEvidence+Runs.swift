@@ -13,8 +13,7 @@ extension MeasuredEvidence {
             switch r.kind {
             case .backup:
                 guard let job = r.job else { continue }
-                Self.merge(&jobs[job], at: at, success: r.status == .success)
-                if let target = r.storage { Self.merge(&targets[MeasuredEvidence.key(job: job, target: target)], at: at, success: r.status == .success) }
+                record(job: job, target: r.storage, at: at, success: r.status == .success)
             case .restoreTest:
                 guard let t = r.restoreTest, tests[t].map({ at >= $0.at }) ?? true else { continue }
                 let seconds = Int64(((r.finishedAt ?? r.startedAt).timeIntervalSince(r.startedAt)).rounded(.up))
@@ -25,14 +24,4 @@ extension MeasuredEvidence {
         }
     }
 
-    /// Folds one run into the latest-run record: the newest run sets the status, and the
-    /// newest success is kept whatever came after it.
-    static func merge(_ slot: inout JobRun?, at: Timestamp, success: Bool) {
-        let lastSuccess = success ? max(at, slot?.lastSuccess ?? at) : slot?.lastSuccess
-        if slot.map({ at >= $0.at }) ?? true {
-            slot = JobRun(at: at, status: success ? .success : .failed, lastSuccess: lastSuccess)
-        } else if let p = slot {
-            slot = JobRun(at: p.at, status: p.status, lastSuccess: lastSuccess)
-        }
-    }
 }

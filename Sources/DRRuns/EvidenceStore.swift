@@ -83,6 +83,12 @@ public final class EvidenceStore: @unchecked Sendable {
             // A bare file name ("evidence.sqlite") has no directory to create: it is the current one.
             let dir = (path as NSString).deletingLastPathComponent
             if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+            // Two processes opening a new store at once would both run the first migration
+            // ("table runs already exists"): opening and migrating is serialized by an flock on
+            // the store's directory (not on the database file, whose fcntl locks SQLite owns).
+            let dirFd = Glibc.open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY)
+            if dirFd >= 0 { flock(dirFd, LOCK_EX) }
+            defer { if dirFd >= 0 { flock(dirFd, LOCK_UN); close(dirFd) } }
             // Concurrent drplan processes wait for each other's short write transactions
             // instead of failing with SQLite's raw "database is locked".
             var config = Configuration()

@@ -16,6 +16,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Evidence store; default .drplan/evidence.sqlite beside the first inventory file.", valueName: "path"))
     var evidence: String?
 
+    @Option(name: .long, help: ArgumentHelp("Wait up to this long for a repository lock another process holds (e.g. 10m); default: fail at once, naming the holder.", valueName: "duration"))
+    var retryLock: String?
+
     @Flag(name: .long, help: "Never colour output (also: NO_COLOR).")
     var noColor = false
 
@@ -29,6 +32,9 @@ struct GlobalOptions: ParsableArguments {
     var inventoryPaths: [String] { inventory.isEmpty ? ["drplan.yaml"] : inventory }
 
     func validate() throws {
+        if let r = retryLock {
+            do { _ = try TimeSpan.parse(r) } catch { throw ValidationError("invalid --retry-lock '\(r)': \(error.reason)") }
+        }
         if let now {
             do { _ = try Timestamp.parse(now) } catch {
                 throw ValidationError("invalid --now '\(now)': \(error.reason)")
@@ -82,6 +88,7 @@ struct GlobalOptions: ParsableArguments {
     func runner(_ inventory: Inventory) throws(CommandFailure) -> Runner {
         var runner = Runner(inventory: inventory, baseDirectory: baseDirectory, store: try openStore())
         runner.verbose = verbose
+        runner.lockWait = retryLock.flatMap { try? TimeSpan.parse($0) }.map { TimeInterval($0.seconds) } ?? 0
         let quiet = self.quiet
         runner.log = { if !quiet { Console.error("drplan: " + $0) } }
         return runner

@@ -83,32 +83,90 @@ public enum PlanFormat {
 
     // MARK: runbook
 
-    /// The engine's own restore command for a row's source and job, with the real repository location.
-    public static func restoreCommand(_ r: PlanRow, inventory: Inventory, inventoryArgs: String) -> String {
-        guard let source = r.source, let job = r.job else { return "" }
+    /// Where runbooks restore to unless told otherwise (`drplan plan --restore-root`).
+    public static let defaultRestoreRoot = "/restore"
+
+    /// The engine's own restore command for a row's source and job: the real repository
+    /// location (restic's `<path>/drplan-restic`, or its `url`), and `--from` the copy that
+    /// survives, so that the command works in the incident it is written for.
+    /// `baseDirectory` is the inventory's folder, which relative paths in it are relative to:
+    /// restic, unlike drplan, needs them spelled out.
+    public static func restoreCommand(_ r: PlanRow, inventory: Inventory, inventoryArgs: String, restoreRoot: String = defaultRestoreRoot, baseDirectory: String = "") -> String {
+        guard let source = r.source, let jobId = r.job else { return "" }
         let s = inventory.storage.first { $0.id == source }
-        let target = "/restore/\(r.asset)"
-        if r.engine == .restic {
-            let repo = s?.url ?? s?.path ?? "<repository of \(source)>"
-            return "restic -r \(repo) restore latest --tag \(job) --target \(target) --verify"
+        let target = restoreRoot + "/" + r.asset
+        let job = inventory.jobs.first { $0.id == jobId }
+        func resolved(_ p: String) -> String { p.hasPrefix("/") || p.hasPrefix("~") || baseDirectory.isEmpty || baseDirectory == "." ? p : baseDirectory + "/" + p }
+        if job?.engine(for: source) == .restic {
+            let repo = s?.url ?? s?.path.map { resolved($0) + "/drplan-restic" } ?? "<repository of \(source)>"
+            var cmd = "restic -r \(repo)"
+            switch job?.encryption.passphrase ?? s?.encryption.passphrase {
+            case .file(let f)?: cmd += " --password-file \(resolved(f))"
+            case .env(let v)?: cmd = "RESTIC_PASSWORD=\"$\(v)\" " + cmd
+            default: break
+            }
+            return cmd + " restore latest --tag \(jobId),\(r.asset) --target \(target) --verify"
         }
-        return "drplan restore \(job) \(inventoryArgs)--target \(target)"
+        return "drplan restore \(jobId) \(inventoryArgs)--from \(source) --target \(target)"
     }
 
-    /// The check that proves the restore worked: the asset's restore test, else the engine's own verification.
+    /// Where the key to a row's copy comes from, and whether the scenario takes it away: a
+    /// backup whose only key burns with the site cannot be decrypted.
+    public static func keyNote(_ r: PlanRow, scenario: Scenario, inventory: Inventory) -> (text: String, danger: Bool) {
+        guard let source = r.source, let job = inventory.jobs.first(where: { $0.id == r.job }) else { return ("", false) }
+        let s = inventory.storage.first { $0.id == source }
+        var parts: [String] = []
+        let ref = job.encryption.passphrase ?? s?.encryption.passphrase
+        switch ref {
+        case .file(let f)?: parts.append("the passphrase is read from the file \(f)" + (f.hasPrefix("/") || f.hasPrefix("~") ? "" : " (relative to the inventory)"))
+        case .env(let v)?: parts.append("the passphrase is read from the environment variable \(v)")
+        case .vault(let p)?: parts.append("the passphrase is in the vault at \(p)")
+        case .literal?: parts.append("the passphrase is written in the inventory itself (rule DR703)")
+        case nil: parts.append(job.encryption.atRest || s?.encryption.atRest == true ? "no passphrase secret is declared" : "the copy is not encrypted by drplan")
+        }
+        let creds = s?.credentials.map { k, v -> String in
+            switch v {
+            case .env(let e): return "\(k) from $\(e)"
+            case .file(let f): return "\(k) from the file \(f)"
+            case .vault(let p): return "\(k) from the vault at \(p)"
+            case .literal: return "\(k) (written in the inventory)"
+            }
+        } ?? []
+        if !creds.isEmpty { parts.append("the storage's credentials: " + creds.joined(separator: ", ")) }
+        var danger = false
+        if let keyStorage = job.encryption.keyStorage, let ks = inventory.storage.first(where: { $0.id == keyStorage }) {
+            let region: (String) -> String = { site in inventory.sites.first { $0.id == site }?.region ?? site }
+            switch scenario {
+            case .site(let id): danger = ks.site == id
+            case .region(let rg): danger = region(ks.site) == rg
+            case .storage(let id): danger = ks.id == id
+            default: danger = false
+            }
+            parts.append("its copy is kept on \(keyStorage) (site \(ks.site))")
+            if danger { parts.append("THE ONLY DECLARED COPY OF THE KEY IS LOST IN THIS SCENARIO: without another copy, this backup cannot be decrypted") }
+        } else if ref != nil {
+            parts.append("no 'key_storage' says where a copy of it is kept: make sure one is off the site being lost")
+        }
+        return (parts.joined(separator: "; "), danger)
+    }
+
+    /// The check that proves the restore worked: the asset's restore test on the surviving
+    /// copy, else the engine's own verification.
     public static func verification(_ r: PlanRow, inventory: Inventory, inventoryArgs: String) -> String {
         let covering = inventory.restoreTests.first { test in
             if let a = test.asset { return a == r.asset }
             return inventory.jobs.first { $0.id == test.job }?.assets.contains(r.asset) == true
         }
-        if let t = covering { return "drplan restore-test \(t.id) \(inventoryArgs)".trimmingCharacters(in: .whitespaces) }
+        if let t = covering {
+            return "drplan restore-test \(t.id) \(inventoryArgs)" + (r.source.map { "--from \($0)" } ?? "")
+        }
         if r.engine == .restic, let s = inventory.storage.first(where: { $0.id == r.source }) {
-            return "restic -r \(s.url ?? s.path ?? "<repository>") check --read-data-subset 10%"
+            return "restic -r \(s.url ?? s.path.map { $0 + "/drplan-restic" } ?? "<repository>") check --read-data-subset 10%"
         }
         return "compare the restored files with the snapshot manifest: drplan restore verifies every byte against its SHA-256"
     }
 
-    public static func markdown(_ plans: [ScenarioPlan], inventory: Inventory, inventoryArgs: String, asOf: Timestamp) -> String {
+    public static func markdown(_ plans: [ScenarioPlan], inventory: Inventory, inventoryArgs: String, asOf: Timestamp, restoreRoot: String = defaultRestoreRoot, baseDirectory: String = "") -> String {
         var out = ["# Disaster-recovery runbook: \(inventory.organization ?? "inventory")", "", "Planned as of \(asOf). One section per scenario; follow the waves in order.", ""]
         out += plans.map { "- " + $0.verdict }
         for p in plans {
@@ -134,7 +192,11 @@ public enum PlanFormat {
                         "- Start: \(opt(r.start)) after the incident; expected duration \(opt(r.restoreTime)); ready at \(opt(r.readyAt))" + (r.meetsRTO == false ? " — **misses its RTO**" : ""),
                         "- Data lost: up to \(opt(r.dataLoss))" + (r.meetsRPO == false ? " — **more than its RPO**" : ""),
                         r.waitsFor.isEmpty ? "- Waits for: nothing" : "- Waits for: \(r.waitsFor.joined(separator: ", "))",
-                        "- Restore:", "", "  ```sh", "  " + restoreCommand(r, inventory: inventory, inventoryArgs: inventoryArgs), "  ```", "",
+                        "- Keys: " + { () -> String in
+                            let k = keyNote(r, scenario: p.scenario, inventory: inventory)
+                            return k.danger ? "**⚠ \(k.text)**" : k.text
+                        }(),
+                        "- Restore:", "", "  ```sh", "  " + restoreCommand(r, inventory: inventory, inventoryArgs: inventoryArgs, restoreRoot: restoreRoot, baseDirectory: baseDirectory), "  ```", "",
                         "- Verify: `\(verification(r, inventory: inventory, inventoryArgs: inventoryArgs))`", "",
                     ]
                 }

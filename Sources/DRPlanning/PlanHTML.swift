@@ -9,7 +9,7 @@ public enum PlanHTML {
         public var description: String
     }
 
-    public static func render(_ plans: [ScenarioPlan], inventory: Inventory, inventoryArgs: String, asOf: Timestamp) throws -> String {
+    public static func render(_ plans: [ScenarioPlan], inventory: Inventory, inventoryArgs: String, asOf: Timestamp, restoreRoot: String = PlanFormat.defaultRestoreRoot, baseDirectory: String = "") throws -> String {
         let name = "reports/templates/plan.html.mustache"
         guard let text = Templates.files.first(where: { $0.name == name })?.text else { throw TemplateError(description: "\(name) is not built in") }
         let template: MustacheTemplate
@@ -17,12 +17,12 @@ public enum PlanHTML {
         let rto = Dictionary(inventory.assets.compactMap { a in a.rto.map { (a.id, Double($0.seconds)) } }, uniquingKeysWith: { a, _ in a })
         let view: [String: Any] = [
             "organization": inventory.organization ?? "inventory", "asOf": asOf.description,
-            "scenarios": plans.map { scenarioView($0, rto: rto, inventory: inventory, inventoryArgs: inventoryArgs) },
+            "scenarios": plans.map { scenarioView($0, rto: rto, inventory: inventory, inventoryArgs: inventoryArgs, restoreRoot: restoreRoot, baseDirectory: baseDirectory) },
         ]
         return template.render(view) + "\n"
     }
 
-    static func scenarioView(_ p: ScenarioPlan, rto: [String: Double], inventory: Inventory, inventoryArgs: String) -> [String: Any] {
+    static func scenarioView(_ p: ScenarioPlan, rto: [String: Double], inventory: Inventory, inventoryArgs: String, restoreRoot: String, baseDirectory: String) -> [String: Any] {
         let fail = p.verdict.hasPrefix("FAIL") || p.verdict.hasPrefix("RISK")
         var view: [String: Any] = [
             "name": p.scenario.description, "anchor": p.scenario.description.replacingOccurrences(of: ":", with: "-"),
@@ -46,7 +46,9 @@ public enum PlanHTML {
                     "asset": r.asset, "tier": r.tier.rawValue, "source": r.source ?? "-", "job": r.job ?? "-",
                     "start": PlanFormat.opt(r.start), "ready": PlanFormat.opt(r.readyAt), "duration": PlanFormat.opt(r.restoreTime),
                     "dataLoss": PlanFormat.opt(r.dataLoss), "late": r.meetsRTO == false, "overRPO": r.meetsRPO == false,
-                    "command": PlanFormat.restoreCommand(r, inventory: inventory, inventoryArgs: inventoryArgs),
+                    "command": PlanFormat.restoreCommand(r, inventory: inventory, inventoryArgs: inventoryArgs, restoreRoot: restoreRoot, baseDirectory: baseDirectory),
+                    "keys": PlanFormat.keyNote(r, scenario: p.scenario, inventory: inventory).text,
+                    "keyDanger": PlanFormat.keyNote(r, scenario: p.scenario, inventory: inventory).danger,
                     "verify": PlanFormat.verification(r, inventory: inventory, inventoryArgs: inventoryArgs),
                 ]
                 if !r.waitsFor.isEmpty { step["waitsFor"] = r.waitsFor.joined(separator: ", ") }

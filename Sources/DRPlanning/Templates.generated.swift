@@ -50,7 +50,7 @@ svg text { font: 11px system-ui, sans-serif; fill: #1d2330; }
       <tr class="step"><td><b>{{asset}}</b><br>{{tier}}</td><td><code>{{source}}</code><br>job {{job}}</td>
       <td>{{start}} → {{ready}}<br>takes {{duration}} {{#late}}<span class="fail">misses RTO</span>{{/late}}</td>
       <td>{{dataLoss}} {{#overRPO}}<span class="fail">over RPO</span>{{/overRPO}}</td>
-      <td><pre>{{command}}</pre>Verify: <code>{{verify}}</code>{{#waitsFor}}<br>after: {{waitsFor}}{{/waitsFor}}</td></tr>
+      <td><pre>{{command}}</pre>Verify: <code>{{verify}}</code>{{#waitsFor}}<br>after: {{waitsFor}}{{/waitsFor}}<br>{{#keyDanger}}<strong style="color:#b71c1c">⚠ Keys: {{keys}}</strong>{{/keyDanger}}{{^keyDanger}}<span class="muted">Keys: {{keys}}</span>{{/keyDanger}}</td></tr>
     {{/steps}}
     </tbody>
   </table>

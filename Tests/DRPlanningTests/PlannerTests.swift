@@ -249,13 +249,16 @@ struct PlanOutputTests {
         let plans = [Planner(inv).plan(.site("fra-dc1"))]
         let md = PlanFormat.markdown(plans, inventory: inv, inventoryArgs: "-i samples/betpro.yaml ", asOf: Timestamp(seconds: 0))
         // dns comes back from the restic repository on S3 that servers-daily writes.
-        #expect(md.contains("restic -r s3:s3.eu-west-1.amazonaws.com/betpro-backup restore latest --tag servers-daily --target /restore/dns --verify"))
+        // The password's source is spelled out, and the tags pick this asset's snapshots.
+        #expect(md.contains("restic -r s3:s3.eu-west-1.amazonaws.com/betpro-backup --password-file /etc/drplan/restic.key restore latest --tag servers-daily,dns --target /restore/dns --verify"))
+        #expect(md.contains("- Keys: the passphrase is read from the file /etc/drplan/restic.key; the storage's credentials: access_key from $AWS_ACCESS_KEY_ID"))
         #expect(md.contains("restic -r s3:s3.eu-west-1.amazonaws.com/betpro-backup check --read-data-subset 10%"))
         // trades-db: S3 cannot restore 500 GB within its 1h RTO (6250s), the vault tape can (3333s).
-        #expect(md.contains("drplan restore weekly-vault -i samples/betpro.yaml --target /restore/trades-db"))
-        // Verification runs the declared restore tests.
-        #expect(md.contains("- Verify: `drplan restore-test wallets-failover -i samples/betpro.yaml`"))
-        #expect(md.contains("- Verify: `drplan restore-test auth-restore -i samples/betpro.yaml`"))
+        // Each command names the copy that survives.
+        #expect(md.contains("drplan restore weekly-vault -i samples/betpro.yaml --from tape-vault --target /restore/trades-db"))
+        // Verification runs the declared restore tests, on the surviving copy.
+        #expect(md.contains("- Verify: `drplan restore-test wallets-failover -i samples/betpro.yaml --from "))
+        #expect(md.contains("- Verify: `drplan restore-test auth-restore -i samples/betpro.yaml --from s3-eu`"))
         #expect(md.contains("### Wave 1") && md.contains("### Wave 3"))
         let html = try PlanHTML.render(plans, inventory: inv, inventoryArgs: "", asOf: Timestamp(seconds: 0))
         #expect(html.contains("<svg class=\"gantt\"") && html.contains("Wave 3"))

@@ -30,6 +30,9 @@ struct PlanCommand: ParsableCommand {
     @Option(name: .long, help: "Output: text, json, markdown or html (a runbook).")
     var format: Format = .text
 
+    @Option(name: .long, help: ArgumentHelp("Where the runbook's restore commands restore to (default /restore).", valueName: "dir"))
+    var restoreRoot: String = PlanFormat.defaultRestoreRoot
+
     @Option(name: .short, help: ArgumentHelp("Write the output here instead of stdout.", valueName: "path"))
     var output: String?
 
@@ -57,9 +60,9 @@ struct PlanCommand: ParsableCommand {
         switch format {
         case .text: text = PlanFormat.text(plans)
         case .json: text = PlanFormat.json(plans, asOf: global.instant())
-        case .markdown: text = PlanFormat.markdown(plans, inventory: inventory, inventoryArgs: args, asOf: global.instant())
+        case .markdown: text = PlanFormat.markdown(plans, inventory: inventory, inventoryArgs: args, asOf: global.instant(), restoreRoot: restoreRoot, baseDirectory: global.baseDirectory)
         case .html:
-            do { text = try PlanHTML.render(plans, inventory: inventory, inventoryArgs: args, asOf: global.instant()) } catch {
+            do { text = try PlanHTML.render(plans, inventory: inventory, inventoryArgs: args, asOf: global.instant(), restoreRoot: restoreRoot, baseDirectory: global.baseDirectory) } catch {
                 Console.error("drplan: error: cannot render the runbook: \(error); this is a bug in drplan, please report it")
                 throw CommandFailure(status: .environment)
             }

@@ -42,12 +42,12 @@ struct ReportCommand: ParsableCommand {
         for format in ReportFormats.all { rendered.append((format.fileName, try Loaders.render(format, result, context))) }
         let args = global.inventory.map { "-i \($0) " }.joined()
         do {
-            rendered.append(("runbook.html", try PlanHTML.render(plans, inventory: result.inventory, inventoryArgs: args, asOf: result.facts.asOf)))
+            rendered.append(("runbook.html", try PlanHTML.render(plans, inventory: result.inventory, inventoryArgs: args, asOf: result.facts.asOf, baseDirectory: global.baseDirectory)))
         } catch {
             Console.error("drplan: error: cannot render the runbook: \(error); this is a bug in drplan, please report it")
             throw CommandFailure(status: .environment)
         }
-        rendered.append(("runbook.md", PlanFormat.markdown(plans, inventory: result.inventory, inventoryArgs: args, asOf: result.facts.asOf)))
+        rendered.append(("runbook.md", PlanFormat.markdown(plans, inventory: result.inventory, inventoryArgs: args, asOf: result.facts.asOf, baseDirectory: global.baseDirectory)))
         let fm = FileManager.default
         let staging = (folder as NSString).deletingLastPathComponent + "/.drplan-report-\(UUID().uuidString)"
         do {

@@ -304,6 +304,40 @@ struct RepositoryTrustTests {
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: out.path + "/docs/latest") == "a.txt")
     }
 
+    /// The raw names in a directory.
+    static func rawNames(_ dir: String) -> Set<[UInt8]> {
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var out = Set<[UInt8]>()
+        while let e = readdir(d) {
+            let raw = withUnsafePointer(to: e.pointee.d_name) { $0.withMemoryRebound(to: UInt8.self, capacity: 256) { p in Array(UnsafeBufferPointer(start: p, count: strlen(UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self)))) } }
+            if raw != [0x2E] && raw != [0x2E, 0x2E] { out.insert(raw) }
+        }
+        return out
+    }
+
+    @Test("names that are not valid UTF-8 are backed up and restored byte for byte, and so are private-use names")
+    func rawNames() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let repo = try RepositoryTests.make(dir)
+        try dir.write("src/plain.txt", "plain")
+        let names: [[UInt8]] = [[0x66, 0xFF, 0x6F], [0x6C, 0x61, 0x74, 0x69, 0x6E, 0x31, 0xE9], Array("pua-\u{F7A0}".utf8), [0xC3, 0x28, 0x2E, 0x62, 0x69, 0x6E]]
+        for (i, n) in names.enumerated() {
+            let path = Array((dir.path + "/src/").utf8) + n
+            let fd = (path.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { Glibc.open($0.baseAddress!, O_WRONLY | O_CREAT, 0o644) }
+            #expect(fd >= 0)
+            _ = "content \(i)".withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+        let s = try repo.backup(paths: [dir.path + "/src"])
+        #expect(s.files == 5)
+        let out = dir.path + "/out"
+        let r = try repo.restore(s.snapshot, to: URL(fileURLWithPath: out))
+        #expect(r.damaged.isEmpty && r.files == 5)
+        #expect(Self.rawNames(out) == Self.rawNames(dir.path + "/src"))
+        #expect(Self.rawNames(out).count == 5)
+    }
+
     @Test("sparse files stay sparse; FIFOs and sockets are recorded as skipped")
     func sparseAndSpecial() throws {
         let dir = try TempDir(); defer { dir.cleanup() }

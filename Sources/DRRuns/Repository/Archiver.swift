@@ -32,7 +32,7 @@ extension BuiltinRepository {
         for base in paths {
             let root = URL(fileURLWithPath: base).path
             var rootStat = stat()
-            guard lstat(root, &rootStat) == 0 else { throw RepositoryError(.io, "cannot read \(root): \(String(cString: strerror(errno)))") }
+            guard fsLstat(root, &rootStat) == 0 else { throw RepositoryError(.io, "cannot read \(root): \(String(cString: strerror(errno)))") }
             var stack: [(rel: String, st: stat)] = [("", rootStat)]
             while let (rel, st) = stack.popLast() {
                 let full = rel.isEmpty ? root : root + "/" + rel
@@ -119,10 +119,8 @@ extension BuiltinRepository {
 
     /// A symlink's target, read as it is (not resolved).
     static func linkTarget(_ path: String) throws(RepositoryError) -> String {
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink(path, &buf, buf.count - 1)
-        guard n >= 0 else { throw RepositoryError(.io, "cannot read the symlink \(path): \(String(cString: strerror(errno)))") }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let bytes = fsReadlink(path) else { throw RepositoryError(.io, "cannot read the symlink \(RunMessages.quoted(path)): \(String(cString: strerror(errno)))") }
+        return FSName.encode(bytes)
     }
 
     /// The objects a backup may take as stored: indexed in a pack that is there and not
@@ -156,15 +154,17 @@ extension BuiltinRepository {
     /// empty one: skipping it would make a snapshot silently incomplete. An entry removed
     /// while the walk runs is left out.
     static func children(of dir: String) throws(RepositoryError) -> [(name: String, st: stat)] {
-        guard let d = opendir(dir) else { throw RepositoryError(.io, "cannot read the directory \(dir): \(String(cString: strerror(errno))); check its permissions or exclude it") }
+        guard let d = fsOpendir(dir) else { throw RepositoryError(.io, "cannot read the directory \(dir): \(String(cString: strerror(errno))); check its permissions or exclude it") }
         defer { closedir(d) }
         let fd = dirfd(d)
         var out: [(name: String, st: stat)] = []
         while let e = readdir(d) {
-            let name = withUnsafePointer(to: e.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
-            if name == "." || name == ".." { continue }
+            // The raw bytes of the name, whatever they are: a name that is not UTF-8 is kept.
+            let raw = withUnsafePointer(to: e.pointee.d_name) { $0.withMemoryRebound(to: UInt8.self, capacity: 256) { p in Array(UnsafeBufferPointer(start: p, count: strlen(UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self)))) } }
+            if raw == [0x2E] || raw == [0x2E, 0x2E] { continue }
+            let name = FSName.encode(raw)
             var st = stat()
-            guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+            guard (raw.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer({ b in b.baseAddress.map { fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW) } ?? -1 }) == 0 else {
                 if errno == ENOENT { continue }
                 throw RepositoryError(.io, "cannot read \(dir)/\(name): \(String(cString: strerror(errno)))")
             }
@@ -184,7 +184,7 @@ extension BuiltinRepository {
 
     /// Reads a file in fixed-size chunks, storing each new one; what was read is what is recorded.
     func storeFile(_ path: String, worker: BackupWorker, work: BackupWork) throws(RepositoryError) -> StoredFile {
-        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW)
+        let fd = fsOpen(path, O_RDONLY | O_NOFOLLOW)
         guard fd >= 0 else { throw RepositoryError(.io, "cannot open \(path) for reading: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var chunks: [String] = [], size: Int64 = 0

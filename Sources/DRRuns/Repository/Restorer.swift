@@ -65,19 +65,19 @@ extension BuiltinRepository {
             try Self.makeParents(e.path, in: target.path)
             switch e.kind {
             case .dir:
-                if lstat(dest, &st) == 0 {
+                if fsLstat(dest, &st) == 0 {
                     guard st.st_mode & S_IFMT == S_IFDIR else {
                         guard options.force else { throw RepositoryError(.io, "cannot create \(dest): something else is there") }
                         try Self.removeForReplacement(dest)
-                        if mkdir(dest, 0o700) != 0 { throw RepositoryError(.io, "cannot create \(dest): \(String(cString: strerror(errno)))") }
+                        if fsMkdir(dest, 0o700) != 0 { throw RepositoryError(.io, "cannot create \(dest): \(String(cString: strerror(errno)))") }
                         continue
                     }
-                } else if mkdir(dest, 0o700) != 0 {
+                } else if fsMkdir(dest, 0o700) != 0 {
                     throw RepositoryError(.io, "cannot create \(dest): \(String(cString: strerror(errno)))")
                 }
             case .symlink:
                 if options.force { try Self.removeForReplacement(dest) }
-                if symlink(e.target ?? "", dest) != 0 { throw RepositoryError(.io, "cannot create symlink \(dest): \(String(cString: strerror(errno)))") }
+                if fsSymlink(e.target ?? "", dest) != 0 { throw RepositoryError(.io, "cannot create symlink \(dest): \(String(cString: strerror(errno)))") }
             case .file:
                 if options.force { try Self.removeForReplacement(dest) }
                 files.append(e)
@@ -96,9 +96,9 @@ extension BuiltinRepository {
         // The target root keeps its own mode and times: it is the user's folder, not the snapshot's.
         for e in selected.filter({ $0.kind == .dir && !$0.path.isEmpty }).sorted(by: { $0.path > $1.path }) {
             let dest = target.path + "/" + e.path
-            chmod(dest, mode_t(e.mode & modeMask))
+            _ = fsChmod(dest, mode_t(e.mode & modeMask))
             var times = [timespec(tv_sec: Int(e.mtime), tv_nsec: Int(e.mtimeNanos)), timespec(tv_sec: Int(e.mtime), tv_nsec: Int(e.mtimeNanos))]
-            utimensat(AT_FDCWD, dest, &times, AT_SYMLINK_NOFOLLOW)
+            _ = fsUtimens(dest, &times)
         }
         return report
     }
@@ -139,9 +139,9 @@ extension BuiltinRepository {
     /// With --force: removes a file or link the snapshot is about to put back; never a directory.
     static func removeForReplacement(_ path: String) throws(RepositoryError) {
         var st = stat()
-        guard lstat(path, &st) == 0 else { return }
+        guard fsLstat(path, &st) == 0 else { return }
         if st.st_mode & S_IFMT == S_IFDIR { throw RepositoryError(.io, "cannot restore \(path): a directory is in the way; move it aside") }
-        if unlink(path) != 0 { throw RepositoryError(.io, "cannot replace \(path): \(String(cString: strerror(errno)))") }
+        if fsUnlink(path) != 0 { throw RepositoryError(.io, "cannot replace \(path): \(String(cString: strerror(errno)))") }
     }
 
     /// Writes one file, created exclusively and never through a link, checking every chunk's
@@ -149,7 +149,7 @@ extension BuiltinRepository {
     /// zeros becomes a hole, so sparse files stay sparse.
     func restoreFile(_ e: ManifestEntry, into target: String, modeMask: UInt32, work: RestoreWork) throws(RepositoryError) {
         let dest = target + "/" + e.path
-        let fd = Glibc.open(dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+        let fd = fsOpen(dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw RepositoryError(.io, "cannot create \(dest): \(String(cString: strerror(errno)))") }
         var digest = SHA256()
         var problem: String? = nil
@@ -193,7 +193,7 @@ extension BuiltinRepository {
         for part in rel.split(separator: "/").dropLast() {
             path += "/" + part
             var st = stat()
-            if lstat(path, &st) == 0, st.st_mode & S_IFMT != S_IFDIR {
+            if fsLstat(path, &st) == 0, st.st_mode & S_IFMT != S_IFDIR {
                 throw RepositoryError(.unsafePath, "\(path) is a symlink or file inside the restore target; refusing to write through it")
             }
         }
@@ -203,7 +203,7 @@ extension BuiltinRepository {
         var path = target
         for part in rel.split(separator: "/").dropLast() {
             path += "/" + part
-            if mkdir(path, 0o700) != 0 && errno != EEXIST { throw RepositoryError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
+            if fsMkdir(path, 0o700) != 0 && errno != EEXIST { throw RepositoryError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
         }
     }
 }

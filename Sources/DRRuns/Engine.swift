@@ -89,10 +89,14 @@ public protocol BackupEngine: Sendable {
     /// False for a mirror, whose one copy is its current state and carries no checksums:
     /// its restore test compares it with the source.
     var keepsHistory: Bool { get }
+    /// The repository's stable id, for the evidence store's record of the snapshots it holds;
+    /// nil where the engine has none.
+    var repositoryId: String? { get }
 }
 
 extension BackupEngine {
     public var keepsHistory: Bool { true }
+    public var repositoryId: String? { nil }
 
     /// Engines whose restore already authenticates every byte it reads have nothing to add.
     public func checkRepository(readDataPercent: Int) throws(RepositoryError) -> [String] { [] }
@@ -123,6 +127,7 @@ extension BackupEngine {
 public struct BuiltinEngine: BackupEngine {
     public let repository: BuiltinRepository
     public var name: String { "builtin" }
+    public var repositoryId: String? { repository.id }
     public var progress: ProgressSink?
     /// Messages about locks (a stale one removed), for the terminal.
     public var log: @Sendable (String) -> Void = { _ in }

@@ -131,6 +131,14 @@ public final class EvidenceStore: @unchecked Sendable {
             try db.execute(sql: "ALTER TABLE runs ADD COLUMN asset TEXT")
             try db.execute(sql: "CREATE INDEX runs_target ON runs(job, storage, started_at)")
         }
+        // The snapshots each repository was seen to hold, so that one that disappears (deleted
+        // by hand, lost with a file) is reported instead of silently replaced by an older one.
+        m.registerMigration("v4") { db in
+            try db.execute(sql: """
+                CREATE TABLE repository_snapshots (repository TEXT NOT NULL, storage TEXT NOT NULL, snapshot TEXT NOT NULL,
+                  first_seen TEXT NOT NULL, forgotten_at TEXT, PRIMARY KEY (repository, snapshot));
+                """)
+        }
         return m
     }
 
@@ -282,6 +290,36 @@ public final class EvidenceStore: @unchecked Sendable {
                              arguments: [Self.iso(from), Self.iso(to)]).map { row in
                 let seq: Int64 = row["seq"]
                 return ["seq": String(seq), "at": row["at"], "event": row["event"], "detail": row["detail"], "prev_hash": row["prev_hash"], "hash": row["hash"]]
+            }
+        }
+    }
+
+    /// Compares what a repository lists with what the evidence saw it hold: records the new
+    /// snapshots, and returns those seen before, never forgotten by a prune, and now gone.
+    public func reconcileSnapshots(repository: String, storage: String, listed: Set<String>) throws(EvidenceError) -> [(snapshot: String, firstSeen: String)] {
+        try write { db in
+            var vanished: [(String, String)] = []
+            for row in try Row.fetchAll(db, sql: "SELECT snapshot, first_seen FROM repository_snapshots WHERE repository = ? AND forgotten_at IS NULL", arguments: [repository]) {
+                let id: String = row["snapshot"]
+                if !listed.contains(id) { vanished.append((id, row["first_seen"])) }
+            }
+            let now = Self.iso(Date())
+            for id in listed {
+                try db.execute(sql: "INSERT OR IGNORE INTO repository_snapshots (repository, storage, snapshot, first_seen) VALUES (?, ?, ?, ?)", arguments: [repository, storage, id, now])
+            }
+            for (id, _) in vanished {
+                try Self.append(db, "snapshot.vanished", ["repository": repository, "storage": storage, "snapshot": id])
+            }
+            return vanished
+        }
+    }
+
+    /// Records that drplan itself removed these snapshots (prune, repair), so that their
+    /// absence is expected.
+    public func forgetSnapshots(repository: String, _ ids: [String]) throws(EvidenceError) {
+        try write { db in
+            for id in ids {
+                try db.execute(sql: "UPDATE repository_snapshots SET forgotten_at = ? WHERE repository = ? AND snapshot = ?", arguments: [Self.iso(Date()), repository, id])
             }
         }
     }

@@ -117,7 +117,9 @@ extension Runner {
                 let key = "\(job.engine(for: t)?.rawValue ?? "")|\(t)"
                 guard seen.insert(key).inserted || job.engine(for: t) == .rsync else { continue }
                 let engine = try engine(for: job, target: t, purpose: .read)
-                out.append((job.id, t, try engine.check(readData: readData)))
+                var report = try engine.check(readData: readData)
+                report.problems += try vanishedSnapshots(engine, target: t)
+                out.append((job.id, t, report))
             }
         }
         return out

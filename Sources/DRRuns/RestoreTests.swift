@@ -113,10 +113,14 @@ extension Runner {
             throw RepositoryError(.io, "cannot create the scratch folder \(scratch.path): \(error.localizedDescription)")
         }
         var damaged: [String: String] = [:]
+        // A snapshot that vanished would otherwise be replaced, silently, by the one before it.
+        let vanished = try vanishedSnapshots(engine, target: target)
+        for (i, gone) in vanished.enumerated() { damaged["(vanished snapshot \(i + 1))"] = gone }
         let all = try engine.snapshots(tag: job.id)
         var used: [String] = []
         for a in wanted {
             guard let snap = all.filter({ $0.tags.contains(a) }).last else {
+                if !vanished.isEmpty { throw RepositoryError(.missing, vanished.joined(separator: "; ")) }
                 throw RepositoryError(.missing, "job '\(job.id)' has no snapshot of '\(a)' on '\(target)' yet; run 'drplan backup \(job.id)' first")
             }
             // A database snapshot is one dump: sampling it would test nothing.

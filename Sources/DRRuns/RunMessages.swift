@@ -42,6 +42,9 @@ public enum RunMessages {
     static func sourceTooSmall(_ asset: String, found: Int64, declared: Int64, job: String) -> String {
         "asset '\(asset)' reads as \(found) bytes, under 1% of its declared size (\(declared) bytes): its source looks missing or unmounted, so nothing was backed up (retention would otherwise age out the good snapshots). Fix the source, correct 'size', or set 'allow_empty: true' on job '\(job)'"
     }
+    static func snapshotVanished(_ id: String, target: String, since: String) -> String {
+        "snapshot \(id.prefix(8)) on '\(target)', recorded since \(since), has disappeared without a prune by drplan: it was deleted or lost; 'drplan check-repository' checks what is left"
+    }
     static func sourceMissing(_ path: String) -> String {
         "the source \(path) does not exist: is it mounted? Nothing was backed up"
     }

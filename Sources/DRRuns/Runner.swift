@@ -172,6 +172,10 @@ public struct Runner {
                     if verbose { for p in b.skipped { log("  skipped \(RunMessages.quoted(p))") } }
                 }
                 progress?(RunProgress(files: Int64(b.files), bytes: b.bytesRead, totalFiles: Int64(b.files), totalBytes: b.bytesRead))
+                for w in try vanishedSnapshots(engine, target: target) {
+                    log("\(label): WARNING: \(w)")
+                    run.output = ((run.output.map { $0 + "\n" }) ?? "") + "WARNING: " + w
+                }
                 run.status = .success
                 log("\(label): success, \(run.files) files, \(run.bytesRead) bytes read, \(run.bytesWritten) new bytes stored in \(String(format: "%.1f", Date().timeIntervalSince(started)))s")
             }
@@ -209,7 +213,7 @@ public struct Runner {
                 var run = try store.begin(RunRecord(kind: .prune, job: job.id, engine: kind.rawValue, storage: target))
                 let interruption = RunInterruption.register(store: store, run: run)
                 defer { RunInterruption.unregister(interruption) }
-                var forgotten: [String]? = nil
+                var forgotten: [String]? = nil, repository: String? = nil
                 do throws(RepositoryError) {
                     let engine = try engine(for: job, target: target, purpose: .maintain)
                     var forget = Set<String>()
@@ -223,18 +227,33 @@ public struct Runner {
                     run.files = Int64(forget.count)
                     run.status = .success
                     log("prune \(job.id) on \(target): \(run.output ?? "")")
-                    if !dryRun { forgotten = forget.sorted() }
+                    if !dryRun { forgotten = forget.sorted(); repository = engine.repositoryId }
                 } catch {
                     run.status = .failed
                     run.error = error.message
                     log("prune \(job.id) on \(target): FAILED: \(error.message)")
                 }
                 try store.finish(run)
-                if let forgotten { try store.audit("prune", ["job": job.id, "storage": target, "forgotten": forgotten.joined(separator: ",")]) }
+                if let forgotten {
+                    if let repository { try store.forgetSnapshots(repository: repository, forgotten) }
+                    try store.audit("prune", ["job": job.id, "storage": target, "forgotten": forgotten.joined(separator: ",")])
+                }
                 records.append(run)
             }
         }
         return records
+    }
+
+    /// Snapshots the evidence saw on this target that are gone now, without a prune by drplan
+    /// having removed them: one sentence each. Records the snapshots listed now.
+    func vanishedSnapshots(_ engine: any BackupEngine, target: String) throws(RepositoryError) -> [String] {
+        guard let id = engine.repositoryId else { return [] }
+        let listed = Set(try engine.snapshots(tag: nil).map(\.id))
+        do {
+            return try store.reconcileSnapshots(repository: id, storage: target, listed: listed).map {
+                RunMessages.snapshotVanished($0.snapshot, target: target, since: $0.firstSeen)
+            }
+        } catch { throw RepositoryError(.io, error.message) }
     }
 
     func commandEnvironment(_ job: Job, _ storage: Storage?) -> [String: String] {

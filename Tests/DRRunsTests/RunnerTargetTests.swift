@@ -112,6 +112,33 @@ struct RunnerTargetTests {
         #expect(part[0].result.files == 1 && FileManager.default.fileExists(atPath: dir.path + "/part/sub/b.txt") && !FileManager.default.fileExists(atPath: dir.path + "/part/a.txt"))
     }
 
+    @Test("a snapshot that disappears is reported by the next run and by check-repository; one drplan pruned is not")
+    func vanishedSnapshot() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.makeDirectory("drive"); try dir.makeDirectory("other")
+        let storage = """
+              - { id: drive, kind: removable, site: home, path: drive, create: true }
+              - { id: bucket, kind: removable, site: home, path: other, create: true }
+            """
+        let runner = try Self.runner(try Self.inventory(dir, storage: storage, job: ", retention: { keep_last: 1 }"), dir)
+        _ = try runner.backup(jobs: [])
+        try dir.write("data/b.txt", "more")
+        _ = try runner.backup(jobs: [])
+        // drplan's own prune removes the older snapshot: expected, never reported.
+        #expect(try runner.prune(jobs: [], grace: 0).map(\.status) == [.success, .success])
+        #expect(try runner.restoreTest(tests: [], sample: nil, seed: 1, keep: false, from: "drive").map(\.0.status) == [.success])
+        // Someone deletes the newest snapshot file by hand.
+        let snaps = dir.path + "/drive/drplan-repository/snapshots"
+        for f in try FileManager.default.contentsOfDirectory(atPath: snaps) { try FileManager.default.removeItem(atPath: snaps + "/" + f) }
+        let t = try runner.restoreTest(tests: [], sample: nil, seed: 1, keep: false, from: "drive")[0].0
+        #expect(t.status == .failed && t.error?.contains("has disappeared without a prune by drplan") == true, "\(t.error ?? "")")
+        let check = try runner.checkRepositories(jobs: [], from: "drive", readData: .none)
+        #expect(check.count == 1 && check[0].report.problems.contains { $0.contains("has disappeared") })
+        let b = try runner.backup(jobs: [])
+        #expect(b[0].status == .success && b[0].output?.contains("WARNING: snapshot") == true)
+        #expect(b[1].output?.contains("WARNING") != true)
+    }
+
     @Test("targets: all tests every copy on each run; rotate tests each in turn")
     func testTargets() throws {
         let dir = try TempDir(); defer { dir.cleanup() }

@@ -182,12 +182,25 @@ struct RepairSnapshotsCommand: ParsableCommand {
         let runner = try global.runner(inventory)
         for id in try builtinTargets(runner, storage) {
             let dry = dryRun
+            var removed: [String] = [], repository = ""
             let lines = try reporting { () throws(RepositoryError) -> [String] in
                 let repo = try runner.repository(on: id)
-                return try repo.withLock(exclusive: true, operation: "repair snapshots", log: { Console.error("drplan: " + $0) }) { () throws(RepositoryError) in try repo.repairSnapshots(dryRun: dry) }
+                repository = repo.id
+                return try repo.withLock(exclusive: true, operation: "repair snapshots", log: { Console.error("drplan: " + $0) }) { () throws(RepositoryError) in
+                    let before = Set(try repo.snapshotNames())
+                    let lines = try repo.repairSnapshots(dryRun: dry)
+                    removed = before.subtracting(try repo.snapshotNames()).sorted()
+                    return lines
+                }
             }
             for l in lines { Console.out("\(id): \(l)") }
-            if !dryRun { try global.recording { () throws(EvidenceError) in try runner.store.audit("repair.snapshots", ["storage": id, "result": lines.joined(separator: "; ")]) } }
+            if !dryRun {
+                try global.recording { () throws(EvidenceError) in
+                    // The originals of rewritten snapshots are gone on purpose.
+                    try runner.store.forgetSnapshots(repository: repository, removed)
+                    try runner.store.audit("repair.snapshots", ["storage": id, "result": lines.joined(separator: "; ")])
+                }
+            }
         }
     }
 }

@@ -5,9 +5,11 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def write_section(name, table):
-    """Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->`, or appends both."""
-    doc = os.path.join(ROOT, "docs/benchmarks.md")
+def write_section(name, table, doc="docs/benchmarks.md"):
+    """Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in `doc`, or appends both."""
+    doc = os.path.join(ROOT, doc)
+    if not os.path.exists(doc):
+        open(doc, "w").write("")
     text = open(doc).read()
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     if begin in text and end in text:

@@ -25,7 +25,15 @@ public struct EngineRestore: Sendable {
 }
 
 /// How far a backup or restore has got, for the terminal display or `--progress json`.
+/// Events are typed: `started` opens a run (naming it), `running` reports counts, `done`
+/// closes it with its final counts and status; engines send `running` only.
 public struct RunProgress: Sendable, Equatable {
+    public enum Phase: String, Sendable { case started, running, done }
+    public var phase: Phase = .running
+    /// Which run (`backup JOB/ASSET → TARGET`), on `started` and `done`.
+    public var label: String? = nil
+    /// On `done`: success, failed or interrupted.
+    public var status: String? = nil
     public var files: Int64 = 0
     public var bytes: Int64 = 0
     /// Known once the engine has scanned its input; nil while unknown (no ETA then).
@@ -33,6 +41,12 @@ public struct RunProgress: Sendable, Equatable {
     public var totalBytes: Int64?
     public init(files: Int64 = 0, bytes: Int64 = 0, totalFiles: Int64? = nil, totalBytes: Int64? = nil) {
         self.files = files; self.bytes = bytes; self.totalFiles = totalFiles; self.totalBytes = totalBytes
+    }
+    public static func started(_ label: String) -> RunProgress { var p = RunProgress(); p.phase = .started; p.label = label; return p }
+    public static func done(_ label: String, status: String, files: Int64, bytes: Int64) -> RunProgress {
+        var p = RunProgress(files: files, bytes: bytes, totalFiles: files, totalBytes: bytes)
+        p.phase = .done; p.label = label; p.status = status
+        return p
     }
 }
 

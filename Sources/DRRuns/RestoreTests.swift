@@ -67,7 +67,8 @@ extension Runner {
         var run = try store.begin(RunRecord(kind: .restoreTest, job: job.id, restoreTest: test.id, asset: test.asset, engine: kind.rawValue, storage: target))
         let interruption = RunInterruption.register(store: store, run: run)
         defer { RunInterruption.unregister(interruption) }
-        progress?(RunProgress())
+        let label = "restore-test \(test.id)" + (target.map { " ← \($0)" } ?? "")
+        progress?(.started(label))
         let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-restore-test-\(test.id)-\(run.id.prefix(8))")
         let effective = sample ?? (test.scope == .sample ? .percent(10) : .all)
         do throws(RepositoryError) {
@@ -83,6 +84,7 @@ extension Runner {
             run.missingTool = error.kind == .missingTool
         }
         if !keep { try? FileManager.default.removeItem(at: scratch) }
+        progress?(.done(label, status: run.status.rawValue, files: run.verifiedFiles, bytes: run.verifiedBytes))
         try store.finish(run)
         alert(run, job)
         let on = target.map { " from \($0)" } ?? ""
@@ -128,7 +130,6 @@ extension Runner {
             let dest = scratch.appendingPathComponent(a)
             let r = try engine.restore(snapshot: snap.id, to: dest, options: RestoreOptions(), select: select)
             run.verifiedFiles += Int64(r.files); run.verifiedBytes += r.bytes; run.files += Int64(r.files + r.damaged.count)
-            progress?(RunProgress(files: Int64(r.files + r.damaged.count), bytes: r.bytes, totalFiles: Int64(r.files + r.damaged.count), totalBytes: r.bytes))
             for (p, why) in r.damaged { damaged["\(a)/\(p)"] = why }
             if r.damaged.isEmpty {
                 let problems = try verifyRestored(a, engine: kind, in: dest, runId: run.id)

@@ -24,6 +24,8 @@ public struct Runner {
     public var progress: ProgressSink?
     /// How long to wait for a conflicting repository lock.
     public var lockWait: TimeInterval = 0
+    /// Retries of a store step that failed with a non-permanent (I/O) error.
+    public var retry = RetryPolicy()
 
     public init(inventory: Inventory, baseDirectory: String, store: EvidenceStore) {
         self.inventory = inventory
@@ -148,7 +150,7 @@ public struct Runner {
         let label = "backup \(job.id)\(asset.map { "/\($0)" } ?? "") → \(target)"
         let interruption = RunInterruption.register(store: store, run: run)
         defer { RunInterruption.unregister(interruption) }
-        progress?(RunProgress())
+        progress?(.started(label))
         log("\(label): started (run \(run.id.prefix(8)))")
         let started = Date()
         do throws(RepositoryError) {
@@ -163,7 +165,7 @@ public struct Runner {
                 let staged = try stage(a, for: kind, job: job, runId: run.id)
                 defer { staged.cleanup() }
                 try checkNotEmpty(staged, asset: a, job: job)
-                let b = try engine.backup(paths: staged.paths, exclude: staged.exclude, tags: [job.id, asset])
+                let b = try retry.run(label, log: log) { () throws(RepositoryError) in try engine.backup(paths: staged.paths, exclude: staged.exclude, tags: [job.id, asset]) }
                 run.bytesRead = b.bytesRead; run.bytesWritten = b.bytesWritten; run.files = Int64(b.files)
                 run.snapshot = b.snapshot
                 if !b.skipped.isEmpty {
@@ -171,7 +173,6 @@ public struct Runner {
                     log("\(label): skipped \(b.skipped.count) special file(s) (sockets, devices, FIFOs)" + (verbose ? "" : "; -v lists them"))
                     if verbose { for p in b.skipped { log("  skipped \(RunMessages.quoted(p))") } }
                 }
-                progress?(RunProgress(files: Int64(b.files), bytes: b.bytesRead, totalFiles: Int64(b.files), totalBytes: b.bytesRead))
                 for w in try vanishedSnapshots(engine, target: target) {
                     log("\(label): WARNING: \(w)")
                     run.output = ((run.output.map { $0 + "\n" }) ?? "") + "WARNING: " + w
@@ -185,6 +186,7 @@ public struct Runner {
             run.missingTool = error.kind == .missingTool
             log("\(label): FAILED: \(error.message)")
         }
+        progress?(.done(label, status: run.status.rawValue, files: run.files, bytes: run.bytesRead))
         try store.finish(run)
         alert(run, job)
         return run

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CEL
 import DRInventory
 import DRRuns
 import Foundation
@@ -49,10 +50,14 @@ final class ProgressDisplay: @unchecked Sendable {
     func update(_ p: RunProgress) {
         lock.lock(); defer { lock.unlock() }
         let now = Date()
-        // Nothing done yet, or a count that went down: a new run began.
-        if (p.files == 0 && p.bytes == 0) || p.files < lastFiles { started = now; lastFiles = p.files; finished = false; return }
+        if p.phase == .started {
+            started = now; lastFiles = 0; finished = false
+            if json { FileHandle.standardError.write(Data("{\"event\":\"start\",\"run\":\(JSONWriter().string(.string(p.label ?? "")))}\n".utf8)) }
+            return
+        }
         lastFiles = p.files
-        let complete = p.totalFiles.map { p.files >= $0 } ?? false
+        // Only the runner's `done` event closes a run: an engine's last count is progress.
+        let complete = p.phase == .done
         guard !finished, complete || now.timeIntervalSince(lastShown) >= (json ? 1 : 0.1) else { return }
         finished = complete
         lastShown = now
@@ -66,7 +71,8 @@ final class ProgressDisplay: @unchecked Sendable {
             if let t = p.totalBytes { fields.append("\"total_bytes\":\(t)") }
             if let eta { fields.append("\"eta_seconds\":\(Int64(eta.rounded(.up)))") }
             fields.append("\"done\":\(complete)")
-            FileHandle.standardError.write(Data(("{\"progress\":{" + fields.joined(separator: ",") + "}}\n").utf8))
+            if let s = p.status { fields.append("\"status\":\"\(s)\"") }
+            FileHandle.standardError.write(Data(("{\"event\":\"\(complete ? "done" : "progress")\",\"progress\":{" + fields.joined(separator: ",") + "}}\n").utf8))
         } else {
             var line = "\(p.files)" + (p.totalFiles.map { "/\($0)" } ?? "") + " files, " + ByteSize.format(p.bytes) + (p.totalBytes.map { " of " + ByteSize.format($0) } ?? "")
             line += ", " + ByteSize.format(Int64(rate)) + "/s"

@@ -195,9 +195,11 @@ struct RunsCLITests {
         #expect((test["verified_files"] as? Int ?? 0) > 0)
         let c = try run(["check"], dir)
         #expect(c.status == 0 && !c.stdout.contains("DR502") && !c.stdout.contains("DR402"), "\(c.stdout)")
-        // --progress json: one object per line on stderr, the last one of each run complete.
-        let lines = b.stderr.split(separator: "\n").filter { $0.hasPrefix("{\"progress\"") }
-        #expect(lines.count >= 2 && lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
-        #expect(lines.filter { $0.contains("\"done\":true") }.count == 2)
+        // --progress json: typed events, one JSON object per line on stderr: a start and a done
+        // per run (two targets), with progress between.
+        let lines = b.stderr.split(separator: "\n").filter { $0.hasPrefix("{\"event\"") }
+        #expect(lines.count >= 4 && lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
+        #expect(lines.filter { $0.hasPrefix("{\"event\":\"start\"") }.count == 2)
+        #expect(lines.filter { $0.hasPrefix("{\"event\":\"done\"") && $0.contains("\"done\":true") && $0.contains("\"status\":\"success\"") }.count == 2)
     }
 }

@@ -140,6 +140,8 @@ struct RepositoryTests {
         // Rebuild the repository as version 1 wrote it: config version 1, data/XX/ID, no packs.
         var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("config"))) as? [String: Any])
         config["version"] = 1
+        config["mac"] = nil   // version 1 had neither a mac nor an id
+        config["id"] = nil
         try JSONSerialization.data(withJSONObject: config).write(to: root.appendingPathComponent("config"))
         try FileManager.default.removeItem(at: root.appendingPathComponent("packs"))
         try FileManager.default.removeItem(at: root.appendingPathComponent("index"))

@@ -44,7 +44,26 @@ public final class BuiltinRepository: @unchecked Sendable {
         var keyCheck: String?
         /// A random id, so the evidence store can tell repositories apart (absent before it existed).
         var id: String?
+        /// Authenticates every other field: HMAC-SHA256 under the id key when encrypted, SHA-256
+        /// otherwise (absent in repositories written before it existed). Without it a flipped
+        /// byte in `id` would go unnoticed.
+        var mac: String?
         struct KDFParams: Codable { var name: String; var n: Int; var r: Int; var p: Int; var salt: String }
+    }
+
+    /// The `mac` of a config: over its canonical JSON (sorted keys) without the mac itself.
+    static func configMAC(_ c: Config, idKey: SymmetricKey?) throws(RepositoryError) -> String {
+        var bare = c
+        bare.mac = nil
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let data = try Self.io { try enc.encode(bare) }
+        if let idKey { return JSONWriter.hex(HMAC<SHA256>.authenticationCode(for: Array("config:".utf8) + data, using: idKey)) }
+        return JSONWriter.hex(SHA256.hash(data: data))
+    }
+
+    static func damagedConfig(_ storage: any RepositoryStorage) -> RepositoryError {
+        RepositoryError(.corrupt, "the repository's 'config' at \(storage.location)/config is damaged (it fails its checksum); copy it back from another copy of this repository")
     }
 
     init(storage: any RepositoryStorage, encKey: SymmetricKey?, idKey: SymmetricKey?, config: Config) {
@@ -98,6 +117,8 @@ public final class BuiltinRepository: @unchecked Sendable {
             config.keyCheck = try repo.seal(Array("drplan-repository".utf8), aad: Array("config".utf8)).base64EncodedString()
             repo.config = config
         }
+        config.mac = try configMAC(config, idKey: repo.idKey)
+        repo.config = config
         let data = try Self.io { try JSONEncoder().encode(config) }
         if try storage.write("config", [UInt8](data), exclusive: true) { return (repo, true) }
         return (try open(storage: storage, passphrase: passphrase), false)
@@ -136,6 +157,7 @@ public final class BuiltinRepository: @unchecked Sendable {
         }
         guard config.encryption == "aes-256-gcm" else {
             guard config.encryption == "none" else { throw RepositoryError(.corrupt, "the repository's 'config' at \(storage.location) names an unknown encryption '\(config.encryption)'") }
+            if let mac = config.mac, try mac != configMAC(config, idKey: nil) { throw damagedConfig(storage) }
             let repo = BuiltinRepository(storage: storage, encKey: nil, idKey: nil, config: config)
             try repo.loadIndex()
             return repo
@@ -147,8 +169,9 @@ public final class BuiltinRepository: @unchecked Sendable {
         let (enc, id) = try deriveKeys(passphrase, params)
         let repo = BuiltinRepository(storage: storage, encKey: enc, idKey: id, config: config)
         guard (try? repo.open(check, aad: Array("config".utf8))) == Array("drplan-repository".utf8) else {
-            throw RepositoryError(.wrongPassphrase, "wrong passphrase for the repository at \(storage.location); nothing was read or written")
+            throw RepositoryError(.wrongPassphrase, "wrong passphrase for the repository at \(storage.location) (or its 'config' file is damaged); nothing was read or written")
         }
+        if let mac = config.mac, try mac != configMAC(config, idKey: id) { throw damagedConfig(storage) }
         try repo.loadIndex()
         return repo
     }
@@ -160,19 +183,23 @@ public final class BuiltinRepository: @unchecked Sendable {
         if let local = storage as? LocalStorage { for d in Self.directories { try local.makeDirectory(d) } }
         var upgraded = config
         upgraded.version = Self.formatVersion
+        upgraded.mac = try Self.configMAC(upgraded, idKey: idKey)
         let data = try Self.io { try JSONEncoder().encode(upgraded) }
         try storage.write("config", [UInt8](data), exclusive: false)
         config = upgraded
     }
 
     static func deriveKeys(_ passphrase: String, _ p: Config.KDFParams) throws(RepositoryError) -> (SymmetricKey, SymmetricKey) {
-        guard let salt = Data(base64Encoded: p.salt), p.name == "scrypt" else { throw RepositoryError(.corrupt, "the repository's key parameters are damaged") }
+        // Out-of-range parameters are damage, not a reason to allocate gigabytes.
+        guard let salt = Data(base64Encoded: p.salt), p.name == "scrypt", (1...(1 << 22)).contains(p.n), p.n & (p.n - 1) == 0, (1...32).contains(p.r), (1...16).contains(p.p) else {
+            throw RepositoryError(.corrupt, "the repository's key parameters in 'config' are damaged; copy 'config' back from another copy of this repository")
+        }
         do {
             let key = try KDF.Scrypt.deriveKey(from: Array(passphrase.utf8), salt: salt, outputByteCount: 64, rounds: p.n, blockSize: p.r, parallelism: p.p)
             let bytes = key.withUnsafeBytes { Array($0) }
             return (SymmetricKey(data: bytes[0..<32]), SymmetricKey(data: bytes[32..<64]))
         } catch {
-            throw RepositoryError(.io, "key derivation failed: \(error)")
+            throw RepositoryError(.corrupt, "key derivation from the parameters in 'config' failed (\(error)); the file may be damaged")
         }
     }
 

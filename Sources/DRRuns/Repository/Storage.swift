@@ -75,7 +75,7 @@ public struct LocalStorage: RepositoryStorage {
     static func failure(_ what: String, _ path: String, errno code: Int32) -> RepositoryError {
         let why = String(cString: strerror(code))
         if code == ENOENT || code == ENOTDIR { return RepositoryError(.missing, "\(path) does not exist") }
-        if code == ENOSPC || code == EDQUOT { return RepositoryError(.io, "cannot \(what) \(path): the disk is full (\(why)); free space on the target and run again") }
+        if code == ENOSPC || code == EDQUOT { return RepositoryError(.noSpace, "cannot \(what) \(path): the disk is full (\(why)); free space on the target and run again") }
         return RepositoryError(.io, "cannot \(what) \(path): \(why)")
     }
 

@@ -19,6 +19,8 @@ public struct RepositoryError: Error, Sendable, CustomStringConvertible, Equatab
         case locked
         /// The inventory or the command asks for something that cannot be done as written.
         case config
+        /// The target is full: an I/O failure, but one that a retry a few seconds later will not cure.
+        case noSpace
     }
 
     /// How a caller reacts: `config` needs the user to change something, `io` may succeed on
@@ -32,7 +34,7 @@ public struct RepositoryError: Error, Sendable, CustomStringConvertible, Equatab
 
     public var category: Category {
         switch kind {
-        case .io: return .io
+        case .io, .noSpace: return .io
         case .locked: return .locked
         case .corrupt, .missing: return .integrity
         case .notARepository, .alreadyExists, .wrongPassphrase, .passphraseRequired, .unsafePath, .targetNotEmpty, .missingTool, .config: return .config
@@ -41,7 +43,7 @@ public struct RepositoryError: Error, Sendable, CustomStringConvertible, Equatab
 
     /// Whether the same call will fail again: only I/O failures (a network blip, a busy disk)
     /// are worth retrying. Read by `RetryPolicy`.
-    public var permanent: Bool { category != .io }
+    public var permanent: Bool { category != .io || kind == .noSpace }
 
     /// The same error with context in front ("storage 'nas': …").
     public func prefixed(_ context: String) -> RepositoryError { RepositoryError(kind, context + message) }
@@ -96,4 +98,31 @@ public struct RestoreReport: Sendable {
     public var bytes: Int64 = 0
     /// Files that could not be restored intact, with the reason (missing, corrupt or truncated object, checksum mismatch).
     public var damaged: [String: String] = [:]
+}
+
+/// How often a run retries a step that failed in a way a retry can cure (`permanent` false:
+/// an I/O error on a network share, a storage that timed out), and how long it waits.
+public struct RetryPolicy: Sendable {
+    public var attempts: Int
+    /// Waits before the second, third… attempt, in seconds; a random jitter of up to a quarter
+    /// is added so that many clients do not retry in step.
+    public var delays: [Double]
+    public init(attempts: Int = 3, delays: [Double] = [2, 8]) { self.attempts = attempts; self.delays = delays }
+    public static let none = RetryPolicy(attempts: 1, delays: [])
+
+    /// Runs `body`, retrying its non-permanent failures; `log` hears of each retry.
+    public func run<T>(_ what: String, log: (String) -> Void, _ body: () throws(RepositoryError) -> T) throws(RepositoryError) -> T {
+        var attempt = 1
+        var g = SystemRandomNumberGenerator()
+        while true {
+            do { return try body() } catch {
+                guard !error.permanent, attempt < attempts else { throw error }
+                let base = delays.isEmpty ? 0 : delays[min(attempt - 1, delays.count - 1)]
+                let wait = base + Double.random(in: 0...(base / 4), using: &g)
+                log("\(what): \(error.message); retrying in \(String(format: "%.1f", wait))s (attempt \(attempt + 1) of \(attempts))")
+                Thread.sleep(forTimeInterval: wait)
+                attempt += 1
+            }
+        }
+    }
 }

@@ -61,6 +61,12 @@ struct CheckCommand: ParsableCommand {
         let context = ReportContext(toolVersion: Drplan.version, generatedAt: GlobalOptions.wallClock(), color: output == nil && Console.colorEnabled(fd: 1))
         let chosen = ReportFormats.byName[format.rawValue] ?? TextFormat.self
         try Console.stream(to: output, what: "\(chosen.name) report") { sink in try chosen.write(result, context: context, to: sink) }
+        // A restore test reads only what it samples: a flipped bit elsewhere waits for a read of
+        // the whole repository (docs/repository-format.md, "Check").
+        let ownRepositories = result.inventory.jobs.contains { j in j.targets.contains { t in [.builtin, .sqlite, .pgDump].contains(j.engine(for: t)) } }
+        if ownRepositories, !global.quiet, format == .text, output == nil {
+            Console.error("drplan: note: restore tests read only the files they sample; run 'drplan check-repository --read-data-subset 1/30' daily (or --read-data monthly) so that every stored object is read and checked over time")
+        }
         if !result.passed { throw CommandFailure(status: .findings) }
     }
 }

@@ -204,6 +204,56 @@ struct EngineConformanceTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/out/big.bin")) == Data(contentsOf: URL(fileURLWithPath: src + "/big.bin")))
     }
 
+    @Test("prune --dry-run changes nothing; check finds nothing in a sound repository and reads the data when asked", arguments: EngineUnderTest.allCases.filter(\.keepsHistory))
+    func pruneDryRunAndCheck(_ kind: EngineUnderTest) throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        guard let engine = try Self.make(kind, dir) else { return }
+        let src = try Self.source(dir)
+        _ = try engine.backup(paths: [src], exclude: [], tags: ["job", "files"])
+        try RepositoryTests.randomFile(src + "/big.bin", bytes: 200_000)
+        _ = try engine.backup(paths: [src], exclude: [], tags: ["job", "files"])
+        let before = try engine.snapshots(tag: "job")
+        let files = RepositoryTrustTests.files(dir.path + "/repo")
+        let plan = try engine.prune(forget: [before[0].id], grace: 0, dryRun: true)
+        #expect(plan.hasPrefix("would "), "\(plan)")
+        #expect(try engine.snapshots(tag: "job").map(\.id) == before.map(\.id))
+        #expect(RepositoryTrustTests.files(dir.path + "/repo").filter { !$0.hasPrefix("locks/") } == files.filter { !$0.hasPrefix("locks/") })
+        #expect(try engine.check(readData: .none).problems.isEmpty)
+        #expect(try engine.check(readData: .all).problems.isEmpty)
+        #expect(try engine.check(readData: .part(1, of: 2)).problems.isEmpty)
+    }
+
+    @Test("check --read-data finds a flipped byte that a restore of other files would not read", arguments: EngineUnderTest.allCases.filter(\.authenticates))
+    func checkReadsData(_ kind: EngineUnderTest) throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        guard let engine = try Self.make(kind, dir) else { return }
+        let src = try Self.source(dir)
+        _ = try engine.backup(paths: [src], exclude: [], tags: ["job", "files"])
+        // The largest data file of the repository holds big.bin's data.
+        let data = RepositoryTrustTests.files(dir.path + "/repo").filter { $0.hasPrefix("packs/") || $0.hasPrefix("data/") }
+        let victim = try #require(data.max { RepositoryTests.fileSize(dir.path + "/repo/" + $0) < RepositoryTests.fileSize(dir.path + "/repo/" + $1) })
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/repo/" + victim))
+        bytes[bytes.count / 3] ^= 0x10
+        try bytes.write(to: URL(fileURLWithPath: dir.path + "/repo/" + victim))
+        #expect(!(try engine.check(readData: .all).problems.isEmpty))
+    }
+
+    @Test("listing a repository that does not exist throws, and creates nothing", arguments: EngineUnderTest.allCases.filter { $0 != .rsync })
+    func readsCreateNothing(_ kind: EngineUnderTest) throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        if let tool = kind.binary, (try? ExternalTool.locate(tool.name, package: tool.package)) == nil { return }
+        let repo = dir.path + "/repo"
+        switch kind {
+        case .builtin:
+            #expect(throws: RepositoryError.self) { _ = try BuiltinEngine.open(storage: LocalStorage(root: repo), passphrase: "x", create: false) }
+        default:
+            let engine = try ResticEngine(repository: repo, password: .value("x"))
+            #expect(throws: RepositoryError.self) { _ = try engine.snapshots(tag: nil) }
+            #expect(throws: RepositoryError.self) { _ = try engine.backup(paths: [dir.path], exclude: [], tags: ["j"]) }
+        }
+        #expect(!FileManager.default.fileExists(atPath: repo))
+    }
+
     @Test("a missing binary is a permanent error naming the Debian package", arguments: EngineUnderTest.allCases.filter { $0.binary != nil })
     func missingBinary(_ kind: EngineUnderTest) throws {
         let tool = try #require(kind.binary)

@@ -45,6 +45,11 @@ struct RepositoryTests {
         return out
     }
 
+    static func fileSize(_ path: String) -> Int64 {
+        var st = stat()
+        return lstat(path, &st) == 0 ? Int64(st.st_size) : -1
+    }
+
     static func randomFile(_ path: String, bytes: Int) throws {
         let src = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

@@ -33,6 +33,7 @@ struct FailingStorage: RepositoryStorage {
 
 @Suite("Builtin repository: failing closed, healing, locks")
 struct RepositoryTrustTests {
+    /// Every regular file under `root`, relative to it.
     static func files(_ root: String) -> [String] {
         (FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []).filter {
             var st = stat()

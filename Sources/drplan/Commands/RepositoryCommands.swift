@@ -118,12 +118,19 @@ struct RepairCommand: ParsableCommand {
         subcommands: [RepairIndexCommand.self, RepairSnapshotsCommand.self])
 }
 
-/// The builtin-repository targets a repair or unlock acts on.
-func builtinTargets(_ runner: Runner, _ storage: [String]) throws(CommandFailure) -> [String] {
-    let all = runner.builtinStorages
-    if storage.isEmpty { return all }
-    try checkNames(storage, among: all, what: "storage holding a drplan repository")
-    return storage
+/// The storages a repair or unlock acts on: those named, or every one holding drplan's own
+/// repository. Loads the inventory and opens the runner once for all of them.
+struct RepositoryStorages: ParsableArguments {
+    @Argument(help: "Storage ids (default: every storage holding a drplan repository).")
+    var storage: [String] = []
+
+    func each(_ global: GlobalOptions, _ body: (Runner, String) throws -> Void) throws {
+        global.apply()
+        let runner = try global.runner(try global.loadInventory())
+        let all = runner.builtinStorages
+        if !storage.isEmpty { try checkNames(storage, among: all, what: "storage holding a drplan repository") }
+        for id in storage.isEmpty ? all : storage { try body(runner, id) }
+    }
 }
 
 struct RepairIndexCommand: ParsableCommand {
@@ -139,14 +146,10 @@ struct RepairIndexCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "Storage ids (default: every storage holding a drplan repository).")
-    var storage: [String] = []
+    @OptionGroup var storages: RepositoryStorages
 
     func run() throws {
-        global.apply()
-        let inventory = try global.loadInventory()
-        let runner = try global.runner(inventory)
-        for id in try builtinTargets(runner, storage) {
+        try storages.each(global) { runner, id in
             let lines = try reporting { () throws(RepositoryError) -> [String] in
                 let repo = try runner.repository(on: id)
                 return try repo.withLock(exclusive: true, operation: "repair index", log: { Console.error("drplan: " + $0) }) { () throws(RepositoryError) in try repo.repairIndex() }
@@ -170,17 +173,13 @@ struct RepairSnapshotsCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "Storage ids (default: every storage holding a drplan repository).")
-    var storage: [String] = []
+    @OptionGroup var storages: RepositoryStorages
 
     @Flag(name: .long, help: "Say what would change, change nothing.")
     var dryRun = false
 
     func run() throws {
-        global.apply()
-        let inventory = try global.loadInventory()
-        let runner = try global.runner(inventory)
-        for id in try builtinTargets(runner, storage) {
+        try storages.each(global) { runner, id in
             let dry = dryRun
             var removed: [String] = [], repository = ""
             let lines = try reporting { () throws(RepositoryError) -> [String] in
@@ -218,14 +217,10 @@ struct UnlockCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "Storage ids (default: every storage holding a drplan repository).")
-    var storage: [String] = []
+    @OptionGroup var storages: RepositoryStorages
 
     func run() throws {
-        global.apply()
-        let inventory = try global.loadInventory()
-        let runner = try global.runner(inventory)
-        for id in try builtinTargets(runner, storage) {
+        try storages.each(global) { runner, id in
             var removed: [String] = []
             let live = try reporting { () throws(RepositoryError) -> [String] in
                 let repo = try runner.repository(on: id)

@@ -127,22 +127,38 @@ public struct FactDeriver {
     /// Only declared and measured copies are counted as copies.
     func copyEvidence(_ j: Job, target: String, asset: Asset?) -> (evidence: String, lastSuccess: Timestamp?) {
         if j.engine(for: target) == nil || measured.jobs[j.id] == nil { return ("declared", j.lastSuccess) }
-        guard let m = measured.targets[MeasuredEvidence.key(job: j.id, target: target)] else { return ("none", nil) }
+        // This asset's own runs to the target when there are any (a job with several assets
+        // runs each on its own), else the job's runs to it.
+        let perAsset = asset != nil && measured.jobsWithAssetRuns.contains(j.id)
+        let key = perAsset ? MeasuredEvidence.key(job: j.id, target: target, asset: asset?.id) : MeasuredEvidence.key(job: j.id, target: target)
+        guard let m = measured.targets[key] else { return ("none", nil) }
         guard let s = m.lastSuccess else { return ("failed", nil) }
         return (now.seconds - s.seconds <= recentWindow(j, asset) ? "measured" : "stale", s)
     }
 
-    /// The (job, target) pairs, as `MeasuredEvidence.key`, whose copy the evidence does not
+    /// The (job, target, asset) copies, as `MeasuredEvidence.key`, that the evidence does not
     /// back (failed, stale, or never written): a plan must not recover from them.
     public func unprovenCopies() -> Set<String> {
         var out = Set<String>()
         for j in inv.jobs {
             for t in j.targets {
-                let e = copyEvidence(j, target: t, asset: j.assets.first.flatMap { assets[$0] })
-                if e.evidence != "measured" && e.evidence != "declared" { out.insert(MeasuredEvidence.key(job: j.id, target: t)) }
+                for a in j.assets {
+                    let e = copyEvidence(j, target: t, asset: assets[a])
+                    if e.evidence != "measured" && e.evidence != "declared" { out.insert(MeasuredEvidence.key(job: j.id, target: t, asset: a)) }
+                }
             }
         }
         return out
+    }
+
+    /// A job's weakest copy on `target` among its assets: what DR604 judges.
+    func jobTargetEvidence(_ j: Job, target: String) -> (evidence: String, lastSuccess: Timestamp?, window: Int64) {
+        let each = j.assets.map { a in (copyEvidence(j, target: target, asset: assets[a]), recentWindow(j, assets[a])) }
+        guard let worst = each.min(by: { (Self.evidenceRank[$0.0.evidence] ?? 0) < (Self.evidenceRank[$1.0.evidence] ?? 0) }) else {
+            let e = copyEvidence(j, target: target, asset: nil)
+            return (e.evidence, e.lastSuccess, recentWindow(j, nil))
+        }
+        return (worst.0.evidence, worst.0.lastSuccess, worst.1)
     }
 
     static let evidenceRank = ["measured": 4, "declared": 3, "stale": 2, "failed": 1, "none": 0]
@@ -308,9 +324,9 @@ public struct FactDeriver {
             ("retention_effective", dur(effectiveRetention(j))), ("versioned", .bool(j.type.isVersioned)),
             ("offsite_targets", .strings(offsite)),
             ("target_evidence", .list(j.targets.map { t in
-                let e = copyEvidence(j, target: t, asset: j.assets.first.flatMap { assets[$0] })
+                let e = jobTargetEvidence(j, target: t)
                 return .object([("storage", .string(t)), ("evidence", .string(e.evidence)), ("last_success", opt(e.lastSuccess, Value.timestamp)),
-                                ("window", .duration(CELDuration(seconds: recentWindow(j, j.assets.first.flatMap { assets[$0] }))))])
+                                ("window", .duration(CELDuration(seconds: e.window)))])
             })),
             ("last_success", opt(last.success, Value.timestamp)), ("last_success_source", opt(last.source, Value.string)),
             ("last_status", opt(last.status?.rawValue, Value.string)), ("next_run", opt(nextRun, Value.timestamp)),

@@ -21,15 +21,27 @@ public struct MeasuredEvidence: Sendable {
     /// Per job and target (`key(job:target:)`): each copy's own evidence.
     public var targets: [String: JobRun] = [:]
     public var tests: [String: TestRun] = [:]
+    /// Jobs whose runs name their asset: their copies are judged per asset only (older runs,
+    /// and a command job's, cover every asset of the job at once).
+    public var jobsWithAssetRuns = Set<String>()
     public init() {}
 
-    public static func key(job: String, target: String) -> String { job + "\u{1F}" + target }
+    public static func key(job: String, target: String, asset: String? = nil) -> String {
+        job + "\u{1F}" + target + (asset.map { "\u{1F}" + $0 } ?? "")
+    }
 
     /// Folds one finished backup run of `job` to `target` into the evidence: the newest run
     /// sets the status, and the newest success is kept whatever came after it.
-    public mutating func record(job: String, target: String?, at: Timestamp, success: Bool) {
+    /// A run of one asset is also recorded under (job, target, asset), so that each asset's
+    /// copy is judged on its own runs.
+    public mutating func record(job: String, target: String?, asset: String? = nil, at: Timestamp, success: Bool) {
         Self.merge(&jobs[job], at: at, success: success)
-        if let target { Self.merge(&targets[Self.key(job: job, target: target)], at: at, success: success) }
+        guard let target else { return }
+        Self.merge(&targets[Self.key(job: job, target: target)], at: at, success: success)
+        if let asset {
+            jobsWithAssetRuns.insert(job)
+            Self.merge(&targets[Self.key(job: job, target: target, asset: asset)], at: at, success: success)
+        }
     }
 
     static func merge(_ slot: inout JobRun?, at: Timestamp, success: Bool) {

@@ -93,7 +93,7 @@ public struct Planner {
     let sites: [String: Site]
     let jobsByAsset: [String: [Job]]
     let measuredRates: [String: Double]
-    /// Copies (`MeasuredEvidence.key(job:target:)`) the evidence does not back: never a source.
+    /// Copies (`MeasuredEvidence.key(job:target:asset:)`) the evidence does not back: never a source.
     let unproven: Set<String>
 
     /// `measuredRates`: bytes per second per asset, from restore tests, preferred over media
@@ -179,7 +179,7 @@ public struct Planner {
             var writers: [String: [Job]] = [:]
             var order: [String] = []
             for j in jobsByAsset[a.id] ?? [] {
-                for t in j.targets where storage[t] != nil && !unproven.contains(MeasuredEvidence.key(job: j.id, target: t)) {
+                for t in j.targets where storage[t] != nil && !unproven.contains(MeasuredEvidence.key(job: j.id, target: t, asset: a.id)) {
                     if writers[t] == nil { order.append(t) }
                     writers[t, default: []].append(j)
                 }
@@ -322,7 +322,7 @@ public struct Planner {
     func storagePlan(_ id: String) -> ScenarioPlan {
         var rows: [PlanRow] = []
         for a in inv.assets {
-            let targets = Set((jobsByAsset[a.id] ?? []).flatMap { j in j.targets.filter { !unproven.contains(MeasuredEvidence.key(job: j.id, target: $0)) } }).compactMap { storage[$0] }
+            let targets = Set((jobsByAsset[a.id] ?? []).flatMap { j in j.targets.filter { !unproven.contains(MeasuredEvidence.key(job: j.id, target: $0, asset: a.id)) } }).compactMap { storage[$0] }
             guard targets.contains(where: { $0.id == id }) else { continue }
             let left = targets.filter { $0.id != id }
             let copies = 1 + left.count

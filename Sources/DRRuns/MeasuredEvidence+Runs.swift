@@ -13,7 +13,7 @@ extension MeasuredEvidence {
             switch r.kind {
             case .backup:
                 guard let job = r.job else { continue }
-                record(job: job, target: r.storage, at: at, success: r.status == .success)
+                record(job: job, target: r.storage, asset: r.asset, at: at, success: r.status == .success)
             case .restoreTest:
                 guard let t = r.restoreTest, tests[t].map({ at >= $0.at }) ?? true else { continue }
                 let seconds = Int64(((r.finishedAt ?? r.startedAt).timeIntervalSince(r.startedAt)).rounded(.up))

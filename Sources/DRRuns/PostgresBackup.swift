@@ -26,8 +26,62 @@ public enum PostgresBackup {
         return ["PGPASSWORD": password]
     }
 
+    /// The DSN without its password, and the password: any local user can read a command line
+    /// in `ps`, so the password goes to the tools through `PGPASSWORD` instead. Handles a URI's
+    /// userinfo (`postgresql://u:PW@host/db`), its `password=` query parameter, and the
+    /// `password=` of a keyword string (quoted or not).
+    public static func split(_ dsn: String) -> (dsn: String, password: String?) {
+        if let scheme = dsn.range(of: "://") {
+            var rest = String(dsn[scheme.upperBound...])
+            var password: String? = nil
+            let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+            if let at = rest[..<authorityEnd].lastIndex(of: "@"), let colon = rest[..<at].firstIndex(of: ":") {
+                password = String(rest[rest.index(after: colon)..<at]).removingPercentEncoding
+                rest.removeSubrange(colon..<at)
+            }
+            if let q = rest.firstIndex(of: "?") {
+                var kept: [Substring] = []
+                for param in rest[rest.index(after: q)...].split(separator: "&") {
+                    if param.lowercased().hasPrefix("password=") {
+                        password = String(param.dropFirst("password=".count)).removingPercentEncoding
+                    } else {
+                        kept.append(param)
+                    }
+                }
+                rest = String(rest[..<q]) + (kept.isEmpty ? "" : "?" + kept.joined(separator: "&"))
+            }
+            return (String(dsn[..<scheme.upperBound]) + rest, password)
+        }
+        // keyword=value pairs; a value may be single-quoted with \' and \\ escapes.
+        var out: [String] = [], password: String? = nil
+        var i = dsn.startIndex
+        while i < dsn.endIndex {
+            while i < dsn.endIndex, dsn[i] == " " { i = dsn.index(after: i) }
+            guard i < dsn.endIndex else { break }
+            let start = i
+            while i < dsn.endIndex, dsn[i] != "=", dsn[i] != " " { i = dsn.index(after: i) }
+            let key = dsn[start..<i].trimmingCharacters(in: .whitespaces)
+            while i < dsn.endIndex, dsn[i] == " " || dsn[i] == "=" { i = dsn.index(after: i) }
+            var value = ""
+            if i < dsn.endIndex, dsn[i] == "'" {
+                i = dsn.index(after: i)
+                while i < dsn.endIndex, dsn[i] != "'" {
+                    if dsn[i] == "\\", dsn.index(after: i) < dsn.endIndex { i = dsn.index(after: i) }
+                    value.append(dsn[i]); i = dsn.index(after: i)
+                }
+                if i < dsn.endIndex { i = dsn.index(after: i) }
+            } else {
+                while i < dsn.endIndex, dsn[i] != " " { value.append(dsn[i]); i = dsn.index(after: i) }
+            }
+            if key.lowercased() == "password" { password = value } else { out.append(String(dsn[start..<i])) }
+        }
+        return (out.joined(separator: " "), password)
+    }
+
     /// Dumps `dsn` into `dir` (`database.dump`) and records its row counts beside it.
-    public static func dump(dsn: String, password: String?, into dir: URL) throws(RepositoryError) -> [String: Int64] {
+    public static func dump(dsn given: String, password secret: String?, into dir: URL) throws(RepositoryError) -> [String: Int64] {
+        let (dsn, inline) = split(given)
+        let password = secret ?? inline
         let tools = try Tools()
         do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
             throw RepositoryError(.io, "cannot create \(dir.path): \(error.localizedDescription)")
@@ -82,7 +136,9 @@ public enum PostgresBackup {
     /// Restores the dump in `dir` into a new scratch database on the server of `dsn`, compares
     /// row counts with those recorded at backup time, and drops the scratch database. Returns
     /// the problems found, empty when the restore checks out.
-    public static func verify(restoredIn dir: URL, dsn: String, password: String?, scratch: String) throws(RepositoryError) -> [String] {
+    public static func verify(restoredIn dir: URL, dsn given: String, password secret: String?, scratch: String) throws(RepositoryError) -> [String] {
+        let (dsn, inline) = split(given)
+        let password = secret ?? inline
         let tools = try Tools()
         guard let expected = RowCounts.recorded(in: dir) else { return [RowCounts.missing] }
         let env = environment(password)

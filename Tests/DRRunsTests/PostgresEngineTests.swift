@@ -75,6 +75,48 @@ struct PostgresEngineTests {
         #expect(try server.sql("SELECT count(*) FROM pg_database WHERE datname = '\(scratch)'") == "0")
     }
 
+    @Test("a password in the DSN is taken out of it: every form, percent-encoded or quoted")
+    func splitPassword() {
+        #expect(PostgresBackup.split("postgresql://u:s%40cr3t@db:5432/app?sslmode=require") == ("postgresql://u@db:5432/app?sslmode=require", "s@cr3t"))
+        #expect(PostgresBackup.split("postgresql://u@db/app?password=pw&sslmode=verify-full") == ("postgresql://u@db/app?sslmode=verify-full", "pw"))
+        #expect(PostgresBackup.split("postgres://db/app?password=pw") == ("postgres://db/app", "pw"))
+        #expect(PostgresBackup.split("host=db user=u password='it''s \\' x' dbname=app") .password != nil)
+        #expect(PostgresBackup.split("host=db password=plain dbname=app") == ("host=db dbname=app", "plain"))
+        #expect(PostgresBackup.split("postgresql://u@db/app") == ("postgresql://u@db/app", nil))
+    }
+
+    @Test("a password written in the DSN never reaches a command line: pg_dump and psql get it through PGPASSWORD")
+    func passwordOffTheCommandLine() throws {
+        guard let server = Self.server() else { return }
+        let db = try Self.makeDatabase(server)
+        defer { _ = try? server.sql("DROP DATABASE IF EXISTS \(db)") }
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let canary = server.password
+        // The server's DSN with its password written into the userinfo, as users do.
+        let dsn = PostgresBackup.dsn(server.dsn, database: db).replacingOccurrences(of: "://drplan@", with: "://drplan:\(canary)@")
+        #expect(dsn.contains(canary))
+        // Sample every process's command line while the dump runs.
+        let seen = LockedBox<[String]>([])
+        let stop = LockedBox<Bool>(false)
+        let sampler = Thread {
+            while !stop.withLock({ $0 }) {
+                for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where pid.allSatisfy(\.isNumber) {
+                    if let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), String(decoding: cmd, as: UTF8.self).contains(canary) {
+                        seen.withLock { $0.append(String(decoding: cmd.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)) }
+                    }
+                }
+                usleep(2000)
+            }
+        }
+        sampler.start()
+        let counts = try PostgresBackup.dump(dsn: dsn, password: nil, into: URL(fileURLWithPath: dir.path + "/staging"))
+        let problems = try PostgresBackup.verify(restoredIn: URL(fileURLWithPath: dir.path + "/staging"), dsn: dsn, password: nil, scratch: "drplan_restore_test_pw\(db.suffix(8))")
+        stop.withLock { $0 = true }
+        while !sampler.isFinished { usleep(1000) }
+        #expect(counts["public.customers"] == 250 && problems.isEmpty, "\(problems)")
+        #expect(seen.withLock { $0 }.isEmpty, "the password was on a command line: \(seen.withLock { $0 })")
+    }
+
     @Test("a restored dump whose row counts differ from the backup's names the table")
     func rowCountMismatch() throws {
         guard let server = Self.server() else { return }

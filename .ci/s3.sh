@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Starts moto's S3 server on a free loopback port for the S3 tests, and prints the environment
+# they read. Usage: eval "$(bash .ci/s3.sh start DIR)"; later bash .ci/s3.sh stop DIR.
+# moto is an emulator: with INITIAL_NO_AUTH_ACTION_COUNT=3 it answers three calls without
+# authentication, which create an IAM user, its access key and an allow-all policy; from then
+# on it verifies every request's SigV4 signature, so a wrong secret gets SignatureDoesNotMatch.
+set -euo pipefail
+cmd="$1"; dir="$2"
+case "$cmd" in
+  start)
+    mkdir -p "$dir"
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    INITIAL_NO_AUTH_ACTION_COUNT=3 nohup moto_server -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
+    echo $! > "$dir/pid"
+    for _ in $(seq 1 100); do
+      if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi
+      sleep 0.1
+    done
+    python3 - "$port" "$dir" <<'PY'
+import json, sys, boto3
+port, out = sys.argv[1], sys.argv[2]
+url = f"http://127.0.0.1:{port}"
+iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+iam.create_user(UserName="drplan")
+key = iam.create_access_key(UserName="drplan")["AccessKey"]
+iam.put_user_policy(UserName="drplan", PolicyName="all", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+s3.create_bucket(Bucket="drplan-test")
+print(f"export DRPLAN_S3_ENDPOINT={url}")
+print(f"export DRPLAN_S3_BUCKET=drplan-test")
+print(f"export DRPLAN_S3_ACCESS_KEY_ID={key['AccessKeyId']}")
+print(f"export DRPLAN_S3_SECRET_ACCESS_KEY={key['SecretAccessKey']}")
+PY
+    ;;
+  stop)
+    if [ -f "$dir/pid" ]; then kill "$(cat "$dir/pid")" 2>/dev/null || true; fi
+    rm -rf "$dir"
+    ;;
+esac

@@ -1,0 +1,298 @@
+import CEL
+import Crypto
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Where an S3 repository lives: `s3://BUCKET/PREFIX`, and the endpoint that serves it.
+public struct S3Location: Sendable, Equatable {
+    public var bucket: String
+    public var prefix: String
+    /// `https://s3.REGION.amazonaws.com` unless an `endpoint` (MinIO, Ceph, B2, R2…) is given.
+    public var endpoint: URL
+    public var region: String
+    /// `https://host/BUCKET/key` instead of `https://BUCKET.host/key`.
+    public var pathStyle: Bool
+
+    /// Parses `s3://bucket/prefix`. Plain `http://` endpoints are refused unless they are on
+    /// loopback or `insecureHTTP` says so: credentials and data would cross the network in clear.
+    public init(url: String, endpoint: String?, region: String?, pathStyle: Bool?, insecureHTTP: Bool = false) throws(RepositoryError) {
+        guard url.hasPrefix("s3://") else { throw RepositoryError(.config, "'\(url)' is not an s3://BUCKET/PREFIX url") }
+        let rest = url.dropFirst("s3://".count)
+        let parts = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let b = parts.first, !b.isEmpty else { throw RepositoryError(.config, "'\(url)' names no bucket; write s3://BUCKET/PREFIX") }
+        bucket = String(b)
+        prefix = parts.count > 1 ? String(parts[1]).trimmingCharacters(in: CharacterSet(charactersIn: "/")) : ""
+        self.region = region ?? "us-east-1"
+        let text = endpoint ?? "https://s3.\(self.region).amazonaws.com"
+        guard let e = URL(string: text), let scheme = e.scheme, let host = e.host, ["http", "https"].contains(scheme) else {
+            throw RepositoryError(.config, "the endpoint '\(text)' is not an http(s) URL")
+        }
+        if scheme == "http", !insecureHTTP, !["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) {
+            throw RepositoryError(.config, "the endpoint '\(text)' is plain http on a host that is not loopback: credentials and data would cross the network unencrypted; use https, or set 'insecure_http: true' if you really mean it")
+        }
+        self.endpoint = e
+        self.pathStyle = pathStyle ?? (endpoint != nil)
+    }
+
+    /// The object key of a repository path.
+    func key(_ path: String) -> String { prefix.isEmpty ? path : (path.isEmpty ? prefix : prefix + "/" + path) }
+}
+
+/// A repository on S3-compatible object storage, behind the same `RepositoryStorage` contract
+/// as local disk. S3 has no directories and no rename: a "directory" is a key prefix, and a
+/// write is atomic because a PUT is (an object is visible whole or not at all); a snapshot is
+/// written only after every pack and the index it needs have been uploaded and acknowledged,
+/// which is what keeps the crash-safety promise here.
+public final class S3Storage: RepositoryStorage, @unchecked Sendable {
+    public let s3: S3Location
+    let credentials: AWSCredentials
+    let client: HTTPClient
+    /// Attempts per request for what a retry can cure (5xx, 429, timeouts, resets).
+    var attempts = 4
+    var backoff: [Double] = [0.2, 1, 3]
+
+    public init(_ s3: S3Location, credentials: AWSCredentials, timeout: TimeInterval = 60) {
+        self.s3 = s3
+        self.credentials = credentials
+        client = HTTPClient(timeout: timeout)
+    }
+
+    public var location: String { "s3://\(s3.bucket)" + (s3.prefix.isEmpty ? "" : "/" + s3.prefix) }
+
+    // MARK: requests
+
+    struct Response { var status: Int; var headers: [String: String]; var body: Data }
+
+    /// The URL and path (for signing) of a key in the bucket.
+    func target(_ key: String?) -> (url: String, path: String, host: String) {
+        let host = s3.endpoint.host ?? ""
+        let port = s3.endpoint.port.map { ":\($0)" } ?? ""
+        let base = s3.endpoint.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        var path = base.isEmpty ? "" : "/" + base
+        let hostHeader: String
+        if s3.pathStyle {
+            path += "/" + s3.bucket + (key.map { "/" + $0 } ?? "")
+            hostHeader = host + port
+        } else {
+            path += "/" + (key ?? "")
+            hostHeader = s3.bucket + "." + host + port
+        }
+        if key == nil && !s3.pathStyle { path = path.isEmpty ? "/" : path }
+        let scheme = s3.endpoint.scheme ?? "https"
+        return ("\(scheme)://\(hostHeader)\(SigV4.encode(path, slash: true))", path, hostHeader)
+    }
+
+    /// Sends one signed request, retrying 5xx, 429 and transport failures with exponential
+    /// backoff and jitter. A 4xx is returned as it is (the caller decides what it means).
+    func send(_ method: String, key: String?, query: [(String, String)] = [], headers extra: [String: String] = [:], body: Data = Data()) throws(RepositoryError) -> Response {
+        let (url, path, host) = target(key)
+        let q = query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
+        guard let full = URL(string: q.isEmpty ? url : url + "?" + q) else { throw RepositoryError(.config, "cannot form a request URL for \(location)") }
+        var g = SystemRandomNumberGenerator()
+        var attempt = 0
+        while true {
+            attempt += 1
+            let date = SigV4.amzDate(Date())
+            let payloadHash = SigV4.sha256Hex(body)
+            var headers = extra
+            headers["host"] = host
+            headers["x-amz-date"] = date
+            headers["x-amz-content-sha256"] = payloadHash
+            if let t = credentials.sessionToken { headers["x-amz-security-token"] = t }
+            let auth = SigV4.authorization(method: method, path: path, query: query, headers: headers, payloadHash: payloadHash,
+                                           credentials: credentials, region: s3.region, amzDate: date)
+            var req = URLRequest(url: full)
+            req.httpMethod = method
+            for (k, v) in headers where k != "host" { req.setValue(v, forHTTPHeaderField: k) }
+            req.setValue(auth, forHTTPHeaderField: "Authorization")
+            if !body.isEmpty || method == "PUT" { req.httpBody = body }
+            let result = client.send(req)
+            switch result {
+            case .success(let r) where r.status < 500 && r.status != 429:
+                return Response(status: r.status, headers: r.headers, body: r.body)
+            case .success(let r):
+                if attempt >= attempts { throw error(r.status, r.body, key: key, what: method) }
+            case .failure(let e):
+                if attempt >= attempts {
+                    throw RepositoryError(.io, "cannot reach \(s3.endpoint.absoluteString) for \(location)\(key.map { " (key \($0))" } ?? ""): \(e.localizedDescription); check the endpoint and the network")
+                }
+            }
+            let base = backoff[min(attempt - 1, backoff.count - 1)]
+            Thread.sleep(forTimeInterval: base + Double.random(in: 0...(base / 2), using: &g))
+        }
+    }
+
+    /// An S3 error as a RepositoryError naming the bucket, the key and S3's own code.
+    func error(_ status: Int, _ body: Data, key: String?, what: String) -> RepositoryError {
+        let text = String(decoding: body, as: UTF8.self)
+        let code = XMLText.first("Code", in: text) ?? "HTTP \(status)"
+        let message = XMLText.first("Message", in: text).map { ": \($0)" } ?? ""
+        let whereText = "bucket '\(s3.bucket)'" + (key.map { ", key '\($0)'" } ?? "")
+        switch code {
+        case "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed":
+            return RepositoryError(.config, "S3 refused \(what) on \(whereText): \(code)\(message); check the storage's credentials (access key id and secret) and their permissions")
+        case "NoSuchBucket":
+            return RepositoryError(.missing, "S3 bucket '\(s3.bucket)' does not exist at \(s3.endpoint.absoluteString) (NoSuchBucket); create it, or fix the storage's url, endpoint and region")
+        default:
+            let kind: RepositoryError.Kind = status >= 500 || status == 429 ? .io : (status == 404 ? .missing : .io)
+            return RepositoryError(kind, "S3 \(what) on \(whereText) failed: \(code) (HTTP \(status))\(message)")
+        }
+    }
+
+    // MARK: RepositoryStorage
+
+    public func list(_ dir: String) throws(RepositoryError) -> [String] {
+        let prefix = s3.key(dir).isEmpty ? "" : s3.key(dir) + "/"
+        var names = Set<String>()
+        var token: String? = nil
+        repeat {
+            var query = [("list-type", "2"), ("prefix", prefix), ("delimiter", "/")]
+            if let token { query.append(("continuation-token", token)) }
+            let r = try send("GET", key: nil, query: query)
+            // A failed page fails the listing: prune and check must never see a short list.
+            guard r.status == 200 else { throw error(r.status, r.body, key: prefix, what: "a listing") }
+            let text = String(decoding: r.body, as: UTF8.self)
+            for k in XMLText.all("Key", in: text) where k.hasPrefix(prefix) { names.insert(String(k.dropFirst(prefix.count))) }
+            for block in XMLText.all("CommonPrefixes", in: text) {
+                if let p = XMLText.first("Prefix", in: block), p.hasPrefix(prefix) { names.insert(String(p.dropFirst(prefix.count).dropLast())) }
+            }
+            token = XMLText.first("IsTruncated", in: text) == "true" ? XMLText.first("NextContinuationToken", in: text) : nil
+            if XMLText.first("IsTruncated", in: text) == "true" && token == nil {
+                throw RepositoryError(.io, "S3 listing of bucket '\(s3.bucket)', prefix '\(prefix)' was truncated without a continuation token; the listing is incomplete")
+            }
+        } while token != nil
+        return names.filter { !$0.isEmpty && !$0.hasPrefix(".") && !$0.contains("/") }.sorted()
+    }
+
+    public func info(_ path: String) throws(RepositoryError) -> StorageFileInfo? {
+        let r = try send("HEAD", key: s3.key(path))
+        if r.status == 404 { return nil }
+        guard r.status == 200 else { throw error(r.status, r.body, key: s3.key(path), what: "HEAD") }
+        let size = Int64(r.headers["content-length"] ?? "") ?? 0
+        let modified = r.headers["last-modified"].flatMap(Self.httpDate) ?? Date()
+        return StorageFileInfo(size: size, modified: modified)
+    }
+
+    static func httpDate(_ s: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f.date(from: s)
+    }
+
+    public func read(_ path: String) throws(RepositoryError) -> [UInt8] {
+        let r = try send("GET", key: s3.key(path))
+        if r.status == 404 { throw RepositoryError(.missing, "\(location)/\(path) does not exist") }
+        guard r.status == 200 else { throw error(r.status, r.body, key: s3.key(path), what: "GET") }
+        return [UInt8](r.body)
+    }
+
+    public func readRange(_ path: String, offset: Int64, length: Int) throws(RepositoryError) -> [UInt8] {
+        guard length > 0 else { return [] }
+        let r = try send("GET", key: s3.key(path), headers: ["range": "bytes=\(offset)-\(offset + Int64(length) - 1)"])
+        if r.status == 404 { throw RepositoryError(.missing, "\(location)/\(path) does not exist") }
+        if r.status == 416 { throw RepositoryError(.corrupt, "\(location)/\(path) ends before offset \(offset)") }
+        guard r.status == 206 || r.status == 200 else { throw error(r.status, r.body, key: s3.key(path), what: "GET") }
+        let bytes = r.status == 200 ? Array([UInt8](r.body).dropFirst(Int(offset)).prefix(length)) : [UInt8](r.body)
+        guard bytes.count == length else { throw RepositoryError(.corrupt, "\(location)/\(path) ends early: \(bytes.count) of \(length) bytes at offset \(offset) could be read") }
+        return bytes
+    }
+
+    @discardableResult
+    public func write(_ path: String, _ bytes: [UInt8], exclusive: Bool) throws(RepositoryError) -> Bool {
+        var headers = ["content-md5": Data(Insecure.MD5.hash(data: bytes)).base64EncodedString()]
+        if exclusive {
+            // Servers that ignore If-None-Match (older S3 APIs) still get a check first; the
+            // conditional PUT is what closes the race where it is supported.
+            if try info(path) != nil { return false }
+            headers["if-none-match"] = "*"
+        }
+        let r = try send("PUT", key: s3.key(path), headers: headers, body: Data(bytes))
+        if exclusive && r.status == 412 { return false }
+        guard r.status == 200 else { throw error(r.status, r.body, key: s3.key(path), what: "PUT") }
+        return true
+    }
+
+    public func delete(_ path: String) throws(RepositoryError) {
+        let r = try send("DELETE", key: s3.key(path))
+        guard r.status == 204 || r.status == 200 || r.status == 404 else { throw error(r.status, r.body, key: s3.key(path), what: "DELETE") }
+    }
+
+    public func writer(_ path: String) throws(RepositoryError) -> any StorageWriter { S3Writer(storage: self, path: path) }
+
+    /// Nothing to do: a PUT that returned is durable.
+    public func syncDirectories(_ dirs: [String]) throws(RepositoryError) {}
+}
+
+/// A pack bound for S3: kept in memory (packs are 16 MiB) and uploaded on `commit`.
+final class S3Writer: StorageWriter, @unchecked Sendable {   // one owner at a time
+    let storage: S3Storage
+    let path: String
+    private var buffer: [UInt8] = []
+    var size: Int64 { Int64(buffer.count) }
+
+    init(storage: S3Storage, path: String) { self.storage = storage; self.path = path }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws(RepositoryError) { buffer.append(contentsOf: bytes) }
+    func commit() throws(RepositoryError) { _ = try storage.write(path, buffer, exclusive: false); buffer = [] }
+    func abort() {
+        buffer = []
+        try? storage.delete(path)
+    }
+}
+
+/// Minimal reading of S3's XML replies: the text of elements, entities decoded.
+enum XMLText {
+    static func all(_ tag: String, in text: String) -> [String] {
+        var out: [String] = []
+        var rest = text[...]
+        while let open = rest.range(of: "<\(tag)>"), let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex) {
+            out.append(unescape(String(rest[open.upperBound..<close.lowerBound])))
+            rest = rest[close.upperBound...]
+        }
+        return out
+    }
+
+    static func first(_ tag: String, in text: String) -> String? { all(tag, in: text).first }
+
+    static func unescape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">").replacingOccurrences(of: "&quot;", with: "\"")
+            .replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&#13;", with: "\r").replacingOccurrences(of: "&amp;", with: "&")
+    }
+}
+
+/// Blocking HTTP over URLSession (FoundationNetworking on Linux): the repository code is
+/// synchronous, and each worker thread waits for its own request.
+final class HTTPClient: @unchecked Sendable {
+    let session: URLSession
+
+    init(timeout: TimeInterval) {
+        let config = URLSessionConfiguration.ephemeral
+        config.timeoutIntervalForRequest = timeout
+        config.httpMaximumConnectionsPerHost = 8
+        session = URLSession(configuration: config)
+    }
+
+    struct Reply: Sendable { var status: Int; var headers: [String: String]; var body: Data }
+
+    func send(_ request: URLRequest) -> Result<Reply, any Error> {
+        let done = DispatchSemaphore(value: 0)
+        let box = LockedBox<Result<Reply, any Error>?>(nil)
+        let task = session.dataTask(with: request) { data, response, error in
+            if let error { box.withLock { $0 = .failure(error) } } else if let http = response as? HTTPURLResponse {
+                var headers: [String: String] = [:]
+                for (k, v) in http.allHeaderFields { headers[String(describing: k).lowercased()] = String(describing: v) }
+                box.withLock { $0 = .success(Reply(status: http.statusCode, headers: headers, body: data ?? Data())) }
+            } else {
+                box.withLock { $0 = .failure(URLError(.badServerResponse)) }
+            }
+            done.signal()
+        }
+        task.resume()
+        done.wait()
+        return box.withLock { $0 } ?? .failure(URLError(.unknown))
+    }
+}

@@ -130,6 +130,13 @@ public struct Storage: Sendable {
     public var origin: Origin
     /// Whether the first backup may create drplan's repository in `path` (which must exist).
     public var create = false
+    /// For an `s3://` url: the endpoint (MinIO, Ceph, B2, R2…; default AWS), the region, and
+    /// path-style addressing (default: on with an endpoint, off for AWS).
+    public var endpoint: String? = nil
+    public var region: String? = nil
+    public var pathStyle: Bool? = nil
+    /// Allows a plain-http endpoint that is not on loopback.
+    public var insecureHTTP = false
 }
 
 /// What the engines read for an asset (runs.md).

@@ -162,8 +162,10 @@ struct SectionReader {
             immutable: r.bool("immutable") ?? false, airGapped: r.bool("air_gapped") ?? false, encryption: enc,
             mfaDelete: mfa, networkIsolated: isolated, capacity: r.size("capacity"), used: r.size("used"),
             restoreRate: r.rate("restore_rate"), path: r.string("path"), url: r.string("url"), credentials: credentials,
-            name: r.string("name"), labels: r.labels(), origin: r.origin, create: r.bool("create") ?? false)
-        r.finish(allowed: ["id", "kind", "site", "media", "immutable", "air_gapped", "encryption", "access", "capacity", "used", "restore_rate", "path", "url", "credentials", "name", "labels", "create"])
+            name: r.string("name"), labels: r.labels(), origin: r.origin, create: r.bool("create") ?? false,
+            endpoint: r.string("endpoint"), region: r.string("region"), pathStyle: r.bool("path_style"), insecureHTTP: r.bool("insecure_http") ?? false)
+        r.finish(allowed: ["id", "kind", "site", "media", "immutable", "air_gapped", "encryption", "access", "capacity", "used", "restore_rate", "path", "url", "credentials", "name", "labels", "create",
+                           "endpoint", "region", "path_style", "insecure_http"])
         guard id != nil else { return }
         storage.append(s)
     }

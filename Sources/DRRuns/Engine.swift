@@ -151,9 +151,9 @@ public struct BuiltinEngine: BackupEngine {
     /// Opens the repository in `storage`; with `create`, creates it when there is none (the
     /// storage's root folder's parent must exist). Without `create`, a missing repository is
     /// an error, so an unplugged drive never gets an empty repository in its mount point.
-    public static func open(storage: LocalStorage, passphrase: String?, create: Bool) throws(RepositoryError) -> BuiltinEngine {
+    public static func open(storage: any RepositoryStorage, passphrase: String?, create: Bool) throws(RepositoryError) -> BuiltinEngine {
         if create {
-            if mkdir(storage.root, 0o700) != 0 && errno != EEXIST { throw LocalStorage.failure("create", storage.root, errno: errno) }
+            if let local = storage as? LocalStorage, mkdir(local.root, 0o700) != 0 && errno != EEXIST { throw LocalStorage.failure("create", local.root, errno: errno) }
             return BuiltinEngine(repository: try BuiltinRepository.create(storage: storage, passphrase: passphrase).0)
         }
         return BuiltinEngine(repository: try BuiltinRepository.open(storage: storage, passphrase: passphrase))

@@ -137,15 +137,15 @@ extension Runner {
             throw RepositoryError(.config, "the jobs writing to '\(storageId)' (\(users.map(\.id).joined(separator: ", "))) name different passphrases; one repository has one key, so give them the same 'encryption.passphrase'")
         }
         let passphrase = try secret(job.encryption.passphrase ?? s.encryption.passphrase)
-        let root = try mountedPath(s) + "/drplan-repository"
+        let storage = try repositoryStorage(s)
         if create {
-            if mkdir(root, 0o700) != 0 && errno != EEXIST { throw LocalStorage.failure("create", root, errno: errno) }
-            let (repo, created) = try BuiltinRepository.create(storage: LocalStorage(root: root), passphrase: passphrase)
-            guard created else { throw RepositoryError(.alreadyExists, "storage '\(storageId)' already holds a drplan repository at \(root); nothing was changed") }
+            if let local = storage as? LocalStorage, mkdir(local.root, 0o700) != 0 && errno != EEXIST { throw LocalStorage.failure("create", local.root, errno: errno) }
+            let (repo, created) = try BuiltinRepository.create(storage: storage, passphrase: passphrase)
+            guard created else { throw RepositoryError(.alreadyExists, "storage '\(storageId)' already holds a drplan repository at \(storage.location); nothing was changed") }
             return repo
         }
-        do { return try BuiltinRepository.open(storage: LocalStorage(root: root), passphrase: passphrase) } catch where error.kind == .notARepository {
-            throw RepositoryError(.notARepository, RunMessages.noRepository(s.id, root))
+        do { return try BuiltinRepository.open(storage: storage, passphrase: passphrase) } catch where error.kind == .notARepository {
+            throw RepositoryError(.notARepository, RunMessages.noRepository(s.id, storage.location))
         }
     }
 

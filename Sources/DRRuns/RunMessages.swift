@@ -28,7 +28,7 @@ public enum RunMessages {
     static func noPath(_ storage: String, url: String?) -> String {
         url == nil
             ? "storage '\(storage)' has no 'path' for drplan to write into; add the folder (a mounted drive or share) as 'path'"
-            : "storage '\(storage)' has only a 'url' (\(url ?? "")), which drplan's own engine cannot write to yet; give it a 'path', or have restic write it ('target_engines: {\(storage): restic}')"
+            : "storage '\(storage)' has only a 'url' (\(url ?? "")), and drplan's own engine writes to a 'path' or an s3:// url; give it one of those, or have restic write it ('target_engines: {\(storage): restic}')"
     }
     static func notMounted(_ storage: String, _ path: String) -> String {
         "storage '\(storage)' is not mounted at \(path): plug it in or fix 'path' (drplan never creates a missing mount point, so a backup cannot land on the internal disk by mistake)"

@@ -87,10 +87,10 @@ public struct Runner {
                 throw RepositoryError(.passphraseRequired, "job '\(job.id)' asks for encryption at rest but names no 'encryption.passphrase' secret")
             }
             let passphrase = try secret(passphraseRef)
-            let root = try mountedPath(s) + "/drplan-repository"
+            let storage = try repositoryStorage(s)
             var e: BuiltinEngine
-            do { e = try BuiltinEngine.open(storage: LocalStorage(root: root), passphrase: passphrase, create: purpose == .backup && s.create) } catch where error.kind == .notARepository {
-                throw RepositoryError(.notARepository, RunMessages.noRepository(s.id, root))
+            do { e = try BuiltinEngine.open(storage: storage, passphrase: passphrase, create: purpose == .backup && s.create) } catch where error.kind == .notARepository {
+                throw RepositoryError(.notARepository, RunMessages.noRepository(s.id, storage.location))
             }
             e.progress = progress
             e.log = log
@@ -99,6 +99,30 @@ public struct Runner {
         case .command:
             throw RepositoryError(.config, "job '\(job.id)' uses the command engine, which has no repository drplan can read; use its own tools")
         }
+    }
+
+    /// Where drplan's own repository on `s` lives: `<path>/drplan-repository` on a mounted
+    /// folder, or the `s3://` url's bucket and prefix.
+    func repositoryStorage(_ s: Storage) throws(RepositoryError) -> any RepositoryStorage {
+        if s.path == nil, let url = s.url, url.hasPrefix("s3://") {
+            let location = try S3Location(url: url, endpoint: s.endpoint, region: s.region ?? AWSConfig.region(), pathStyle: s.pathStyle, insecureHTTP: s.insecureHTTP)
+            return S3Storage(location, credentials: try s3Credentials(s))
+        }
+        return LocalStorage(root: try mountedPath(s) + "/drplan-repository")
+    }
+
+    /// Credentials for an S3 storage, in the order AWS tools use: the storage's `credentials:`
+    /// map, then AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then the
+    /// AWS_PROFILE (or `default`) profile of ~/.aws/credentials.
+    func s3Credentials(_ s: Storage) throws(RepositoryError) -> AWSCredentials {
+        var map: [String: String] = [:]
+        for (k, ref) in s.credentials { map[k] = try Secrets.resolve(ref, relativeTo: baseDirectory) }
+        if let id = map["access_key_id"], let secret = map["secret_access_key"] {
+            return AWSCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: map["session_token"])
+        }
+        if let c = AWSConfig.fromEnvironment() { return c }
+        if let c = try AWSConfig.fromProfile() { return c }
+        throw RepositoryError(.config, "storage '\(s.id)' has no S3 credentials: give 'credentials: {access_key_id: env:…, secret_access_key: env:…}', or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials (AWS_PROFILE)")
     }
 
     /// The value of an optional secret reference.

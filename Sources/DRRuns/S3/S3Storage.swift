@@ -169,7 +169,11 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
     public func info(_ path: String) throws(RepositoryError) -> StorageFileInfo? {
         let r = try send("HEAD", key: s3.key(path))
         if r.status == 404 { return nil }
-        guard r.status == 200 else { throw error(r.status, r.body, key: s3.key(path), what: "HEAD") }
+        guard r.status == 200 else {
+            // A HEAD reply has no body, so no S3 error code: ask again with a GET to get one.
+            let g = try send("GET", key: s3.key(path), headers: ["range": "bytes=0-0"])
+            throw error(g.status, g.body, key: s3.key(path), what: "HEAD")
+        }
         let size = Int64(r.headers["content-length"] ?? "") ?? 0
         let modified = r.headers["last-modified"].flatMap(Self.httpDate) ?? Date()
         return StorageFileInfo(size: size, modified: modified)

@@ -1,0 +1,85 @@
+import DRInventory
+import Foundation
+import Testing
+import TestSupport
+@testable import DRRuns
+
+/// The builtin engine on S3 (moto, verifying signatures), driven as a user's inventory drives it.
+@Suite("S3: the builtin repository on object storage")
+struct S3RunnerTests {
+    static func inventory(_ dir: TempDir, _ s: S3TestServer, prefix: String, bucket: String? = nil, secretEnv: String = "DRPLAN_S3_SECRET_ACCESS_KEY", create: Bool = true) throws -> Inventory {
+        try dir.write("pw.txt", "correct horse\n")
+        try dir.write("data/a.txt", String(repeating: "a", count: 3000))
+        try RepositoryTests.randomFile(dir.path + "/data/big.bin", bytes: 3_000_000)
+        try dir.makeDirectory("drive")
+        return try InventoryLoader.load(texts: [(dir.path + "/inv.yaml", """
+            drplan: 1
+            sites: [{ id: office, kind: office }, { id: cloud, kind: cloud-region }]
+            storage:
+              - { id: drive, kind: removable, site: office, path: drive, create: true }
+              - id: bucket
+                kind: cloud-object
+                site: cloud
+                url: "s3://\(bucket ?? s.bucket)/\(prefix)"
+                endpoint: "\(s.endpoint)"
+                create: \(create)
+                credentials: { access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "env:\(secretEnv)" }
+            assets: [{ id: docs, kind: file-store, site: office, source: { path: data } }]
+            jobs: [{ id: nightly, assets: [docs], schedule: "@daily", targets: [drive, bucket], retention: { keep_last: 1 }, encryption: { at_rest: true, passphrase: "file:pw.txt" } }]
+            restore_tests: [{ id: t, job: nightly, scope: full, targets: all }]
+            """)])
+    }
+
+    @Test("backup to a drive and a bucket, restore and restore-test from the bucket, check with --read-data, prune")
+    func roundTrip() throws {
+        guard let s = S3TestServer.current() else { return }
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let runner = Runner(inventory: try Self.inventory(dir, s, prefix: "rt-" + UUID().uuidString.prefix(8).lowercased()), baseDirectory: dir.path,
+                            store: try EvidenceStore(path: dir.path + "/ev.sqlite"))
+        let first = try runner.backup(jobs: [])
+        #expect(first.map(\.status) == [.success, .success], "\(first.map { $0.error ?? "" })")
+        try dir.write("data/b.txt", "second")
+        #expect(try runner.backup(jobs: []).map(\.status) == [.success, .success])
+        let out = URL(fileURLWithPath: dir.path + "/restored")
+        let r = try runner.restore(job: "nightly", snapshot: nil, target: out, from: "bucket")
+        #expect(r[0].result.damaged.isEmpty && r[0].result.files == 3)
+        #expect(try Data(contentsOf: out.appendingPathComponent("big.bin")) == Data(contentsOf: URL(fileURLWithPath: dir.path + "/data/big.bin")))
+        let tests = try runner.restoreTest(tests: [], sample: nil, seed: 1, keep: false)
+        #expect(tests.map(\.0.status) == [.success, .success] && tests.map { $0.0.storage ?? "" } == ["drive", "bucket"])
+        let check = try runner.checkRepositories(jobs: [], from: "bucket", readData: .all)
+        #expect(check.count == 1 && check[0].report.problems.isEmpty && check[0].report.packsRead > 0, "\(check.map(\.report.problems))")
+        #expect(try runner.prune(jobs: [], grace: 0).map(\.status) == [.success, .success])
+        #expect(try runner.snapshots(jobs: [], from: "bucket").count == 1)
+        #expect(try runner.checkRepositories(jobs: [], from: "bucket", readData: .all)[0].report.problems.isEmpty)
+    }
+
+    @Test("a wrong secret, a missing bucket and a bucket without a repository each give a clear message")
+    func clearErrors() throws {
+        guard let s = S3TestServer.current() else { return }
+        let dir = try TempDir(); defer { dir.cleanup() }
+        setenv("DRPLAN_S3_WRONG_SECRET", "not-the-secret", 1)
+        let prefix = "err-" + UUID().uuidString.prefix(8).lowercased()
+        let wrong = Runner(inventory: try Self.inventory(dir, s, prefix: prefix, secretEnv: "DRPLAN_S3_WRONG_SECRET"), baseDirectory: dir.path, store: try EvidenceStore(path: dir.path + "/ev.sqlite"))
+        let w = try wrong.backup(jobs: [])
+        #expect(w.map(\.status) == [.success, .failed])
+        #expect(w[1].error?.contains("SignatureDoesNotMatch") == true && w[1].error?.contains("bucket '\(s.bucket)'") == true && w[1].error?.contains("credentials") == true, "\(w[1].error ?? "")")
+        #expect(w[1].error?.contains("not-the-secret") == false)
+        let missing = Runner(inventory: try Self.inventory(dir, s, prefix: prefix, bucket: "no-such-bucket-" + prefix), baseDirectory: dir.path, store: wrong.store)
+        let m = try missing.backup(jobs: [])
+        #expect(m[1].status == .failed && m[1].error?.contains("does not exist") == true && m[1].error?.contains("NoSuchBucket") == true, "\(m[1].error ?? "")")
+        let noRepo = Runner(inventory: try Self.inventory(dir, s, prefix: prefix + "-none", create: false), baseDirectory: dir.path, store: wrong.store)
+        let n = try noRepo.restoreTest(tests: [], sample: nil, seed: 1, keep: false, from: "bucket")
+        #expect(n[0].0.status == .failed && n[0].0.error?.contains("drplan init-repository bucket") == true, "\(n[0].0.error ?? "")")
+    }
+
+    @Test("listings page past 1,000 objects")
+    func pagination() throws {
+        guard let s = S3TestServer.current() else { return }
+        let storage = try s.storage(prefix: "page-" + UUID().uuidString.prefix(8).lowercased())
+        let names = (0..<1105).map { String(format: "%05d", $0) }
+        DispatchQueue.concurrentPerform(iterations: 8) { w in
+            for (i, n) in names.enumerated() where i % 8 == w { _ = try? storage.write("snapshots/" + n, [1], exclusive: false) }
+        }
+        #expect(try storage.list("snapshots") == names)
+    }
+}

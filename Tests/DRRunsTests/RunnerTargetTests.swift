@@ -28,7 +28,7 @@ struct RunnerTargetTests {
 
     static let driveAndBucket = """
           - { id: drive, kind: removable, site: home, path: drive, create: true }
-          - { id: bucket, kind: cloud-object, site: home, url: "s3://backups/office" }
+          - { id: bucket, kind: nas, site: home, url: "sftp://backup@nas/office" }
         """
 
     static func runner(_ inv: Inventory, _ dir: TempDir) throws -> Runner {

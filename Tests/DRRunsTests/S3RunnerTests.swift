@@ -72,6 +72,26 @@ struct S3RunnerTests {
         #expect(n[0].0.status == .failed && n[0].0.error?.contains("drplan init-repository bucket") == true, "\(n[0].0.error ?? "")")
     }
 
+    @Test("large packs go up as multipart uploads; an unfinished one is reported by check and aborted by prune")
+    func multipart() throws {
+        guard let s = S3TestServer.current() else { return }
+        let storage = try s.storage(prefix: "mp-" + UUID().uuidString.prefix(8).lowercased())
+        let repo = try BuiltinRepository.create(storage: storage, passphrase: "pw", kdfRounds: 1 << 10).0
+        var big = [UInt8](repeating: 0, count: 20 << 20)
+        for i in stride(from: 0, to: big.count, by: 4096) { big[i] = UInt8(truncatingIfNeeded: i / 4096) }
+        let w = try storage.writer("packs/ab/big")
+        try StorageConformanceTests.append(w, big)
+        try w.commit()
+        #expect(try storage.read("packs/ab/big") == big)
+        #expect(try storage.unfinishedUploads().isEmpty)
+        // A backup killed mid-upload leaves an upload open.
+        let started = try storage.send("POST", key: storage.s3.key("packs/cd/cut"), query: [("uploads", "")])
+        #expect(started.status == 200)
+        #expect(try repo.check(readData: .none).notes.contains { $0.contains("multipart upload(s) were never completed") })
+        _ = try repo.collectGarbage(grace: 0)
+        #expect(try storage.unfinishedUploads().isEmpty)
+    }
+
     @Test("listings page past 1,000 objects")
     func pagination() throws {
         guard let s = S3TestServer.current() else { return }

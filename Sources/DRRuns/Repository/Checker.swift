@@ -105,6 +105,10 @@ extension BuiltinRepository {
         let indexed = Set(indexLock.withLock { blobIndex.values.map(\.pack) })
         let unindexed = packs.subtracting(indexed)
         if !unindexed.isEmpty { report.notes.append("\(unindexed.count) pack(s) are named by no index (left by an interrupted backup); 'drplan prune' removes them") }
+        if let s3 = storage as? S3Storage {
+            let left = try s3.unfinishedUploads()
+            if !left.isEmpty { report.notes.append("\(left.count) multipart upload(s) were never completed (left by an interrupted backup; their parts are billed): 'drplan prune' aborts them") }
+        }
 
         let chosen = Self.select(indexed.intersection(packs).sorted(), readData, seed: seed)
         var byPack: [String: [(id: String, loc: BlobLocation)]] = [:]

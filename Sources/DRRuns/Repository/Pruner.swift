@@ -194,6 +194,9 @@ extension BuiltinRepository {
             bytes += try storage.info(objectPath(id))?.size ?? 0
             try storage.delete(objectPath(id))
         }
+        // Multipart uploads an interrupted backup left: prune holds the exclusive lock, so no
+        // backup is uploading now.
+        if let s3 = storage as? S3Storage { _ = try s3.abortUnfinishedUploads() }
         // Temporary files an interrupted write left, and damage markers of packs now gone.
         if let local = storage as? LocalStorage { try local.removeTemporaryFiles(in: ["", "index", "snapshots", "locks"], olderThan: plan.cutoff) }
         let packs = Set(try packNames())

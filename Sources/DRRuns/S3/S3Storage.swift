@@ -231,7 +231,82 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
     public func syncDirectories(_ dirs: [String]) throws(RepositoryError) {}
 }
 
-/// A pack bound for S3: kept in memory (packs are 16 MiB) and uploaded on `commit`.
+extension S3Storage {
+    /// Parts of a multipart upload: S3's minimum is 5 MiB (but for the last).
+    static let partSize = 8 << 20
+    /// Objects this large go up in parts, several at once.
+    static let multipartThreshold = 16 << 20
+
+    /// Uploads `bytes` in parts, up to four in flight, each with its Content-MD5, then
+    /// completes the upload; on any failure the upload is aborted so no parts are left to pay
+    /// for, and the object never appears.
+    func putMultipart(_ path: String, _ bytes: [UInt8]) throws(RepositoryError) {
+        let key = s3.key(path)
+        let start = try send("POST", key: key, query: [("uploads", "")])
+        guard start.status == 200, let id = XMLText.first("UploadId", in: String(decoding: start.body, as: UTF8.self)) else {
+            throw error(start.status, start.body, key: key, what: "CreateMultipartUpload")
+        }
+        let count = (bytes.count + Self.partSize - 1) / Self.partSize
+        let results = LockedBox<[Int: Result<String, RepositoryError>]>([:])
+        DispatchQueue.concurrentPerform(iterations: min(4, count)) { worker in
+            for part in stride(from: worker, to: count, by: min(4, count)) {
+                if results.withLock({ $0.values.contains { if case .failure = $0 { return true }; return false } }) { return }
+                let slice = Array(bytes[(part * Self.partSize)..<min(bytes.count, (part + 1) * Self.partSize)])
+                let md5 = Data(Insecure.MD5.hash(data: slice)).base64EncodedString()
+                let r: Result<String, RepositoryError>
+                do throws(RepositoryError) {
+                    let reply = try send("PUT", key: key, query: [("partNumber", String(part + 1)), ("uploadId", id)], headers: ["content-md5": md5], body: Data(slice))
+                    guard reply.status == 200, let etag = reply.headers["etag"] else { throw error(reply.status, reply.body, key: key, what: "UploadPart \(part + 1)") }
+                    r = .success(etag)
+                } catch { r = .failure(error) }
+                results.withLock { $0[part + 1] = r }
+            }
+        }
+        let done = results.withLock { $0 }
+        var etags: [String] = []
+        for n in 1...count {
+            guard case .success(let etag)? = done[n] else {
+                abortUpload(key, id)
+                if case .failure(let e)? = done[n] { throw e }
+                throw RepositoryError(.io, "the multipart upload of \(location)/\(path) stopped before part \(n); it was aborted")
+            }
+            etags.append(etag)
+        }
+        let xml = "<CompleteMultipartUpload>" + etags.enumerated().map { "<Part><PartNumber>\($0.offset + 1)</PartNumber><ETag>\($0.element)</ETag></Part>" }.joined() + "</CompleteMultipartUpload>"
+        let complete: Response
+        do { complete = try send("POST", key: key, query: [("uploadId", id)], headers: ["content-type": "application/xml"], body: Data(xml.utf8)) } catch { abortUpload(key, id); throw error }
+        // S3 can answer 200 with an error in the body.
+        guard complete.status == 200, XMLText.first("Code", in: String(decoding: complete.body, as: UTF8.self)) == nil else {
+            abortUpload(key, id)
+            throw error(complete.status, complete.body, key: key, what: "CompleteMultipartUpload")
+        }
+    }
+
+    func abortUpload(_ key: String, _ id: String) {
+        _ = try? send("DELETE", key: key, query: [("uploadId", id)])
+    }
+
+    /// Multipart uploads started under the repository and never completed or aborted (what a
+    /// killed backup leaves): key and upload id.
+    public func unfinishedUploads() throws(RepositoryError) -> [(key: String, uploadId: String)] {
+        let r = try send("GET", key: nil, query: [("uploads", ""), ("prefix", s3.key(""))])
+        guard r.status == 200 else { throw error(r.status, r.body, key: nil, what: "ListMultipartUploads") }
+        return XMLText.all("Upload", in: String(decoding: r.body, as: UTF8.self)).compactMap { u in
+            guard let k = XMLText.first("Key", in: u), let id = XMLText.first("UploadId", in: u) else { return nil }
+            return (k, id)
+        }
+    }
+
+    /// Aborts every unfinished upload under the repository; returns how many.
+    public func abortUnfinishedUploads() throws(RepositoryError) -> Int {
+        let left = try unfinishedUploads()
+        for u in left { abortUpload(u.key, u.uploadId) }
+        return left.count
+    }
+}
+
+/// A pack bound for S3: kept in memory (packs are 16 MiB) and uploaded on `commit`, in parts
+/// when large.
 final class S3Writer: StorageWriter, @unchecked Sendable {   // one owner at a time
     let storage: S3Storage
     let path: String
@@ -241,7 +316,10 @@ final class S3Writer: StorageWriter, @unchecked Sendable {   // one owner at a t
     init(storage: S3Storage, path: String) { self.storage = storage; self.path = path }
 
     func append(_ bytes: UnsafeRawBufferPointer) throws(RepositoryError) { buffer.append(contentsOf: bytes) }
-    func commit() throws(RepositoryError) { _ = try storage.write(path, buffer, exclusive: false); buffer = [] }
+    func commit() throws(RepositoryError) {
+        if buffer.count >= S3Storage.multipartThreshold { try storage.putMultipart(path, buffer) } else { _ = try storage.write(path, buffer, exclusive: false) }
+        buffer = []
+    }
     func abort() {
         buffer = []
         try? storage.delete(path)

@@ -92,6 +92,37 @@ struct S3RunnerTests {
         #expect(try storage.unfinishedUploads().isEmpty)
     }
 
+    @Test("restic to the same S3 server, with the storage's credentials in restic's environment only")
+    func resticToS3() throws {
+        guard let s = S3TestServer.current() else { return }
+        guard (try? ExternalTool.locate("restic", package: "restic")) != nil else {
+            _ = Tools.skip("restic to S3", because: "restic is not installed (apt-get install restic)") { Issue.record(Comment(rawValue: $0)) }
+            return
+        }
+        let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.write("pw.txt", "correct horse\n")
+        try dir.write("data/a.txt", "alpha")
+        let inv = try InventoryLoader.load(texts: [(dir.path + "/inv.yaml", """
+            drplan: 1
+            sites: [{ id: office, kind: office }, { id: cloud, kind: cloud-region }]
+            storage:
+              - id: bucket
+                kind: cloud-object
+                site: cloud
+                url: "s3:\(s.endpoint)/\(s.bucket)/restic-\(UUID().uuidString.prefix(8).lowercased())"
+                create: true
+                credentials: { access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "env:DRPLAN_S3_SECRET_ACCESS_KEY" }
+            assets: [{ id: docs, kind: file-store, site: office, source: { path: data } }]
+            jobs: [{ id: nightly, assets: [docs], schedule: "@daily", engine: restic, targets: [bucket], encryption: { at_rest: true, passphrase: "file:pw.txt" } }]
+            restore_tests: [{ id: t, job: nightly, scope: full }]
+            """)])
+        let runner = Runner(inventory: inv, baseDirectory: dir.path, store: try EvidenceStore(path: dir.path + "/ev.sqlite"))
+        let b = try runner.backup(jobs: [])
+        #expect(b.map(\.status) == [.success], "\(b.map { $0.error ?? "" })")
+        let t = try runner.restoreTest(tests: [], sample: nil, seed: 1, keep: false)
+        #expect(t.map(\.0.status) == [.success], "\(t.map { $0.0.error ?? "" })")
+    }
+
     @Test("listings page past 1,000 objects")
     func pagination() throws {
         guard let s = S3TestServer.current() else { return }

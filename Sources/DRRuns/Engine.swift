@@ -262,3 +262,21 @@ public func expandTilde(_ path: String) -> String {
     let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
     return home + path.dropFirst()
 }
+
+/// What the runner needs to know of an engine, in one place, so that its loop asks about
+/// capabilities instead of testing which engine it has.
+extension DRInventory.Engine {
+    /// The job's own commands do the work (`options.backup`, `restore`, `verify`): one run per
+    /// target covers every asset, and there is no repository for drplan to read.
+    public var runsUserCommands: Bool { self == .command }
+    /// A snapshot holds one dump, so a restore test restores it whole (a sample would test nothing).
+    public var storesOneDump: Bool { self == .sqlite || self == .pgDump }
+    /// The name of the dump file inside such a snapshot.
+    public var dumpFileName: String? {
+        switch self {
+        case .sqlite: return SQLiteBackup.fileName
+        case .pgDump: return PostgresBackup.fileName
+        default: return nil
+        }
+    }
+}

@@ -13,7 +13,7 @@ extension Runner {
 
     /// The targets drplan itself writes for `job`, or just `from` (which must be one of them).
     func readableTargets(_ job: Job, from: String?) throws(RepositoryError) -> [String] {
-        let mine = job.targets.filter { job.engine(for: $0).map { $0 != .command } ?? false }
+        let mine = job.targets.filter { job.engine(for: $0).map { !$0.runsUserCommands } ?? false }
         if let from {
             guard job.targets.contains(from) else {
                 throw RepositoryError(.config, "job '\(job.id)' does not write to '\(from)'; its targets are \(job.targets.joined(separator: ", "))")
@@ -88,7 +88,7 @@ extension Runner {
     /// Every snapshot of `jobs` (all when empty) on each target drplan writes, or on `from`.
     /// A target that cannot be listed is an error naming it, never an empty list.
     public func snapshots(jobs names: [String], from: String?) throws(RepositoryError) -> [ListedSnapshot] {
-        let jobs = names.isEmpty ? inventory.jobs.filter { j in j.targets.contains { t in j.engine(for: t).map { $0 != .command } ?? false } }
+        let jobs = names.isEmpty ? inventory.jobs.filter { j in j.targets.contains { t in j.engine(for: t).map { !$0.runsUserCommands } ?? false } }
             : names.compactMap { n in inventory.jobs.first { $0.id == n } }
         var out: [ListedSnapshot] = []
         for job in jobs {

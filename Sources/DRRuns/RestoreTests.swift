@@ -44,7 +44,7 @@ extension Runner {
         for test in tests {
             guard let job = inventory.jobs.first(where: { $0.id == test.job }) else { continue }
             let targets: [String?]
-            if job.engine == .command && job.targetEngines.isEmpty {
+            if job.engine.runsUserCommands && job.targetEngines.isEmpty {
                 targets = [job.targets.first]
             } else {
                 do { targets = try testTargets(test, job, from: from) } catch {
@@ -72,7 +72,7 @@ extension Runner {
         let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drplan-restore-test-\(test.id)-\(run.id.prefix(8))")
         let effective = sample ?? (test.scope == .sample ? .percent(10) : .all)
         do throws(RepositoryError) {
-            if kind == .command {
+            if kind.runsUserCommands {
                 try commandRestoreTest(job, scratch: scratch, run: &run)
             } else {
                 guard let target else { throw RepositoryError(.config, "job '\(job.id)' has no target to restore from") }
@@ -126,14 +126,14 @@ extension Runner {
                 throw RepositoryError(.missing, "job '\(job.id)' has no snapshot of '\(a)' on '\(target)' yet; run 'drplan backup \(job.id)' first")
             }
             // A database snapshot is one dump: sampling it would test nothing.
-            let select = kind == .sqlite || kind == .pgDump ? nil : Self.selector(sample, seed: seed)
+            let select = kind.storesOneDump ? nil : Self.selector(sample, seed: seed)
             let dest = scratch.appendingPathComponent(a)
             let r = try engine.restore(snapshot: snap.id, to: dest, options: RestoreOptions(), select: select)
             run.verifiedFiles += Int64(r.files); run.verifiedBytes += r.bytes; run.files += Int64(r.files + r.damaged.count)
             for (p, why) in r.damaged { damaged["\(a)/\(p)"] = why }
             if r.damaged.isEmpty {
                 let problems = try verifyRestored(a, engine: kind, in: dest, runId: run.id)
-                let name = kind == .pgDump ? PostgresBackup.fileName : SQLiteBackup.fileName
+                let name = kind.dumpFileName ?? "dump"
                 for (i, problem) in problems.enumerated() { damaged["\(a)/\(name)" + (i == 0 ? "" : " #\(i + 1)")] = problem }
             }
             // A mirror has no checksums of its own: what it holds is compared with the source.

@@ -141,7 +141,7 @@ public struct Runner {
 
     /// Whether a job has something to back up: a source on an asset, or a command.
     static func hasSource(_ j: Job, _ assets: [String: Asset]) -> Bool {
-        j.engine == .command ? CommandEngine.option(j, "backup") != nil : j.assets.contains { assets[$0]?.source != nil }
+        j.engine.runsUserCommands ? CommandEngine.option(j, "backup") != nil : j.assets.contains { assets[$0]?.source != nil }
     }
 
     /// Backs up `jobs` (every job with a source when empty): one run per job, asset and
@@ -160,7 +160,7 @@ public struct Runner {
                     continue
                 }
                 // A command job's command writes every asset at once.
-                let units: [String?] = kind == .command ? [nil] : job.assets.map { Optional($0) }
+                let units: [String?] = kind.runsUserCommands ? [nil] : job.assets.map { Optional($0) }
                 for asset in units {
                     records.append(try backupOne(job, asset: asset, target: target, engine: kind, assets: assets))
                 }
@@ -178,7 +178,7 @@ public struct Runner {
         log("\(label): started (run \(run.id.prefix(8)))")
         let started = Date()
         do throws(RepositoryError) {
-            if kind == .command {
+            if kind.runsUserCommands {
                 guard let cmd = CommandEngine.option(job, "backup") else { throw RepositoryError(.config, "job '\(job.id)' uses the command engine but has no 'options.backup'") }
                 run.output = try CommandEngine.run(cmd, cwd: baseDirectory, env: commandEnvironment(job, try storage(target)))
                 run.status = .success
@@ -235,7 +235,7 @@ public struct Runner {
         for job in jobs {
             guard let policy = job.retention else { continue }
             for target in job.targets {
-                guard let kind = job.engine(for: target), kind != .command else { continue }
+                guard let kind = job.engine(for: target), !kind.runsUserCommands else { continue }
                 var run = try store.begin(RunRecord(kind: .prune, job: job.id, engine: kind.rawValue, storage: target))
                 let interruption = RunInterruption.register(store: store, run: run)
                 defer { RunInterruption.unregister(interruption) }

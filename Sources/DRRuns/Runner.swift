@@ -322,7 +322,9 @@ public enum RunInterruption {
             var r = e.run
             r.status = .interrupted
             r.error = "interrupted by \(name)"
-            try? e.store.finish(r)
+            do { try e.store.finish(r) } catch {
+                FileHandle.standardError.write(Data("drplan: run \(r.id.prefix(8)) could not be recorded as interrupted (\(error.message)); the next run of drplan will find it and mark it so\n".utf8))
+            }
         }
         RepositoryLock.releaseAll()
         return entries.count

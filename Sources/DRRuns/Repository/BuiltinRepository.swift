@@ -253,7 +253,10 @@ public final class BuiltinRepository: @unchecked Sendable {
         }
         if !problems.isEmpty {
             for pack in try packNames() where !named.contains(pack) {
-                guard let contents = try? readTrailer(pack) else { continue }   // a pack with no valid trailer holds nothing readable
+                let contents: PackContents
+                do { contents = try readTrailer(pack) } catch where error.kind == .corrupt || error.kind == .missing {
+                    continue   // a pack with no valid trailer holds nothing readable; I/O errors still fail the open
+                }
                 for b in contents.blobs where index[b.id] == nil { index[b.id] = BlobLocation(pack: pack, offset: b.offset, length: b.length) }
             }
         }

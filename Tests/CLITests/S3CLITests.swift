@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// drplan on S3 as a cron job runs it, killed mid-upload.
+@Suite("Command line: S3")
+struct S3CLITests {
+    @Test("a backup to S3 killed mid-upload makes no snapshot visible; earlier ones restore and the next run succeeds")
+    func killedMidUpload() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env["DRPLAN_S3_BUCKET"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil else {
+            _ = Tools.skip("S3 CLI test", because: "no S3 server (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
+            return
+        }
+        let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
+        let inv = dir.path + "/demo/drplan.yaml"
+        var yaml = try String(contentsOfFile: inv, encoding: .utf8)
+        yaml = yaml.replacingOccurrences(of: "  - id: usb-at-home\n", with: """
+              - id: bucket
+                kind: cloud-object
+                site: home
+                url: "s3://\(bucket)/cli-\(UUID().uuidString.prefix(8).lowercased())"
+                endpoint: "\(endpoint)"
+                create: true
+                credentials: { access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "env:DRPLAN_S3_SECRET_ACCESS_KEY" }
+              - id: usb-at-home
+
+            """).replacingOccurrences(of: "targets: [office-disk, usb-at-home]", with: "targets: [bucket]")
+        try yaml.write(toFile: inv, atomically: true, encoding: .utf8)
+        let first = try CLITests.run(["backup", "-i", inv])
+        #expect(first.status == 0, "\(first.stderr)")
+        let big = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        for i in 0..<3 { try dir.write("demo/data/big-\(i).bin", try big.read(upToCount: 30 << 20) ?? Data()) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLITests.binary)
+        p.arguments = ["backup", "-q", "-i", inv]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        usleep(700_000)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let listed = try CLITests.run(["snapshots", "--format", "json", "-i", inv])
+        let snaps = try #require((try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [String: Any])?["snapshots"] as? [[String: Any]])
+        #expect(snaps.count == 1, "\(listed.stdout)\(listed.stderr)")
+        for f in 0..<3 { try FileManager.default.removeItem(atPath: dir.path + "/demo/data/big-\(f).bin") }
+        let test = try CLITests.run(["restore-test", "-i", inv])
+        #expect(test.status == 0, "\(test.stderr)")
+        let again = try CLITests.run(["backup", "-i", inv])
+        #expect(again.status == 0, "\(again.stderr)")
+        let check = try CLITests.run(["check-repository", "--read-data", "-i", inv])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+    }
+}

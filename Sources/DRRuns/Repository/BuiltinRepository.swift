@@ -358,7 +358,8 @@ public final class BuiltinRepository: @unchecked Sendable {
     /// Unencrypted, recomputing the id is the only check.
     func get(_ id: String) throws(RepositoryError) -> [UInt8] {
         do { return try authenticate(try stored(id), id: id) } catch {
-            if let loc = location(id) { quarantine(id, pack: loc.pack) }
+            // Only real damage: a read that timed out says nothing about the object.
+            if error.category == .integrity, let loc = location(id) { quarantine(id, pack: loc.pack) }
             throw error
         }
     }

@@ -183,15 +183,20 @@ struct EngineConformanceTests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []).isEmpty)
     }
 
-    @Test("pruning forgets snapshots and keeps the rest restorable", arguments: EngineUnderTest.allCases.filter(\.keepsHistory))
-    func prune(_ kind: EngineUnderTest) throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
-        guard let engine = try Self.make(kind, dir) else { return }
+    /// An engine holding two snapshots of the source whose big file changed between them.
+    static func twoBackups(_ kind: EngineUnderTest, _ dir: TempDir) throws -> (any BackupEngine, String, [EngineSnapshot])? {
+        guard let engine = try Self.make(kind, dir) else { return nil }
         let src = try Self.source(dir)
         _ = try engine.backup(paths: [src], exclude: [], tags: ["job", "files"])
         try RepositoryTests.randomFile(src + "/big.bin", bytes: 200_000)
         _ = try engine.backup(paths: [src], exclude: [], tags: ["job", "files"])
-        let before = try engine.snapshots(tag: "job")
+        return (engine, src, try engine.snapshots(tag: "job"))
+    }
+
+    @Test("pruning forgets snapshots and keeps the rest restorable", arguments: EngineUnderTest.allCases.filter(\.keepsHistory))
+    func prune(_ kind: EngineUnderTest) throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        guard let (engine, src, before) = try Self.twoBackups(kind, dir) else { return }
         #expect(before.count == 2)
         let summary = try engine.prune(forget: [before[0].id], grace: 0, dryRun: false)
         #expect(summary.contains("forgot 1 snapshot"))
@@ -207,12 +212,7 @@ struct EngineConformanceTests {
     @Test("prune --dry-run changes nothing; check finds nothing in a sound repository and reads the data when asked", arguments: EngineUnderTest.allCases.filter(\.keepsHistory))
     func pruneDryRunAndCheck(_ kind: EngineUnderTest) throws {
         let dir = try TempDir(); defer { dir.cleanup() }
-        guard let engine = try Self.make(kind, dir) else { return }
-        let src = try Self.source(dir)
-        _ = try engine.backup(paths: [src], exclude: [], tags: ["job", "files"])
-        try RepositoryTests.randomFile(src + "/big.bin", bytes: 200_000)
-        _ = try engine.backup(paths: [src], exclude: [], tags: ["job", "files"])
-        let before = try engine.snapshots(tag: "job")
+        guard let (engine, src, before) = try Self.twoBackups(kind, dir) else { return }
         let files = RepositoryTrustTests.files(dir.path + "/repo")
         let plan = try engine.prune(forget: [before[0].id], grace: 0, dryRun: true)
         #expect(plan.hasPrefix("would "), "\(plan)")

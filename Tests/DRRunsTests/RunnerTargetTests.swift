@@ -152,7 +152,7 @@ struct RunnerTargetTests {
         let order = try (0..<3).map { _ in try runner.restoreTest(tests: [], sample: nil, seed: 1, keep: false).map { $0.0.storage ?? "" } }
         #expect(order == [["drive"], ["bucket"], ["drive"]])
         let text = try String(contentsOfFile: dir.path + "/inv.yaml", encoding: .utf8).replacingOccurrences(of: "scope: full }", with: "scope: full, targets: all }")
-        let all = try Runner(inventory: try InventoryLoader.load(texts: [(dir.path + "/inv.yaml", text)]), baseDirectory: dir.path, store: runner.store)
+        let all = Runner(inventory: try InventoryLoader.load(texts: [(dir.path + "/inv.yaml", text)]), baseDirectory: dir.path, store: runner.store)
         #expect(try all.restoreTest(tests: [], sample: nil, seed: 1, keep: false).map { $0.0.storage ?? "" } == ["drive", "bucket"])
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CEL
+import DRFacts
 import DRInventory
 import DRPlanning
 import DRPolicy
@@ -34,7 +35,9 @@ struct ReportCommand: ParsableCommand {
         global.apply()
         let result = try Loaders.check(global, evaluation)
         // The default scenarios' verdicts go into the HTML report, linked to the runbook written beside it.
-        let plans = Scenario.defaults(for: result.inventory).map { Planner(result.inventory).plan($0) }
+        // A copy the evidence shows was never made is no source to recover from, here as in `plan`.
+        let planner = Planner(result.inventory, unproven: FactDeriver(result.inventory, now: result.facts.asOf, measured: try global.measured()).unprovenCopies())
+        let plans = Scenario.defaults(for: result.inventory).map { planner.plan($0) }
         let scenarios = plans.map { ($0.verdict, "runbook.html#" + $0.scenario.description.replacingOccurrences(of: ":", with: "-")) }
         let context = ReportContext(toolVersion: Drplan.version, generatedAt: GlobalOptions.wallClock(), scenarios: scenarios)
         let folder = output ?? "reports/\(Self.slug(result.inventory.organization ?? "inventory"))-\(result.facts.asOf.description.prefix(10))"

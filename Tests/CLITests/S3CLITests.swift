@@ -53,4 +53,44 @@ struct S3CLITests {
         let check = try CLITests.run(["check-repository", "--read-data", "-i", inv])
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
+
+    @Test("the S3 secret appears in no output, report, evidence or bundle")
+    func canary() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env["DRPLAN_S3_BUCKET"], let secret = env["DRPLAN_S3_SECRET_ACCESS_KEY"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil else {
+            _ = Tools.skip("S3 canary test", because: "no S3 server (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
+            return
+        }
+        let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
+        let inv = dir.path + "/demo/drplan.yaml"
+        // The secret reaches drplan as a file: secret, the way a cron job would give it.
+        try dir.write("demo/s3-secret.txt", secret + "\n")
+        let yaml = try String(contentsOfFile: inv, encoding: .utf8).replacingOccurrences(of: "  - id: usb-at-home\n", with: """
+              - id: bucket
+                kind: cloud-object
+                site: home
+                url: "s3://\(bucket)/canary-\(UUID().uuidString.prefix(8).lowercased())"
+                endpoint: "\(endpoint)"
+                create: true
+                credentials: { access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "file:s3-secret.txt" }
+              - id: usb-at-home
+
+            """).replacingOccurrences(of: "targets: [office-disk, usb-at-home]", with: "targets: [office-disk, bucket]")
+        try yaml.write(toFile: inv, atomically: true, encoding: .utf8)
+        var outputs: [String] = []
+        for args in [["backup", "-v"], ["restore-test", "--from", "bucket"], ["snapshots"], ["check-repository", "--read-data"], ["history", "--format", "json"],
+                     ["facts"], ["check", "--format", "json"], ["plan", "--format", "markdown"], ["report", "-o", dir.path + "/reports"],
+                     ["evidence", "export", "--from", "2026-01-01", "--to", "2030-01-01", "-o", dir.path + "/bundle.zip"]] {
+            let r = try CLITests.run(args + ["-i", inv])
+            outputs.append(r.stdout + r.stderr)
+        }
+        for (i, o) in outputs.enumerated() { #expect(!o.contains(secret), "output \(i) holds the secret") }
+        _ = try Tools.run("unzip", ["-q", "-o", dir.path + "/bundle.zip", "-d", dir.path + "/unzipped"])
+        for root in [dir.path + "/reports", dir.path + "/unzipped", dir.path + "/demo/.drplan"] {
+            for f in (FileManager.default.enumerator(atPath: root)?.allObjects as? [String]) ?? [] {
+                guard let data = FileManager.default.contents(atPath: root + "/" + f) else { continue }
+                #expect(data.range(of: Data(secret.utf8)) == nil, "\(root)/\(f) holds the secret")
+            }
+        }
+    }
 }

@@ -20,6 +20,18 @@ struct CLITests {
         try Tools.run(executable: binary, args, cwd: cwd, env: env)
     }
 
+    @Test("init --recipe small-office writes an inventory that validates; an unknown recipe is exit 2")
+    func recipe() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let r = try Self.run(["init", "--recipe", "small-office", dir.path + "/office"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let v = try Self.run(["validate", "-i", dir.path + "/office/drplan.yaml"])
+        #expect(v.status == 0 && v.stdout.contains("ok: 3 sites, 2 storage, 1 assets, 1 jobs, 1 restore tests"), "\(v.stdout)\(v.stderr)")
+        let text = try String(contentsOfFile: dir.path + "/office/drplan.yaml", encoding: .utf8)
+        #expect(text.contains("url: s3://") && text.contains("targets: [external-drive, s3-bucket]") && text.contains("targets: all"))
+        #expect(try Self.run(["init", "--recipe", "nope", dir.path + "/x"]).status == 2)
+    }
+
     @Test("--version and --help")
     func versionAndHelp() throws {
         let v = try Self.run(["--version"])

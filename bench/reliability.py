@@ -8,6 +8,7 @@ usage: bench/reliability.py [--drplan .build/debug/drplan] [--engines builtin,re
                             [--backup-kills 50] [--prune-kills 20] [--flips 100]
                             [--truncations 20] [--deletions 20] [--concurrency 5]
                             [--seed 1] [--json FILE] [--no-write]
+       bench/reliability.py --from-json builtin.json restic.json   # one table from split runs
 
 Every trial works on real files in a scratch folder, through the `drplan` command line as a
 user's cron job would run it, and checks the outcome itself:
@@ -382,7 +383,24 @@ def main():
     ap.add_argument("--work", default=tempfile.gettempdir())
     ap.add_argument("--json")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--from-json", nargs="+", metavar="FILE",
+                    help="render (and write) the table from earlier runs' --json files instead of running trials; "
+                         "engines are merged in the order given, so a long run can be split per engine")
     args = ap.parse_args()
+    if args.from_json:
+        report, notes = {}, []
+        for path in args.from_json:
+            with open(path) as f:
+                data = json.load(f)
+            report.update(data.get("engines", data))
+            notes.append(data.get("args", ""))
+        table = render(report, args, notes)
+        print(table)
+        if not args.no_write:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            from benchdoc import write_section
+            write_section("reliability", table, doc="docs/reliability.md")
+        return
     if not os.access(args.drplan, os.X_OK):
         sys.exit(f"{args.drplan} is not built: run 'swift build' first")
     report = {}
@@ -402,19 +420,21 @@ def main():
         }
         e["seconds"] = round(time.monotonic() - t0, 1)
         report[engine] = e
-    table = render(report, args)
+    trials = (f"{', '.join(report)}: {args.backup_kills} kills in backup, {args.prune_kills} in prune, {args.flips} flips, "
+              f"{args.truncations} truncations, {args.deletions} deletions, {args.concurrency} concurrency rounds, seed {args.seed}")
+    table = render(report, args, [trials])
     print(table)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+            json.dump({"engines": report, "args": trials}, f, indent=2)
     if not args.no_write:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from benchdoc import write_section
         write_section("reliability", table, doc="docs/reliability.md")
 
 
-def render(report, args):
-    lines = [f"Seed {args.seed}; drplan {args.drplan}; {time.strftime('%Y-%m-%d')}.", "",
+def render(report, args, trials):
+    lines = [f"{time.strftime('%Y-%m-%d')}, drplan {os.path.relpath(args.drplan, ROOT) if args.drplan.startswith(ROOT) else args.drplan}. Trials: " + "; ".join(trials) + ".", "",
              "| trial | target | " + " | ".join(report) + " |", "|---|---|" + "---|" * len(report)]
 
     def cell(engine, f):

@@ -20,7 +20,7 @@ struct ReliabilityCLITests {
                                           "--concurrency", "0", "--no-disk-full", "--no-write", "--work", dir.path, "--json", out, "--seed", "\(UInt32(Date().timeIntervalSince1970) % 1000)"])
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: Any])
-        let builtin = try #require(report["builtin"] as? [String: Any])
+        let builtin = try #require((report["engines"] as? [String: Any])?["builtin"] as? [String: Any])
         let kills = try #require(builtin["backup_kills"] as? [String: Int])
         #expect(kills["snapshots_lost"] == 0 && kills["unusable"] == 0 && kills["manual_steps"] == 0 && kills["next_run_failed"] == 0 && kills["evidence_inconsistent"] == 0, "\(kills)\n\(r.stdout)")
         let damage = try #require(builtin["damage"] as? [[String: Any]])

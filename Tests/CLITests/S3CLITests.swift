@@ -8,6 +8,22 @@ import Glibc
 /// drplan on S3 as a cron job runs it, killed mid-upload.
 @Suite("Command line: S3")
 struct S3CLITests {
+    /// The demo with a `bucket` storage on the S3 server (a fresh prefix), written by the job to `targets`.
+    static func addBucket(_ inv: String, bucket: String, endpoint: String, secret: String, targets: String) throws {
+        let yaml = try String(contentsOfFile: inv, encoding: .utf8).replacingOccurrences(of: "  - id: usb-at-home\n", with: """
+              - id: bucket
+                kind: cloud-object
+                site: home
+                url: "s3://\(bucket)/cli-\(UUID().uuidString.prefix(8).lowercased())"
+                endpoint: "\(endpoint)"
+                create: true
+                credentials: { access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "\(secret)" }
+              - id: usb-at-home
+
+            """).replacingOccurrences(of: "targets: [office-disk, usb-at-home]", with: "targets: \(targets)")
+        try yaml.write(toFile: inv, atomically: true, encoding: .utf8)
+    }
+
     @Test("a backup to S3 killed mid-upload makes no snapshot visible; earlier ones restore and the next run succeeds")
     func killedMidUpload() throws {
         let env = ProcessInfo.processInfo.environment
@@ -17,19 +33,7 @@ struct S3CLITests {
         }
         let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
         let inv = dir.path + "/demo/drplan.yaml"
-        var yaml = try String(contentsOfFile: inv, encoding: .utf8)
-        yaml = yaml.replacingOccurrences(of: "  - id: usb-at-home\n", with: """
-              - id: bucket
-                kind: cloud-object
-                site: home
-                url: "s3://\(bucket)/cli-\(UUID().uuidString.prefix(8).lowercased())"
-                endpoint: "\(endpoint)"
-                create: true
-                credentials: { access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "env:DRPLAN_S3_SECRET_ACCESS_KEY" }
-              - id: usb-at-home
-
-            """).replacingOccurrences(of: "targets: [office-disk, usb-at-home]", with: "targets: [bucket]")
-        try yaml.write(toFile: inv, atomically: true, encoding: .utf8)
+        try Self.addBucket(inv, bucket: bucket, endpoint: endpoint, secret: "env:DRPLAN_S3_SECRET_ACCESS_KEY", targets: "[bucket]")
         let first = try CLITests.run(["backup", "-i", inv])
         #expect(first.status == 0, "\(first.stderr)")
         let big = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
@@ -65,18 +69,7 @@ struct S3CLITests {
         let inv = dir.path + "/demo/drplan.yaml"
         // The secret reaches drplan as a file: secret, the way a cron job would give it.
         try dir.write("demo/s3-secret.txt", secret + "\n")
-        let yaml = try String(contentsOfFile: inv, encoding: .utf8).replacingOccurrences(of: "  - id: usb-at-home\n", with: """
-              - id: bucket
-                kind: cloud-object
-                site: home
-                url: "s3://\(bucket)/canary-\(UUID().uuidString.prefix(8).lowercased())"
-                endpoint: "\(endpoint)"
-                create: true
-                credentials: { access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "file:s3-secret.txt" }
-              - id: usb-at-home
-
-            """).replacingOccurrences(of: "targets: [office-disk, usb-at-home]", with: "targets: [office-disk, bucket]")
-        try yaml.write(toFile: inv, atomically: true, encoding: .utf8)
+        try Self.addBucket(inv, bucket: bucket, endpoint: endpoint, secret: "file:s3-secret.txt", targets: "[office-disk, bucket]")
         var outputs: [String] = []
         for args in [["backup", "-v"], ["restore-test", "--from", "bucket"], ["snapshots"], ["check-repository", "--read-data"], ["history", "--format", "json"],
                      ["facts"], ["check", "--format", "json"], ["plan", "--format", "markdown"], ["report", "-o", dir.path + "/reports"],

@@ -116,9 +116,11 @@ extension Runner {
         }
         var damaged: [String: String] = [:]
         // A snapshot that vanished would otherwise be replaced, silently, by the one before it.
-        let vanished = try vanishedSnapshots(engine, target: target)
+        // One listing serves both: every snapshot for the evidence's record, this job's for the test.
+        let listed = try engine.snapshots(tag: nil)
+        let vanished = try vanishedSnapshots(engine, target: target, listed: listed)
         for (i, gone) in vanished.enumerated() { damaged["(vanished snapshot \(i + 1))"] = gone }
-        let all = try engine.snapshots(tag: job.id)
+        let all = listed.filter { $0.tags.contains(job.id) }
         var used: [String] = []
         for a in wanted {
             guard let snap = all.filter({ $0.tags.contains(a) }).last else {

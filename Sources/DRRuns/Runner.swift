@@ -272,9 +272,10 @@ public struct Runner {
 
     /// Snapshots the evidence saw on this target that are gone now, without a prune by drplan
     /// having removed them: one sentence each. Records the snapshots listed now.
-    func vanishedSnapshots(_ engine: any BackupEngine, target: String) throws(RepositoryError) -> [String] {
+    func vanishedSnapshots(_ engine: any BackupEngine, target: String, listed given: [EngineSnapshot]? = nil) throws(RepositoryError) -> [String] {
         guard let id = engine.repositoryId else { return [] }
-        let listed = Set(try engine.snapshots(tag: nil).map(\.id))
+        let listed: Set<String>
+        if let given { listed = Set(given.map(\.id)) } else { listed = Set(try engine.snapshots(tag: nil).map(\.id)) }
         do {
             return try store.reconcileSnapshots(repository: id, storage: target, listed: listed).map {
                 RunMessages.snapshotVanished($0.snapshot, target: target, since: $0.firstSeen)

@@ -46,7 +46,7 @@ struct S3TestServer {
     func storage(prefix: String, bucket: String? = nil, secret: String? = nil) throws -> S3Storage {
         let loc = try S3Location(url: "s3://\(bucket ?? self.bucket)/\(prefix)", endpoint: endpoint, region: "us-east-1", pathStyle: true)
         let s = S3Storage(loc, credentials: AWSCredentials(accessKeyId: accessKey, secretAccessKey: secret ?? self.secret))
-        s.backoff = [0.05, 0.1, 0.2]
+        s.retry = RetryPolicy(attempts: 4, delays: [0.05, 0.1, 0.2])
         return s
     }
 }

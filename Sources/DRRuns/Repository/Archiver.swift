@@ -62,14 +62,16 @@ extension BuiltinRepository {
         }
         try upgradeFormat()
         let present = try storedObjects()
-        let parent = latestSnapshot(tags: tags, paths: paths)
+        let parent = try latestSnapshot(tags: tags, paths: paths)
         let known = Dictionary((parent?.entries ?? []).filter { $0.kind == .file }.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         var toRead: [(index: Int, full: String)] = []
         var reused: Int64 = 0
         for f in files {
             let e = entries[f.index]
-            if let p = known[e.path], p.size == e.size, p.mtime == e.mtime, p.mtimeNanos == e.mtimeNanos, p.ctime != nil, p.ctime == e.ctime,
-               p.inode == e.inode, let chunks = p.chunks, let digest = p.sha256, chunks.allSatisfy({ present.contains($0, in: self) }) {
+            var allPresent = true
+            if let chunks = known[e.path]?.chunks { for c in chunks where try !present.contains(c, in: self) { allPresent = false; break } }
+            if allPresent, let p = known[e.path], p.size == e.size, p.mtime == e.mtime, p.mtimeNanos == e.mtimeNanos, p.ctime != nil, p.ctime == e.ctime,
+               p.inode == e.inode, let chunks = p.chunks, let digest = p.sha256 {
                 entries[f.index].chunks = chunks
                 entries[f.index].sha256 = digest
                 reused += e.size
@@ -111,10 +113,12 @@ extension BuiltinRepository {
     }
 
     /// The newest snapshot with exactly these tags and paths, whose unchanged files a backup
-    /// need not read again; nil when there is none or it cannot be read.
-    func latestSnapshot(tags: [String], paths: [String]) -> Snapshot? {
-        guard let all = try? snapshotHeaders(), let latest = all.last(where: { $0.tags == tags && $0.paths == paths }) else { return nil }
-        return try? snapshot(latest.id)
+    /// need not read again; nil when there is none. A damaged parent means reading every file
+    /// again (check-repository reports the damage); a listing or read that fails for I/O
+    /// reasons fails the backup.
+    func latestSnapshot(tags: [String], paths: [String]) throws(RepositoryError) -> Snapshot? {
+        guard let latest = try snapshotHeaders().last(where: { $0.tags == tags && $0.paths == paths }) else { return nil }
+        do { return try snapshot(latest.id) } catch where error.category == .integrity { return nil }
     }
 
     /// A symlink's target, read as it is (not resolved).
@@ -132,10 +136,10 @@ extension BuiltinRepository {
         var quarantined: Set<String>
         var hasLooseObjects: Bool
 
-        func contains(_ id: String, in repository: BuiltinRepository) -> Bool {
+        func contains(_ id: String, in repository: BuiltinRepository) throws(RepositoryError) -> Bool {
             if let loc = index[id] { return packs.contains(loc.pack) && !quarantined.contains(id + "." + loc.pack) }
             guard hasLooseObjects else { return false }
-            return ((try? repository.storage.info(repository.objectPath(id))) ?? nil).map { $0.size > 0 } ?? false
+            return try repository.storage.info(repository.objectPath(id)).map { $0.size > 0 } ?? false
         }
     }
 
@@ -231,7 +235,7 @@ extension BuiltinRepository {
     /// Appends an object to the worker's pack unless it is stored or this backup already has it.
     func putPending(_ plaintext: [UInt8], worker: BackupWorker, work: BackupWork) throws(RepositoryError) -> String {
         let id = objectId(plaintext)
-        if work.present.contains(id, in: self) || !work.claim(id) { return id }
+        if try work.present.contains(id, in: self) || !work.claim(id) { return id }
         let sealed = try seal(plaintext, aad: Array(id.utf8))
         let pack = try worker.openPack(in: self, work: work)
         try pack.append(id, sealed)
@@ -337,6 +341,8 @@ final class BackupWork: FileWork, @unchecked Sendable {
 
     /// After a failure: the packs written are removed, leaving the repository as it was.
     func discardPending() {
+        // Waits for flushes under way; their outcome no longer matters, the packs are removed
+        // and the caller throws the error that stopped the backup.
         try? flusher.drain()
         for p in locked({ packFiles }) { p.abort() }
     }

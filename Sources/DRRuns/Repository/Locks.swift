@@ -27,14 +27,17 @@ public final class RepositoryLock: @unchecked Sendable {
     let storage: any RepositoryStorage
     let name: String
     let body: [UInt8]
+    /// Hears of a refresh or release that failed.
+    let log: @Sendable (String) -> Void
     private let lock = NSLock()
     private var timer: DispatchSourceTimer?
     private var released = false
 
-    init(storage: any RepositoryStorage, name: String, body: [UInt8]) {
+    init(storage: any RepositoryStorage, name: String, body: [UInt8], log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.storage = storage
         self.name = name
         self.body = body
+        self.log = log
     }
 
     /// Rewrites the lock file every `interval`, so that others see a live holder.
@@ -50,8 +53,10 @@ public final class RepositoryLock: @unchecked Sendable {
         lock.withLock {
             guard !released else { return }
             // A failed refresh leaves the old file, which others will take as stale only after
-            // 30 minutes without one; the holder goes on.
-            _ = try? storage.write("locks/" + name, body, exclusive: false)
+            // 30 minutes without one; the holder goes on, and says so.
+            do throws(RepositoryError) { try storage.write("locks/" + name, body, exclusive: false) } catch {
+                log("warning: cannot refresh the lock \(name.prefix(12)) on \(storage.location): \(error.message)")
+            }
         }
     }
 
@@ -62,7 +67,9 @@ public final class RepositoryLock: @unchecked Sendable {
             released = true
             timer?.cancel()
             timer = nil
-            try? storage.delete("locks/" + name)
+            do throws(RepositoryError) { try storage.delete("locks/" + name) } catch {
+                log("warning: cannot remove the lock \(name.prefix(12)) on \(storage.location) (\(error.message)); it is stale once 30 minutes old, or 'drplan unlock' removes it")
+            }
         }
         RepositoryLock.registry.withLock { $0.removeAll { $0 === self } }
     }
@@ -137,7 +144,7 @@ extension BuiltinRepository {
     /// Two processes that take conflicting locks at the same moment both write theirs, and
     /// both see the other's when they look again; each then removes its own and retries after
     /// a random pause, so one of them wins within a few seconds.
-    public func lock(exclusive: Bool, operation: String, wait: TimeInterval = 0, log: (String) -> Void = { _ in }) throws(RepositoryError) -> RepositoryLock {
+    public func lock(exclusive: Bool, operation: String, wait: TimeInterval = 0, log: @escaping @Sendable (String) -> Void = { _ in }) throws(RepositoryError) -> RepositoryLock {
         if let local = storage as? LocalStorage { try local.makeDirectory("locks") }
         let info = RepositoryLockInfo(exclusive: exclusive, operation: operation, host: ProcessInfo.processInfo.hostName, pid: getpid(),
                                       user: Self.userName(), started: EvidenceStore.iso(Date()))
@@ -167,7 +174,7 @@ extension BuiltinRepository {
             guard Date() < deadline else { throw Self.lockedError(storage, holder) }
             Thread.sleep(forTimeInterval: Double.random(in: 0.05...0.5, using: &g))
         }
-        let held = RepositoryLock(storage: storage, name: name, body: body)
+        let held = RepositoryLock(storage: storage, name: name, body: body, log: log)
         held.startRefreshing(every: Self.lockRefreshInterval)
         RepositoryLock.registry.withLock { $0.append(held) }
         return held
@@ -184,7 +191,7 @@ extension BuiltinRepository {
     }
 
     /// Runs `body` under a lock, releasing it on every path out.
-    public func withLock<T>(exclusive: Bool, operation: String, wait: TimeInterval = 0, log: (String) -> Void = { _ in },
+    public func withLock<T>(exclusive: Bool, operation: String, wait: TimeInterval = 0, log: @escaping @Sendable (String) -> Void = { _ in },
                             _ body: () throws(RepositoryError) -> T) throws(RepositoryError) -> T {
         let held = try lock(exclusive: exclusive, operation: operation, wait: wait, log: log)
         defer { held.release() }

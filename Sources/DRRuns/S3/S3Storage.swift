@@ -49,9 +49,9 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
     public let s3: S3Location
     let credentials: AWSCredentials
     let client: HTTPClient
-    /// Attempts per request for what a retry can cure (5xx, 429, timeouts, resets).
-    var attempts = 4
-    var backoff: [Double] = [0.2, 1, 3]
+    /// Retries of what a retry can cure (5xx, 429, timeouts, resets): the runs' own policy,
+    /// with the short waits a single request wants.
+    var retry = RetryPolicy(attempts: 4, delays: [0.2, 1, 3])
 
     public init(_ s3: S3Location, credentials: AWSCredentials, timeout: TimeInterval = 60) {
         self.s3 = s3
@@ -90,12 +90,9 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
         let (url, path, host) = target(key)
         let q = query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
         guard let full = URL(string: q.isEmpty ? url : url + "?" + q) else { throw RepositoryError(.config, "cannot form a request URL for \(location)") }
-        var g = SystemRandomNumberGenerator()
-        var attempt = 0
-        while true {
-            attempt += 1
+        let payloadHash = SigV4.sha256Hex(body)
+        return try retry.run("S3 \(method) on \(location)", log: { _ in }) { () throws(RepositoryError) -> Response in
             let date = SigV4.amzDate(Date())
-            let payloadHash = SigV4.sha256Hex(body)
             var headers = extra
             headers["host"] = host
             headers["x-amz-date"] = date
@@ -108,19 +105,14 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
             for (k, v) in headers where k != "host" { req.setValue(v, forHTTPHeaderField: k) }
             req.setValue(auth, forHTTPHeaderField: "Authorization")
             if !body.isEmpty || method == "PUT" { req.httpBody = body }
-            let result = client.send(req)
-            switch result {
+            switch client.send(req) {
             case .success(let r) where r.status < 500 && r.status != 429:
                 return Response(status: r.status, headers: r.headers, body: r.body)
             case .success(let r):
-                if attempt >= attempts { throw error(r.status, r.body, key: key, what: method) }
+                throw error(r.status, r.body, key: key, what: method)   // .io: retried
             case .failure(let e):
-                if attempt >= attempts {
-                    throw RepositoryError(.io, "cannot reach \(s3.endpoint.absoluteString) for \(location)\(key.map { " (key \($0))" } ?? ""): \(e.localizedDescription); check the endpoint and the network")
-                }
+                throw RepositoryError(.io, "cannot reach \(s3.endpoint.absoluteString) for \(location)\(key.map { " (key \($0))" } ?? ""): \(e.localizedDescription); check the endpoint and the network")
             }
-            let base = backoff[min(attempt - 1, backoff.count - 1)]
-            Thread.sleep(forTimeInterval: base + Double.random(in: 0...(base / 2), using: &g))
         }
     }
 

@@ -32,6 +32,8 @@ let package = Package(
     targets: [
         .target(name: "DRInventory", dependencies: ["CEL", .product(name: "Yams", package: "Yams")]),
         .target(name: "CEL"),
+        // The system's libzstd, for compressing repository objects (Debian: libzstd-dev).
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "DRFacts", dependencies: ["DRInventory", "CEL"]),
         .target(
             name: "DRPolicy",
@@ -46,7 +48,7 @@ let package = Package(
             name: "DRRuns",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
-                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "ZIPFoundation", package: "ZIPFoundation"), "DRInventory", "DRFacts", "CEL",
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "ZIPFoundation", package: "ZIPFoundation"), "DRInventory", "DRFacts", "CEL", "CZstd",
             ]
         ),
         .executableTarget(

@@ -236,7 +236,7 @@ extension BuiltinRepository {
     func putPending(_ plaintext: [UInt8], worker: BackupWorker, work: BackupWork) throws(RepositoryError) -> String {
         let id = objectId(plaintext)
         if try work.present.contains(id, in: self) || !work.claim(id) { return id }
-        let sealed = try seal(plaintext, aad: Array(id.utf8))
+        let sealed = try seal(framesObjects ? ObjectCodec.frame(plaintext, with: worker.compressor) : plaintext, aad: Array(id.utf8))
         let pack = try worker.openPack(in: self, work: work)
         try pack.append(id, sealed)
         work.wrote(bytes: sealed.count)
@@ -281,7 +281,8 @@ extension BuiltinRepository {
         var out = ByteWriter(bytes: SnapshotCodec.magic)
         out.u32(UInt32(sealedHeader.count))
         out.bytes += sealedHeader
-        out.bytes += try seal(SnapshotCodec.encode(s.entries), aad: Array(("snapshot:" + s.id).utf8))
+        let entries = SnapshotCodec.encode(s.entries)
+        out.bytes += try seal(framesObjects ? ObjectCodec.frame(entries, with: CompressionContext()) : entries, aad: Array(("snapshot:" + s.id).utf8))
         try storage.write("snapshots/" + s.id, out.bytes, exclusive: true)
     }
 
@@ -297,6 +298,7 @@ func linuxSyncFileRange(_ fd: Int32, _ offset: Int64, _ nbytes: Int64, _ flags: 
 final class BackupWorker {
     var buffer = [UInt8](repeating: 0, count: BuiltinRepository.chunkSize)
     var pack: PackWriter?
+    let compressor = CompressionContext()
 
     /// The pack being filled, or a new one.
     func openPack(in repository: BuiltinRepository, work: BackupWork) throws(RepositoryError) -> PackWriter {

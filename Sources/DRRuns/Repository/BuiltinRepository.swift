@@ -20,10 +20,18 @@ public final class BuiltinRepository: @unchecked Sendable {
     let encKey: SymmetricKey?
     let idKey: SymmetricKey?
     public static let chunkSize = 1 << 20
-    /// The format this code writes. Version 1 stored each object as its own file under
-    /// `data/`; version 2 packs them (docs/repository-format.md). Version 1 repositories are
-    /// read as they are and upgraded by their next backup, their loose objects kept.
-    public static let formatVersion = 2
+    /// The format this code creates. Version 1 stored each object as its own file under
+    /// `data/`; version 2 packs them; version 3 adds a codec byte to every data object and
+    /// snapshot, and compresses them with zstd (docs/repository-format.md). Version 1
+    /// repositories are upgraded to version 2 by their next backup, their loose objects kept.
+    /// Version 2 repositories stay version 2, as restic's v1 repositories stay uncompressed
+    /// until migrated: their objects have no codec byte, and mixing both in one repository
+    /// would make every read guess.
+    public static let formatVersion = 3
+    /// The version a version-1 repository is upgraded to: packs, without codec bytes.
+    static let packedVersion = 2
+    /// Whether objects and snapshot entries carry a codec byte (format 3 on).
+    var framesObjects: Bool { config.version >= 3 }
     /// A pack is closed once it holds this many bytes. Fewer, larger files: creating one
     /// inode per 1 MiB chunk was a third of a version-1 backup's time.
     var packTarget: UInt32 = 16 << 20
@@ -102,10 +110,15 @@ public final class BuiltinRepository: @unchecked Sendable {
     /// Returns whether this call created it. A repository whose `config` was lost is never
     /// re-created: that would give its data a new key.
     public static func create(storage: any RepositoryStorage, passphrase: String?, kdfRounds: Int = 1 << 15) throws(RepositoryError) -> (BuiltinRepository, created: Bool) {
+        try create(storage: storage, passphrase: passphrase, kdfRounds: kdfRounds, version: formatVersion)
+    }
+
+    /// `version` below the current one is for tests of older repositories.
+    static func create(storage: any RepositoryStorage, passphrase: String?, kdfRounds: Int, version: Int) throws(RepositoryError) -> (BuiltinRepository, created: Bool) {
         if try storage.info("config") != nil { return (try open(storage: storage, passphrase: passphrase), false) }
         try refuseOrphanedData(storage)
         if let local = storage as? LocalStorage { for d in directories { try local.makeDirectory(d) } }
-        var config = Config(version: formatVersion, encryption: "none", kdf: nil, keyCheck: nil, id: JSONWriter.hex(randomBytes(16)))
+        var config = Config(version: version, encryption: "none", kdf: nil, keyCheck: nil, id: JSONWriter.hex(randomBytes(16)))
         var repo = BuiltinRepository(storage: storage, encKey: nil, idKey: nil, config: config)
         if let passphrase {
             let salt = randomBytes(32)
@@ -179,10 +192,10 @@ public final class BuiltinRepository: @unchecked Sendable {
     /// A version-1 repository becomes version 2 before its first pack is written, so an older
     /// drplan refuses it rather than reporting the packed objects as missing.
     func upgradeFormat() throws(RepositoryError) {
-        guard config.version < Self.formatVersion else { return }
+        guard config.version < Self.packedVersion else { return }
         if let local = storage as? LocalStorage { for d in Self.directories { try local.makeDirectory(d) } }
         var upgraded = config
-        upgraded.version = Self.formatVersion
+        upgraded.version = Self.packedVersion
         upgraded.mac = try Self.configMAC(upgraded, idKey: idKey)
         let data = try Self.io { try JSONEncoder().encode(upgraded) }
         try storage.write("config", [UInt8](data), exclusive: false)
@@ -366,9 +379,14 @@ public final class BuiltinRepository: @unchecked Sendable {
 
     /// The plaintext of an object's stored bytes, once they prove to be that object.
     func authenticate(_ sealed: [UInt8], id: String) throws(RepositoryError) -> [UInt8] {
-        let plain: [UInt8]
+        var plain: [UInt8]
         do { plain = try open(sealed, aad: Array(id.utf8)) } catch {
             throw RepositoryError(.corrupt, "object \(id.prefix(12)) fails authentication (damaged)")
+        }
+        if framesObjects {
+            do { plain = try ObjectCodec.unframe(plain, limit: Self.chunkSize) } catch {
+                throw RepositoryError(.corrupt, "object \(id.prefix(12)): \(error.message)")
+            }
         }
         guard encKey != nil || objectId(plain) == id else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) does not match its id (corrupt or truncated)") }
         return plain

@@ -36,12 +36,16 @@ extension BuiltinRepository {
 
     public func snapshot(_ id: String) throws(RepositoryError) -> Snapshot {
         let bytes = try snapshotFile(id)
-        if let (header, rest) = try? decodeHeader(id, bytes), let plain = try? open(rest, aad: Array(("snapshot:" + id).utf8)),
+        if let (header, rest) = try? decodeHeader(id, bytes), let sealed = try? open(rest, aad: Array(("snapshot:" + id).utf8)),
+           let plain = framesObjects ? try? ObjectCodec.unframe(sealed, limit: Self.snapshotLimit) : sealed,
            let entries = SnapshotCodec.decode(plain) {
             return Snapshot(id: header.id, time: header.time, timeNanos: header.timeNanos, host: header.host, tags: header.tags, paths: header.paths, entries: entries)
         }
         return try decodeVersion1(id, bytes, as: Snapshot.self)
     }
+
+    /// The most a snapshot's entries may expand to (about ten million files).
+    static let snapshotLimit = 1 << 30
 
     /// A snapshot without its entries: what listing and choosing a parent need.
     public struct SnapshotHeader: Codable, Sendable {

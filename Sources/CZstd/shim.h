@@ -1,0 +1,2 @@
+// The system's libzstd (Debian: libzstd-dev). Only the stable API is used.
+#include <zstd.h>

@@ -27,8 +27,11 @@ iam.put_user_policy(UserName="drplan", PolicyName="all", PolicyDocument=json.dum
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
 s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
 s3.create_bucket(Bucket="drplan-test")
+# Object Lock can only be enabled when a bucket is created (it turns versioning on for good).
+s3.create_bucket(Bucket="drplan-locked", ObjectLockEnabledForBucket=True)
 print(f"export DRPLAN_S3_ENDPOINT={url}")
 print(f"export DRPLAN_S3_BUCKET=drplan-test")
+print(f"export DRPLAN_S3_LOCKED_BUCKET=drplan-locked")
 print(f"export DRPLAN_S3_ACCESS_KEY_ID={key['AccessKeyId']}")
 print(f"export DRPLAN_S3_SECRET_ACCESS_KEY={key['SecretAccessKey']}")
 PY

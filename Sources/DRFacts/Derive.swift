@@ -194,18 +194,46 @@ public struct FactDeriver {
         ])
     }
 
+    /// Whether drplan's last look at the storage's Object Lock confirmed it.
+    func lockVerified(_ s: Storage) -> Bool { s.objectLock != nil && measured.lockChecks[s.id]?.ok == true }
+
+    /// Whether a copy on `s` counts as immutable or air-gapped (DR104).
+    func countsImmutable(_ s: Storage) -> Bool { s.airGapped || isImmutable(s) }
+
+    /// Whether drplan judges `s` immutable. A cloud copy is, only when its lock was verified,
+    /// or when it is declared with an explanation of why drplan cannot verify it
+    /// (`immutable_reason`); a lock check that failed refutes the declaration. Other storage
+    /// (WORM tape, optical) cannot be measured: its declaration stands.
+    func isImmutable(_ s: Storage) -> Bool {
+        guard s.kind == .cloudObject || (s.url ?? "").hasPrefix("s3://") else { return s.immutable }
+        if lockVerified(s) { return true }
+        if measured.lockChecks[s.id]?.ok == false { return false }
+        return s.declaresImmutable && !(s.immutableReason ?? "").isEmpty
+    }
+
+    func lockValue(_ s: Storage) -> Value {
+        guard let c = measured.lockChecks[s.id] else { return .null }
+        return .object([("at", .timestamp(c.at)), ("ok", .bool(c.ok)), ("detail", .string(c.detail))])
+    }
+
     func storageValue(_ s: Storage) -> Value {
         var utilization: Value = .null
         if let c = s.capacity, let u = s.used, c > 0 { utilization = .double(Double(u) / Double(c)) }
         return .object([
             ("id", .string(s.id)), ("kind", .string(s.kind.rawValue)), ("site", .string(s.site)), ("region", .string(region(ofSite: s.site))),
-            ("media", .string(s.media.rawValue)), ("immutable", .bool(s.immutable)), ("air_gapped", .bool(s.airGapped)),
+            ("media", .string(s.media.rawValue)), ("immutable", .bool(isImmutable(s))),
+            ("immutable_declared", .bool(s.declaresImmutable)), ("air_gapped", .bool(s.airGapped)),
             ("encryption", .object([("at_rest", .bool(s.encryption.atRest)), ("in_transit", .bool(s.encryption.inTransit)), ("passphrase", opt(s.encryption.passphrase, secret))])),
             ("access", .object([("mfa_delete", .bool(s.mfaDelete)), ("network_isolated", .bool(s.networkIsolated))])),
             ("capacity", opt(s.capacity, Value.int)), ("used", opt(s.used, Value.int)), ("restore_rate", .int(rate(s))),
             ("path", opt(s.path, Value.string)), ("url", opt(s.url, Value.string)),
             ("credentials", .object(s.credentials.map { ($0.0, secret($0.1)) })), ("name", opt(s.name, Value.string)),
             ("labels", labels(s.labels)), ("utilization", utilization), ("holds", .strings(holds[s.id] ?? [])),
+            ("object_lock", s.objectLock.map { .object([("mode", .string($0.mode.rawValue)), ("days", .int(Int64($0.days)))]) } ?? .null),
+            ("lock_days", .int(Int64(s.objectLock?.days ?? 0))),
+            ("lock_period", .duration(CELDuration(seconds: Int64(s.objectLock?.days ?? 0) * 86400))),
+            ("immutable_verified", .bool(lockVerified(s))), ("lock_check", lockValue(s)),
+            ("immutable_reason", opt(s.immutableReason, Value.string)),
         ])
     }
 
@@ -215,7 +243,8 @@ public struct FactDeriver {
         // Copies: the primary, then one per distinct target storage, in job and target order.
         var copies: [Value] = [.object([
             ("storage", .null), ("site", .string(a.site)), ("region", .string(myRegion)), ("media", .string(a.media.rawValue)),
-            ("offsite", .bool(false)), ("immutable", .bool(false)), ("air_gapped", .bool(false)),
+            ("offsite", .bool(false)), ("immutable", .bool(false)), ("immutable_declared", .bool(false)), ("immutable_verified", .bool(false)),
+            ("lock_days", .int(0)), ("air_gapped", .bool(false)),
             ("encrypted_at_rest", .bool(false)), ("versioned", .bool(false)), ("primary", .bool(true)),
             ("evidence", .string("declared")), ("last_success", .null),
         ])]
@@ -241,12 +270,13 @@ public struct FactDeriver {
             if counts {
                 media.insert(s.media.rawValue)
                 if isOffsite { offsite += 1 }
-                if s.immutable || s.airGapped { immutable += 1 }
+                if countsImmutable(s) { immutable += 1 }
                 if let size = a.size { rto = min(rto ?? .infinity, Double(size) / Double(rate(s))) }
             }
             let copy: Value = .object([
                 ("storage", .string(s.id)), ("site", .string(s.site)), ("region", .string(region(ofSite: s.site))), ("media", .string(s.media.rawValue)),
-                ("offsite", .bool(isOffsite)), ("immutable", .bool(s.immutable)), ("air_gapped", .bool(s.airGapped)),
+                ("offsite", .bool(isOffsite)), ("immutable", .bool(isImmutable(s))), ("immutable_declared", .bool(s.declaresImmutable)),
+                ("immutable_verified", .bool(lockVerified(s))), ("lock_days", .int(Int64(s.objectLock?.days ?? 0))), ("air_gapped", .bool(s.airGapped)),
                 ("encrypted_at_rest", .bool(s.encryption.atRest || w.contains { $0.encryption.atRest })),
                 ("versioned", .bool(w.contains { $0.type.isVersioned })), ("primary", .bool(false)),
                 ("evidence", .string(evidence?.evidence ?? "declared")), ("last_success", opt(evidence?.lastSuccess, Value.timestamp)),

@@ -24,7 +24,21 @@ public struct MeasuredEvidence: Sendable {
     /// Jobs whose runs name their asset: their copies are judged per asset only (older runs,
     /// and a command job's, cover every asset of the job at once).
     public var jobsWithAssetRuns = Set<String>()
+    /// What drplan last saw of each storage's Object Lock: read back from the bucket and from
+    /// an object it wrote (`ok`), or refuted (the bucket has no lock, or ignored it).
+    public struct LockCheck: Sendable {
+        public var at: Timestamp
+        public var ok: Bool
+        public var detail: String
+        public init(at: Timestamp, ok: Bool, detail: String) { self.at = at; self.ok = ok; self.detail = detail }
+    }
+    public var lockChecks: [String: LockCheck] = [:]
     public init() {}
+
+    /// Keeps the newest check of each storage.
+    public mutating func recordLockCheck(storage: String, _ check: LockCheck) {
+        if lockChecks[storage].map({ check.at >= $0.at }) ?? true { lockChecks[storage] = check }
+    }
 
     public static func key(job: String, target: String, asset: String? = nil) -> String {
         job + "\u{1F}" + target + (asset.map { "\u{1F}" + $0 } ?? "")

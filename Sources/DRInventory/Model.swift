@@ -137,6 +137,23 @@ public struct Storage: Sendable {
     public var pathStyle: Bool? = nil
     /// Allows a plain-http endpoint that is not on loopback.
     public var insecureHTTP = false
+    /// S3 Object Lock: the retention every object drplan writes gets (storage `object_lock`).
+    public var objectLock: ObjectLock? = nil
+    /// Why a copy declared immutable cannot be verified by drplan (DR104 accepts an
+    /// unverified cloud copy only with this explanation).
+    public var immutableReason: String? = nil
+
+    /// Declared immutable: `immutable: true`, or an Object Lock.
+    public var declaresImmutable: Bool { immutable || objectLock != nil }
+}
+
+/// S3 Object Lock retention: COMPLIANCE cannot be shortened or removed by anyone, the root
+/// account included; GOVERNANCE can by users with `s3:BypassGovernanceRetention`.
+public struct ObjectLock: Sendable, Equatable {
+    public enum Mode: String, CaseIterable, Sendable { case compliance, governance }
+    public var mode: Mode
+    public var days: Int
+    public init(mode: Mode, days: Int) { self.mode = mode; self.days = days }
 }
 
 /// What the engines read for an asset (runs.md).

@@ -157,15 +157,28 @@ struct SectionReader {
         if let c = r.object("credentials") {
             for e in c.entries { if let s = c.secret(e.key) { credentials.append((e.key, s)) } }
         }
-        let s = Storage(
+        var lock: ObjectLock? = nil
+        if let l = r.object("object_lock") {
+            let mode: ObjectLock.Mode? = l.choice("mode", required: true)
+            let days = l.int("days", minimum: 1)
+            if !l.has("days") { l.missing("days") }
+            l.finish(allowed: ["mode", "days"])
+            if let mode, let days { lock = ObjectLock(mode: mode, days: days) }
+        }
+        var s = Storage(
             id: id ?? "", kind: kind ?? .disk, site: site ?? "", media: media ?? kind?.defaultMedia ?? .disk,
             immutable: r.bool("immutable") ?? false, airGapped: r.bool("air_gapped") ?? false, encryption: enc,
             mfaDelete: mfa, networkIsolated: isolated, capacity: r.size("capacity"), used: r.size("used"),
             restoreRate: r.rate("restore_rate"), path: r.string("path"), url: r.string("url"), credentials: credentials,
             name: r.string("name"), labels: r.labels(), origin: r.origin, create: r.bool("create") ?? false,
             endpoint: r.string("endpoint"), region: r.string("region"), pathStyle: r.bool("path_style"), insecureHTTP: r.bool("insecure_http") ?? false)
+        s.objectLock = lock
+        s.immutableReason = r.string("immutable_reason")
+        if lock != nil, !(s.url ?? "").hasPrefix("s3://"), let node = r.keyNode("object_lock") {
+            r.ctx.error(node, "'object_lock' in storage '\(s.id)' needs an S3 bucket, 'url: s3://BUCKET/PREFIX': Object Lock is an S3 feature; for other storage say 'immutable: true' with an 'immutable_reason'")
+        }
         r.finish(allowed: ["id", "kind", "site", "media", "immutable", "air_gapped", "encryption", "access", "capacity", "used", "restore_rate", "path", "url", "credentials", "name", "labels", "create",
-                           "endpoint", "region", "path_style", "insecure_http"])
+                           "endpoint", "region", "path_style", "insecure_http", "object_lock", "immutable_reason"])
         guard id != nil else { return }
         storage.append(s)
     }

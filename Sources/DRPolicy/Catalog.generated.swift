@@ -27,7 +27,7 @@ rules:
       pass:
         - inventory:
             sites: *sites
-            storage: [{ id: nas, kind: nas, site: hq, access: { mfa_delete: true } }, { id: s3, kind: cloud-object, site: dr, immutable: true }]
+            storage: [{ id: nas, kind: nas, site: hq, access: { mfa_delete: true } }, { id: s3, kind: cloud-object, site: dr, immutable: true, immutable_reason: "vendor WORM vault" }]
             assets: [{ id: db, kind: database, site: hq, tier: critical }]
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas, s3] }]
       fail:
@@ -578,7 +578,7 @@ x-sites: &sites [{ id: hq, kind: datacenter, region: north }, { id: dr, kind: cl
 x-storage: &storage
   - { id: nas, kind: nas, site: hq }
   - { id: tape, kind: tape, site: hq }
-  - { id: cloud, kind: cloud-object, site: dr, immutable: true }
+  - { id: cloud, kind: cloud-object, site: dr, url: "s3://backups/hq", object_lock: { mode: compliance, days: 90 } }
 
 rules:
   - id: DR001
@@ -699,11 +699,16 @@ rules:
       - { expr: "asset.protected", reason: "not backed up (see DR001)" }
       - { expr: "asset.tier in ['critical', 'high']", reason: "tier below high" }
     assert: "asset.immutable_count >= 1"
-    message: "no copy of {{asset.id}} is immutable or air-gapped; ransomware can reach them all"
+    message: "no copy of {{asset.id}} is immutable or air-gapped; ransomware can reach them all (a cloud copy counts once drplan has verified its Object Lock, or with an 'immutable_reason')"
     controls: ["iso27001:A.8.13", "nist-800-53:CP-9", "dora:Art.12(3)", "pci-dss:9.4.1.1"]
     rationale: >-
       The second 1 of 3-2-1-1-0: ransomware and malicious insiders delete or encrypt every
-      backup they can reach. Object lock (WORM) or an offline copy survives them.
+      backup they can reach. Object lock (WORM) or an offline copy survives them. A cloud copy
+      is measured, not taken on trust: it counts when drplan has read its bucket's Object Lock
+      configuration and an object it wrote back with the declared retention (`object_lock`),
+      or, where drplan cannot check (a vendor-managed vault, read-only keys), when the storage
+      explains why in `immutable_reason`, which the report shows. A lock check that failed
+      never counts.
     examples:
       pass:
         - inventory:
@@ -711,6 +716,12 @@ rules:
             storage: *storage
             assets: [{ id: db, kind: database, site: hq, tier: critical }, { id: wiki, kind: server, site: hq, tier: low }]
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [cloud] }, { id: k, assets: [wiki], schedule: "@daily", targets: [nas] }]
+          lock_checks: [{ storage: cloud, ok: true, at: 2026-01-01T00:00:00Z }]
+        - inventory:
+            sites: *sites
+            storage: [{ id: vault, kind: cloud-object, site: dr, immutable: true, immutable_reason: "vendor WORM vault; drplan holds write-only keys" }]
+            assets: [{ id: db, kind: database, site: hq, tier: high }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [vault] }]
       fail:
         - inventory:
             sites: *sites
@@ -718,6 +729,82 @@ rules:
             assets: [{ id: db, kind: database, site: hq, tier: high }]
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas, tape] }]
           findings: [db]
+        - inventory:
+            sites: *sites
+            storage: [{ id: s3, kind: cloud-object, site: dr, immutable: true }]
+            assets: [{ id: db, kind: database, site: hq, tier: high }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [s3] }]
+          findings: [db]
+        - inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq, tier: critical }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [cloud] }]
+          lock_checks: [{ storage: cloud, ok: false, at: 2026-01-01T00:00:00Z }]
+          findings: [db]
+
+  - id: DR106
+    name: object-lock-holds
+    title: A declared Object Lock is really there
+    severity: high
+    subject: storage
+    when:
+      - { expr: "storage.object_lock != null", reason: "no object_lock declared" }
+    assert: "storage.lock_check == null || storage.lock_check.ok"
+    message: "{{storage.id}} declares Object Lock, but drplan's last check refuted it: {{storage.lock_check.detail}}"
+    controls: ["iso27001:A.8.13", "nist-800-53:CP-9", "dora:Art.12(3)"]
+    rationale: >-
+      A bucket created without Object Lock cannot lock anything, whatever the inventory says,
+      and a bucket policy can strip the retention drplan asks for. Every backup to a storage
+      with `object_lock` reads the bucket's configuration and an object it just wrote; when
+      either shows no lock the run fails, and this rule keeps the failure visible in `check`
+      until a later backup verifies the lock.
+    examples:
+      pass:
+        - inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [cloud] }]
+          lock_checks: [{ storage: cloud, ok: false, at: 2026-01-01T00:00:00Z }, { storage: cloud, ok: true, at: 2026-01-02T00:00:00Z }]
+      fail:
+        - inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [cloud] }]
+          lock_checks: [{ storage: cloud, ok: true, at: 2026-01-01T00:00:00Z }, { storage: cloud, ok: false, at: 2026-01-02T00:00:00Z }]
+          findings: [cloud]
+
+  - id: DR107
+    name: lock-covers-recovery-window
+    title: Object Lock lasts as long as the recovery window
+    severity: medium
+    subject: storage
+    when:
+      - { expr: "storage.object_lock != null", reason: "no object_lock declared" }
+    assert: "storage.lock_period >= policy.min_recovery_window"
+    message: "{{storage.id}} locks objects for {{storage.lock_period}}, shorter than the recovery window of {{policy.min_recovery_window}} (DR303): backups older than the lock can be deleted by whoever holds the credentials"
+    controls: ["iso27001:A.8.13", "nist-800-53:CP-9", "dora:Art.12(3)"]
+    rationale: >-
+      Ransomware is often found weeks after it starts, which is why DR303 asks that backups
+      reach back a recovery window. A lock shorter than that window protects only the newest
+      backups: an attacker who waits, or deletes the older ones at once, leaves nothing from
+      before the infection.
+    examples:
+      pass:
+        - inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [cloud] }]
+      fail:
+        - inventory:
+            sites: *sites
+            storage: [{ id: s3, kind: cloud-object, site: dr, url: "s3://b/p", object_lock: { mode: governance, days: 7 } }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [s3] }]
+          findings: [s3]
 
   - id: DR105
     name: point-in-time

@@ -13,8 +13,11 @@ public enum FactModel {
             "id": .string, "kind": .string, "site": .string, "region": .string, "media": .string, "immutable": .bool, "air_gapped": .bool,
             "encryption": .object("storage_encryption"), "access": .object("access"), "capacity": .int, "used": .int, "restore_rate": .int,
             "path": .string, "url": .string, "credentials": .map(.string, .string), "name": .string, "labels": labels,
-            "utilization": .double, "holds": strings,
+            "utilization": .double, "holds": strings, "object_lock": .object("object_lock"), "lock_days": .int, "lock_period": .duration,
+            "immutable_verified": .bool, "lock_check": .object("lock_check"), "immutable_reason": .string, "immutable_declared": .bool,
         ],
+        "object_lock": ["mode": .string, "days": .int],
+        "lock_check": ["at": .timestamp, "ok": .bool, "detail": .string],
         "storage_encryption": ["at_rest": .bool, "in_transit": .bool, "passphrase": .string],
         "access": ["mfa_delete": .bool, "network_isolated": .bool],
         "asset": [
@@ -31,7 +34,7 @@ public enum FactModel {
         "copy": [
             "storage": .string, "site": .string, "region": .string, "media": .string, "offsite": .bool, "immutable": .bool,
             "air_gapped": .bool, "encrypted_at_rest": .bool, "versioned": .bool, "primary": .bool,
-            "evidence": .string, "last_success": .timestamp,
+            "evidence": .string, "last_success": .timestamp, "immutable_declared": .bool, "immutable_verified": .bool, "lock_days": .int,
         ],
         "target_evidence": ["storage": .string, "evidence": .string, "last_success": .timestamp, "window": .duration],
         "job": [

@@ -33,6 +33,8 @@ public struct RuleExample: Sendable {
     public var location: SourceLocation
     /// Measured backup runs the example's facts see, as the evidence store would hold them.
     public var runs: [ExampleRun] = []
+    /// Object Lock checks the example's facts see (`lock_checks: [{storage, ok, at}]`).
+    public var lockChecks: [(storage: String, ok: Bool, at: Timestamp)] = []
 }
 
 /// A backup run in a rule example (`runs: [{job, target, status, at}]`).

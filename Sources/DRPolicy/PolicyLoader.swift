@@ -264,7 +264,19 @@ public struct PolicyLoader {
                     if let status, !["success", "failed"].contains(status) { ctx.error(node, "a run's status is 'success' or 'failed', not '\(status)'") }
                     if let job, let target, let status, let at { runs.append(ExampleRun(job: job, target: target, success: status == "success", at: at)) }
                 }
-                e.finish(allowed: ["inventory", "now", "findings", "runs"])
+                var lockChecks: [(storage: String, ok: Bool, at: Timestamp)] = []
+                if let v = e.value("lock_checks") {
+                    if case .sequence(let items) = v {
+                        for node in items {
+                            guard let c = ObjectReader(node, what: "a lock check of an example of rule \(rule)", ctx: ctx) else { continue }
+                            let storage = c.string("storage", required: true), ok = c.bool("ok"), at = c.timestamp("at", required: true)
+                            if ok == nil { c.missing("ok") }
+                            c.finish(allowed: ["storage", "ok", "at"])
+                            if let storage, let ok, let at { lockChecks.append((storage, ok, at)) }
+                        }
+                    } else { ctx.error(v, "'lock_checks' of an example of rule \(rule) must be a list of {storage, ok, at}") }
+                }
+                e.finish(allowed: ["inventory", "now", "findings", "runs", "lock_checks"])
                 guard let inv = e.value("inventory") else { e.missing("inventory"); continue }
                 var node = inv
                 if case .mapping(var m) = inv, m["drplan"] == nil {
@@ -275,7 +287,7 @@ public struct PolicyLoader {
                     ctx.error(inv, "example inventory of rule \(rule) could not be read")
                     continue
                 }
-                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs))
+                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs, lockChecks: lockChecks))
             }
         }
         return out

@@ -208,7 +208,7 @@ public struct BuiltinEngine: BackupEngine {
             let plan = try repository.planPrune(forget: ids, grace: grace)
             if dryRun { return "would " + plan.summary }
             let gc = try repository.executePrune(plan)
-            return "forgot \(plan.forget.count) snapshot(s), removed \(gc.objects) object(s), \(gc.bytes) bytes"
+            return "forgot \(plan.forget.count) snapshot(s), removed \(gc.objects) object(s), \(gc.bytes) bytes" + plan.lockedSummary
         }
     }
 
@@ -269,6 +269,8 @@ extension DRInventory.Engine {
     /// The job's own commands do the work (`options.backup`, `restore`, `verify`): one run per
     /// target covers every asset, and there is no repository for drplan to read.
     public var runsUserCommands: Bool { self == .command }
+    /// Stores through drplan's own repository (and so on any `RepositoryStorage`).
+    public var usesBuiltinRepository: Bool { self == .builtin || self == .sqlite || self == .pgDump }
     /// A snapshot holds one dump, so a restore test restores it whole (a sample would test nothing).
     public var storesOneDump: Bool { self == .sqlite || self == .pgDump }
     /// The name of the dump file inside such a snapshot.

@@ -1,5 +1,7 @@
 import CEL
 import Crypto
+import DRFacts
+import DRInventory
 import Foundation
 import GRDB
 #if canImport(Glibc)
@@ -137,6 +139,15 @@ public final class EvidenceStore: @unchecked Sendable {
             try db.execute(sql: """
                 CREATE TABLE repository_snapshots (repository TEXT NOT NULL, storage TEXT NOT NULL, snapshot TEXT NOT NULL,
                   first_seen TEXT NOT NULL, forgotten_at TEXT, PRIMARY KEY (repository, snapshot));
+                """)
+        }
+        // What drplan measured of a storage itself, apart from any run's data: so far whether
+        // its Object Lock holds (read back from the bucket and from an object written).
+        m.registerMigration("v5") { db in
+            try db.execute(sql: """
+                CREATE TABLE storage_checks (seq INTEGER PRIMARY KEY AUTOINCREMENT, storage TEXT NOT NULL, kind TEXT NOT NULL,
+                  at TEXT NOT NULL, ok INTEGER NOT NULL, detail TEXT NOT NULL, run_id TEXT);
+                CREATE INDEX storage_checks_storage ON storage_checks(storage, at);
                 """)
         }
         return m
@@ -322,6 +333,36 @@ public final class EvidenceStore: @unchecked Sendable {
                 try db.execute(sql: "UPDATE repository_snapshots SET forgotten_at = ? WHERE repository = ? AND snapshot = ?", arguments: [Self.iso(Date()), repository, id])
             }
         }
+    }
+
+    /// Records one measurement of a storage (`kind`: `object_lock`), and audits it.
+    public func recordStorageCheck(storage: String, kind: String, ok: Bool, detail: String, run: String?, at: Date = Date()) throws(EvidenceError) {
+        try write { db in
+            try db.execute(sql: "INSERT INTO storage_checks (storage, kind, at, ok, detail, run_id) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [storage, kind, Self.iso(at), ok ? 1 : 0, detail, run])
+            try Self.append(db, "storage.\(kind).\(ok ? "verified" : "failed")", ["storage": storage, "detail": detail, "run": run ?? ""])
+        }
+    }
+
+    /// Storage checks, oldest first, up to an instant.
+    public func storageChecks(until: Date? = nil) throws(EvidenceError) -> [(storage: String, kind: String, at: Date, ok: Bool, detail: String)] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT storage, kind, at, ok, detail FROM storage_checks WHERE at <= ? ORDER BY seq",
+                             arguments: [Self.iso(until ?? .distantFuture)]).compactMap { row in
+                guard let at = Self.date(row["at"]) else { return nil }
+                let ok: Int = row["ok"]
+                return (row["storage"], row["kind"], at, ok != 0, row["detail"])
+            }
+        }
+    }
+
+    /// Everything the facts measure from this store: runs and storage checks, up to `until`.
+    public func measured(until: Date? = nil) throws(EvidenceError) -> MeasuredEvidence {
+        var m = MeasuredEvidence(runs: try runs().filter { r in until.map { r.startedAt <= $0 } ?? true })
+        for c in try storageChecks(until: until) where c.kind == "object_lock" {
+            m.recordLockCheck(storage: c.storage, MeasuredEvidence.LockCheck(at: Timestamp(c.at), ok: c.ok, detail: c.detail))
+        }
+        return m
     }
 
     /// When each target last had a run of restore test `id` (any outcome), for rotation.

@@ -106,7 +106,9 @@ public struct Runner {
     func repositoryStorage(_ s: Storage) throws(RepositoryError) -> any RepositoryStorage {
         if s.path == nil, let url = s.url, url.hasPrefix("s3://") {
             let location = try S3Location(url: url, endpoint: s.endpoint, region: s.region ?? AWSConfig.region(), pathStyle: s.pathStyle, insecureHTTP: s.insecureHTTP)
-            return S3Storage(location, credentials: try s3Credentials(s))
+            let storage = S3Storage(location, credentials: try s3Credentials(s))
+            storage.objectLock = s.objectLock
+            return storage
         }
         return LocalStorage(root: try mountedPath(s) + "/drplan-repository")
     }
@@ -185,6 +187,15 @@ public struct Runner {
                 log("\(label): success (command)")
             } else {
                 guard let asset, let a = assets[asset] else { throw RepositoryError(.config, "job '\(job.id)' names the asset '\(asset ?? "")', which has no entry") }
+                // Before the engine opens (and perhaps creates) the repository: every object it
+                // writes there asks for a retention the bucket must be able to keep.
+                let locked = try objectLockStorage(target, engine: kind)
+                if let locked {
+                    try recordLockCheck(target, run: run.id) { () throws(RepositoryError) -> String in
+                        let b = try locked.requireObjectLock(storage: target)
+                        return "bucket '\(locked.s3.bucket)' has Object Lock enabled" + (b.defaultMode.map { ", default retention \($0) \(b.defaultDays ?? 0) days" } ?? "")
+                    }
+                }
                 let engine = try engine(for: job, target: target, purpose: .backup)
                 let staged = try stage(a, for: kind, job: job, runId: run.id)
                 defer { staged.cleanup() }
@@ -192,6 +203,10 @@ public struct Runner {
                 let b = try retry.run(label, log: log) { () throws(RepositoryError) in try engine.backup(paths: staged.paths, exclude: staged.exclude, tags: [job.id, asset]) }
                 run.bytesRead = b.bytesRead; run.bytesWritten = b.bytesWritten; run.files = Int64(b.files)
                 run.snapshot = b.snapshot
+                if let locked {
+                    // The proof: an object this backup wrote, read back with its retention.
+                    try recordLockCheck(target, run: run.id) { () throws(RepositoryError) -> String in try locked.verifyLocked("snapshots/" + b.snapshot, storage: target) }
+                }
                 if !b.skipped.isEmpty {
                     run.output = "skipped \(b.skipped.count) special file(s) (sockets, devices, FIFOs), which hold no data to back up: " + b.skipped.prefix(50).map { RunMessages.quoted($0) }.joined(separator: ", ")
                     log("\(label): skipped \(b.skipped.count) special file(s) (sockets, devices, FIFOs)" + (verbose ? "" : "; -v lists them"))
@@ -214,6 +229,33 @@ public struct Runner {
         try store.finish(run)
         alert(run, job)
         return run
+    }
+
+    /// The S3 storage of a target that declares `object_lock`, or nil. Only drplan's own
+    /// repository sets a retention on every object; another engine could not keep the promise.
+    func objectLockStorage(_ target: String, engine kind: Engine) throws(RepositoryError) -> S3Storage? {
+        let s = try storage(target)
+        guard s.objectLock != nil else { return nil }
+        guard kind.usesBuiltinRepository, let s3 = try repositoryStorage(s) as? S3Storage else {
+            throw RepositoryError(.config, "storage '\(target)' declares object_lock, which drplan applies through its own repository (engines builtin, sqlite, pg_dump); the \(kind.rawValue) engine cannot lock what it writes: use one of those, or remove object_lock and set the bucket's default retention")
+        }
+        return s3
+    }
+
+    /// Runs one Object Lock measurement and records its outcome, success or failure, in the
+    /// evidence store, so `check` sees a refuted lock as well as a verified one.
+    func recordLockCheck(_ target: String, run: String, _ body: () throws(RepositoryError) -> String) throws(RepositoryError) {
+        let outcome: Result<String, RepositoryError>
+        do { outcome = .success(try body()) } catch { outcome = .failure(error) }
+        do {
+            switch outcome {
+            case .success(let detail): try store.recordStorageCheck(storage: target, kind: "object_lock", ok: true, detail: detail, run: run)
+            case .failure(let e): try store.recordStorageCheck(storage: target, kind: "object_lock", ok: false, detail: e.message, run: run)
+            }
+        } catch {
+            throw RepositoryError(.io, "the Object Lock check of '\(target)' could not be recorded in the evidence store: \(error.message)")
+        }
+        _ = try outcome.get()
     }
 
     /// A source that reads as empty, or as under 1% of what the asset declares, is a source
@@ -253,7 +295,12 @@ public struct Runner {
                     run.files = Int64(forget.count)
                     run.status = .success
                     log("prune \(job.id) on \(target): \(run.output ?? "")")
-                    if !dryRun { forgotten = forget.sorted(); repository = engine.repositoryId }
+                    if !dryRun {
+                        // What is gone, not what was asked: a snapshot under Object Lock stays.
+                        let remaining = Set(try engine.snapshots(tag: job.id).map(\.id))
+                        forgotten = forget.subtracting(remaining).sorted()
+                        repository = engine.repositoryId
+                    }
                 } catch {
                     run.status = .failed
                     run.error = error.message

@@ -9,7 +9,7 @@ import Glibc
 @Suite("Command line: S3")
 struct S3CLITests {
     /// The demo with a `bucket` storage on the S3 server (a fresh prefix), written by the job to `targets`.
-    static func addBucket(_ inv: String, bucket: String, endpoint: String, secret: String, targets: String) throws {
+    static func addBucket(_ inv: String, bucket: String, endpoint: String, secret: String, targets: String, extra: String = "") throws {
         let yaml = try String(contentsOfFile: inv, encoding: .utf8).replacingOccurrences(of: "  - id: usb-at-home\n", with: """
               - id: bucket
                 kind: cloud-object
@@ -17,7 +17,7 @@ struct S3CLITests {
                 url: "s3://\(bucket)/cli-\(UUID().uuidString.prefix(8).lowercased())"
                 endpoint: "\(endpoint)"
                 create: true
-                credentials: { access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "\(secret)" }
+                credentials: { access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "\(secret)" }\(extra)
               - id: usb-at-home
 
             """).replacingOccurrences(of: "targets: [office-disk, usb-at-home]", with: "targets: \(targets)")
@@ -86,5 +86,66 @@ struct S3CLITests {
                 #expect(data.range(of: Data(secret.utf8)) == nil, "\(root)/\(f) holds the secret")
             }
         }
+    }
+}
+
+/// S3 Object Lock as a user meets it: declared, verified on every backup, honoured by prune,
+/// and refuted loudly where the bucket has none.
+@Suite("Command line: S3 Object Lock")
+struct S3ObjectLockCLITests {
+    static let lock = "\n    object_lock: { mode: governance, days: 40 }"
+
+    @Test("a declared lock on a bucket without Object Lock fails the backup, and check reports DR106")
+    func refuted() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env["DRPLAN_S3_BUCKET"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil else {
+            _ = Tools.skip("S3 Object Lock test", because: "no S3 server (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
+            return
+        }
+        let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
+        let inv = dir.path + "/demo/drplan.yaml"
+        try S3CLITests.addBucket(inv, bucket: bucket, endpoint: endpoint, secret: "env:DRPLAN_S3_SECRET_ACCESS_KEY", targets: "[office-disk, bucket]", extra: Self.lock)
+        let backup = try CLITests.run(["backup", "-i", inv])
+        #expect(backup.status == 1, "\(backup.stderr)")
+        #expect(backup.stderr.contains("bucket '\(bucket)' has no Object Lock configuration") && backup.stderr.contains("→ bucket: FAILED"), "\(backup.stderr)")
+        let check = try CLITests.run(["check", "--format", "json", "-i", inv])
+        let findings = try #require((try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any])?["findings"] as? [[String: Any]])
+        let dr106 = findings.filter { $0["rule"] as? String == "DR106" }
+        #expect(dr106.count == 1 && (dr106.first?["subject"] as? [String: Any])?["id"] as? String == "bucket", "\(check.stdout.prefix(2000))")
+        let facts = try CLITests.run(["facts", "-i", inv])
+        #expect(facts.stdout.contains("\"immutable_verified\": false"), "\(facts.stdout.prefix(500))")
+    }
+
+    @Test("a lock on an Object Lock bucket is verified by every backup, and prune keeps what it still protects")
+    func verifiedAndHonoured() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env["DRPLAN_S3_LOCKED_BUCKET"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil else {
+            _ = Tools.skip("S3 Object Lock test", because: "no S3 server with an Object Lock bucket (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
+            return
+        }
+        let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
+        let inv = dir.path + "/demo/drplan.yaml"
+        try S3CLITests.addBucket(inv, bucket: bucket, endpoint: endpoint, secret: "env:DRPLAN_S3_SECRET_ACCESS_KEY", targets: "[bucket]", extra: Self.lock)
+        for i in 0..<2 {
+            try dir.write("demo/data/changed.txt", "version \(i)\n")
+            let backup = try CLITests.run(["backup", "-i", inv])
+            #expect(backup.status == 0, "\(backup.stderr)")
+        }
+        let facts = try CLITests.run(["facts", "-i", inv])
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(facts.stdout.utf8)) as? [String: Any])
+        let storage = try #require((doc["storage"] as? [[String: Any]])?.first { $0["id"] as? String == "bucket" })
+        #expect(storage["immutable_verified"] as? Bool == true && storage["lock_days"] as? Int == 40, "\(storage)")
+        let asset = try #require((doc["assets"] as? [[String: Any]])?.first)
+        #expect(asset["immutable_count"] as? Int == 1, "\(asset)")
+        // keep_daily keeps one of today's two snapshots; the other is still locked.
+        let prune = try CLITests.run(["prune", "-i", inv])
+        #expect(prune.status == 0 && prune.stderr.contains("kept because Object Lock still protects them"), "\(prune.stdout)\(prune.stderr)")
+        let listed = try CLITests.run(["snapshots", "--format", "json", "-i", inv])
+        let snaps = try #require((try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [String: Any])?["snapshots"] as? [[String: Any]])
+        #expect(snaps.count == 2, "\(listed.stdout)")
+        let check = try CLITests.run(["check", "--format", "json", "-i", inv])
+        let findings = try #require((try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any])?["findings"] as? [[String: Any]])
+        let rules = Set(findings.compactMap { $0["rule"] as? String })
+        #expect(!rules.contains("DR104") && !rules.contains("DR106") && !rules.contains("DR107"), "\(rules.sorted())")
     }
 }

@@ -54,7 +54,7 @@ struct RetentionTests {
         let repo = try BuiltinRepository.initialize(at: URL(fileURLWithPath: dir.path + "/repo"), passphrase: nil)
         var ids: [String] = []
         for i in 0..<3 {
-            try dir.write("src/data.bin", Data(repeating: UInt8(i), count: 300_000))
+            try RepositoryTests.randomFile(dir.path + "/src/data.bin", bytes: 300_000)   // incompressible: the freed bytes are its size
             ids.append(try repo.backup(paths: [dir.path + "/src"], tags: ["job", "asset"]).snapshot)
         }
         let keep = Retention.keep(try repo.snapshots().map { (id: $0.id, time: $0.time) }, policy: policy { $0.keepLast = 1 })
@@ -74,10 +74,12 @@ struct RetentionTests {
         let dir = try TempDir(); defer { dir.cleanup() }
         let repo = try BuiltinRepository.initialize(at: URL(fileURLWithPath: dir.path + "/repo"), passphrase: "p", kdfRounds: 1 << 10)
         // One file, so one worker and one pack: its first 1 MiB chunk stays, its tail changes.
-        let head = Data(repeating: 7, count: BuiltinRepository.chunkSize)
-        try dir.write("src/file.bin", head + Data(repeating: 1, count: 300_000))
+        // Random bytes, which do not compress, so the freed bytes are the tail's size.
+        let head = Data((0..<BuiltinRepository.chunkSize).map { _ in UInt8.random(in: 0...255) })
+        try dir.write("src/file.bin", head + Data((0..<300_000).map { _ in UInt8.random(in: 0...255) }))
         let first = try repo.backup(paths: [dir.path + "/src"], tags: ["job", "asset"])
-        try dir.write("src/file.bin", head + Data(repeating: 2, count: 300_000))
+        let tail = Data((0..<300_000).map { _ in UInt8.random(in: 0...255) })
+        try dir.write("src/file.bin", head + tail)
         let second = try repo.backup(paths: [dir.path + "/src"], tags: ["job", "asset"])
         let keptId = try #require(try repo.snapshot(second.snapshot).entries.first { $0.path == "file.bin" }?.chunks?.first)
         let oldPack = try #require(repo.location(keptId)).pack
@@ -98,7 +100,7 @@ struct RetentionTests {
         let reopened = try BuiltinRepository.open(at: URL(fileURLWithPath: dir.path + "/repo"), passphrase: "p")
         let report = try reopened.restore(second.snapshot, to: URL(fileURLWithPath: dir.path + "/out"))
         #expect(report.damaged.isEmpty && report.files == 1)
-        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/out/file.bin")) == head + Data(repeating: 2, count: 300_000))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/out/file.bin")) == head + tail)
         // Nothing left to collect: a second prune changes nothing.
         #expect(try reopened.collectGarbage(grace: 0).objects == 0)
     }

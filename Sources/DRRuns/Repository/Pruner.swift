@@ -20,10 +20,16 @@ public struct PrunePlan: Sendable {
     public var objectsRemoved = 0
     public var objectsCopied = 0
     public var bytesFreed: Int64 = 0
+    /// Files prune would have removed that the storage still holds under a retention lock
+    /// (S3 Object Lock), with the date the lock ends: kept, and said so. A snapshot kept this
+    /// way keeps everything it uses; an index file kept keeps the packs it names.
+    public var locked: [(path: String, until: Date)] = []
 
     var kept: [PackContents] = []
     var rewrite: [PackContents] = []
     var indexFiles: [String] = []
+    /// Index files that stay because they are locked (their packs stay too).
+    var lockedIndexFiles = Set<String>()
     var referenced = Set<String>()
     var cutoff = Date.distantPast
 
@@ -35,6 +41,15 @@ public struct PrunePlan: Sendable {
     /// The plan in a few lines, for `--dry-run` and the run's output.
     public var summary: String {
         "forget \(forget.count) snapshot(s); delete \(dropPacks.count) pack(s), rewrite \(rewritePacks.count) (copying \(objectsCopied) live object(s)), remove \(unindexedPacks.count) unindexed pack(s) and \(looseObjects.count) loose object(s); \(objectsRemoved) object(s), about \(bytesFreed) bytes freed"
+            + lockedSummary
+    }
+
+    var lockedSummary: String {
+        guard let last = locked.map(\.until).max() else { return "" }
+        let f = ISO8601DateFormatter()
+        let snapshots = locked.filter { $0.path.hasPrefix("snapshots/") }.count
+        return "; \(locked.count) file(s) kept because Object Lock still protects them" + (snapshots > 0 ? " (\(snapshots) snapshot(s) among them)" : "")
+            + ", the last until \(f.string(from: last)): a prune after that removes them"
     }
 }
 
@@ -50,6 +65,12 @@ extension BuiltinRepository {
     public func planPrune(forget ids: Set<String>, grace: TimeInterval = 3600, now: Date = Date()) throws(RepositoryError) -> PrunePlan {
         var plan = PrunePlan()
         let names = try snapshotNames()
+        // A snapshot still under a retention lock cannot be deleted: it stays, with all it uses.
+        var forget = Set<String>()
+        for name in names where ids.contains(name) {
+            if let until = try storage.info("snapshots/" + name)?.retainUntil, until > now { plan.locked.append(("snapshots/" + name, until)) } else { forget.insert(name) }
+        }
+        let ids = forget
         plan.forget = names.filter { ids.contains($0) }
         for name in names where !ids.contains(name) {
             let s: Snapshot
@@ -73,12 +94,29 @@ extension BuiltinRepository {
                 for b in p.blobs { index[b.id] = BlobLocation(pack: p.pack, offset: b.offset, length: b.length) }
             }
         }
+        // Packs named by an index file that must stay (locked) stay too: deleting them would
+        // leave that index naming packs that are gone.
+        var lockedIndex: [(path: String, until: Date)] = []
+        var pinned: [String: Date] = [:]   // pack → the end of the lock that keeps it
+        for name in plan.indexFiles {
+            guard let until = try storage.info("index/" + name)?.retainUntil, until > now else { continue }
+            lockedIndex.append(("index/" + name, until))
+            plan.lockedIndexFiles.insert(name)
+            for p in try readIndexFile(name) { pinned[p.pack] = max(pinned[p.pack] ?? until, until) }
+        }
         let existing = Set(try packNames())
         var info: [String: StorageFileInfo] = [:]
         for p in existing { if let i = try storage.info(packPath(p)) { info[p] = i } }
+        for (p, i) in info { if let until = i.retainUntil, until > now { pinned[p] = max(pinned[p] ?? until, until) } }
         let cutoff = now.addingTimeInterval(-grace)
         plan.cutoff = cutoff
         func young(_ pack: String) -> Bool { info[pack].map { $0.modified > cutoff } ?? false }
+        /// True (and noted) when a pack prune would remove is kept by a lock.
+        func lockKeeps(_ pack: String) -> Bool {
+            guard let until = pinned[pack] else { return false }
+            plan.locked.append((packPath(pack), until))
+            return true
+        }
 
         var liveIn: [String: Set<String>] = [:]   // pack → live object ids stored there
         var looseV1 = Set<String>()
@@ -95,7 +133,7 @@ extension BuiltinRepository {
             guard existing.contains(pack.pack) else { plan.vanishedPacks.append(pack.pack); continue }
             let live = liveIn[pack.pack] ?? []
             let dead = pack.blobs.filter { !live.contains($0.id) }
-            if dead.isEmpty || young(pack.pack) { plan.kept.append(pack) }
+            if dead.isEmpty || young(pack.pack) || lockKeeps(pack.pack) { plan.kept.append(pack) }
             else if live.isEmpty {
                 plan.dropPacks.append(pack.pack)
                 plan.objectsRemoved += pack.blobs.count
@@ -108,7 +146,9 @@ extension BuiltinRepository {
                 plan.bytesFreed += dead.reduce(Int64(0)) { $0 + Int64($1.length) }
             }
         }
-        plan.unindexedPacks = existing.subtracting(contents.keys).filter { !young($0) }.sorted()
+        plan.unindexedPacks = existing.subtracting(contents.keys).filter { !young($0) && !lockKeeps($0) }.sorted()
+        // Index files are replaced only when packs change; only then does a lock keep one.
+        if !plan.dropPacks.isEmpty || !plan.rewritePacks.isEmpty || !plan.vanishedPacks.isEmpty { plan.locked += lockedIndex }
         plan.bytesFreed += plan.unindexedPacks.reduce(Int64(0)) { $0 + (info[$1]?.size ?? 0) }
         do {
             var dirs: [String] = []
@@ -177,7 +217,7 @@ extension BuiltinRepository {
                 work.discardPending()
                 throw RepositoryError(error.kind, "prune stopped; nothing was deleted but the snapshots it was to forget: \(error.message)")
             }
-            for name in plan.indexFiles { try storage.delete("index/" + name) }
+            for name in plan.indexFiles where !plan.lockedIndexFiles.contains(name) { try storage.delete("index/" + name) }
             // The old index files must be gone for good before the packs they name are.
             try storage.syncDirectories(["index"])
             for pack in plan.rewritePacks + plan.dropPacks {

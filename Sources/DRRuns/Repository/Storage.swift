@@ -8,6 +8,11 @@ import Glibc
 public struct StorageFileInfo: Sendable, Equatable {
     public var size: Int64
     public var modified: Date
+    /// Until when the storage refuses to delete the file (S3 Object Lock); nil where the
+    /// storage has no such lock. Prune never plans to delete a file before this.
+    public var retainUntil: Date? = nil
+    /// The lock's mode as the storage names it (S3: `COMPLIANCE` or `GOVERNANCE`).
+    public var lockMode: String? = nil
 }
 
 /// A file being written in pieces (a pack): nothing is visible under its name until `commit`.
@@ -45,7 +50,7 @@ public protocol RepositoryStorage: Sendable {
     /// The names directly under `dir` (files and sub-directories), sorted; hidden names
     /// (temporary files) are left out.
     func list(_ dir: String) throws(RepositoryError) -> [String]
-    /// Size and modification time, or nil when the file does not exist.
+    /// Size, modification time and any retention lock, or nil when the file does not exist.
     func info(_ path: String) throws(RepositoryError) -> StorageFileInfo?
     func read(_ path: String) throws(RepositoryError) -> [UInt8]
     /// Exactly `length` bytes at `offset`; a file that ends early is `.corrupt`.

@@ -1,5 +1,6 @@
 import CEL
 import Crypto
+import DRInventory
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -52,6 +53,10 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
     /// Retries of what a retry can cure (5xx, 429, timeouts, resets): the runs' own policy,
     /// with the short waits a single request wants.
     var retry = RetryPolicy(attempts: 4, delays: [0.2, 1, 3])
+    /// The retention every repository object written gets (nil: none); see ObjectLock.swift.
+    public var objectLock: ObjectLock? = nil
+    /// The clock retention dates are computed from (tests inject one).
+    var now: @Sendable () -> Date = { Date() }
 
     public init(_ s3: S3Location, credentials: AWSCredentials, timeout: TimeInterval = 60) {
         self.s3 = s3
@@ -168,7 +173,8 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
         }
         let size = Int64(r.headers["content-length"] ?? "") ?? 0
         let modified = r.headers["last-modified"].flatMap(Self.httpDate) ?? Date()
-        return StorageFileInfo(size: size, modified: modified)
+        return StorageFileInfo(size: size, modified: modified, retainUntil: r.headers["x-amz-object-lock-retain-until-date"].flatMap(Self.isoDate),
+                               lockMode: r.headers["x-amz-object-lock-mode"])
     }
 
     static func httpDate(_ s: String) -> Date? {
@@ -200,6 +206,7 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
     @discardableResult
     public func write(_ path: String, _ bytes: [UInt8], exclusive: Bool) throws(RepositoryError) -> Bool {
         var headers = ["content-md5": Data(Insecure.MD5.hash(data: bytes)).base64EncodedString()]
+        headers.merge(lockHeaders(path)) { a, _ in a }
         if exclusive {
             // Servers that ignore If-None-Match (older S3 APIs) still get a check first; the
             // conditional PUT is what closes the race where it is supported.
@@ -234,7 +241,7 @@ extension S3Storage {
     /// for, and the object never appears.
     func putMultipart(_ path: String, _ bytes: [UInt8]) throws(RepositoryError) {
         let key = s3.key(path)
-        let start = try send("POST", key: key, query: [("uploads", "")])
+        let start = try send("POST", key: key, query: [("uploads", "")], headers: lockHeaders(path))
         guard start.status == 200, let id = XMLText.first("UploadId", in: String(decoding: start.body, as: UTF8.self)) else {
             throw error(start.status, start.body, key: key, what: "CreateMultipartUpload")
         }

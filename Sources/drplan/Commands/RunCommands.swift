@@ -344,10 +344,12 @@ struct EvidenceExportCommand: ParsableCommand {
         let (startDate, endDate) = (Date(timeIntervalSince1970: TimeInterval(start.seconds)), Date(timeIntervalSince1970: TimeInterval(end.seconds)))
         var runs: [RunRecord] = []
         var audit: [[String: String]] = []
+        var measured = MeasuredEvidence()
         if FileManager.default.fileExists(atPath: global.evidencePath) {
             do {
                 let store = try EvidenceStore(path: global.evidencePath, create: false)
                 runs = try store.runs().filter { $0.startedAt <= endDate }
+                measured = try store.measured(until: endDate)
                 audit = try store.auditEntries(from: startDate, to: endDate)
             } catch {
                 Console.error("drplan: error: \(error.message)")
@@ -357,7 +359,7 @@ struct EvidenceExportCommand: ParsableCommand {
         var options = CheckOptions()
         options.frameworks = framework
         let result: CheckResult
-        do { result = try Check.run(inventory: inventory, policies: policies, now: end, measured: MeasuredEvidence(runs: runs), options: options) } catch {
+        do { result = try Check.run(inventory: inventory, policies: policies, now: end, measured: measured, options: options) } catch {
             Console.error(error.description)
             throw CommandFailure(status: .badInput)
         }

@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CELTests", dependencies: ["CEL"]),
         .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRReports", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
-        .testTarget(name: "DRRunsTests", dependencies: ["DRRuns", "DRInventory", "CEL", "TestSupport", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "DRRunsTests", dependencies: ["DRRuns", "DRInventory", "DRFacts", "CEL", "TestSupport", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "DRPlanningTests", dependencies: ["DRPlanning", "DRInventory", "TestSupport"]),
         .testTarget(name: "DRReportsTests", dependencies: ["DRReports", "DRPolicy", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),

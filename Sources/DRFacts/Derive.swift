@@ -170,7 +170,17 @@ public struct FactDeriver {
         return (t.lastRun, t.result, t.duration, t.restored, t.lastRun == nil ? nil : "declared")
     }
 
-    func rate(_ s: Storage) -> Int64 { s.effectiveRestoreRate(inv.policy) }
+    /// The rate restores from `s` run at: the newest restore test's measured rate (one that
+    /// restored at least `MeasuredEvidence.minimumRateSample`), else `restore_rate`, else the
+    /// policy's rate for its media.
+    func rate(_ s: Storage) -> Int64 {
+        if let m = measured.restoreRates[s.id] { return max(1, Int64(m.bytesPerSecond)) }
+        return s.effectiveRestoreRate(inv.policy)
+    }
+
+    func rateSource(_ s: Storage) -> String {
+        measured.restoreRates[s.id] != nil ? "measured" : (s.restoreRate != nil ? "declared" : "default")
+    }
 
     // MARK: values
 
@@ -234,6 +244,10 @@ public struct FactDeriver {
             ("lock_period", .duration(CELDuration(seconds: Int64(s.objectLock?.days ?? 0) * 86400))),
             ("immutable_verified", .bool(lockVerified(s))), ("lock_check", lockValue(s)),
             ("immutable_reason", opt(s.immutableReason, Value.string)),
+            ("restore_rate_source", .string(rateSource(s))),
+            ("repository_size", opt(measured.capacity[s.id]?.bytes, Value.int)),
+            ("object_count", opt(measured.capacity[s.id]?.objects, Value.int)),
+            ("capacity_measured_at", opt(measured.capacity[s.id]?.at, Value.timestamp)),
         ])
     }
 

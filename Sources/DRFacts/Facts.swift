@@ -33,6 +33,26 @@ public struct MeasuredEvidence: Sendable {
         public init(at: Timestamp, ok: Bool, detail: String) { self.at = at; self.ok = ok; self.detail = detail }
     }
     public var lockChecks: [String: LockCheck] = [:]
+    /// A storage's repository as last measured after a backup: bytes stored and objects
+    /// (files, or S3 objects) it holds.
+    public struct Capacity: Sendable {
+        public var at: Timestamp
+        public var bytes: Int64
+        public var objects: Int64
+        public init(at: Timestamp, bytes: Int64, objects: Int64) { self.at = at; self.bytes = bytes; self.objects = objects }
+    }
+    public var capacity: [String: Capacity] = [:]
+    /// The restore rate the newest qualifying restore test from each storage achieved.
+    public struct RestoreRate: Sendable {
+        public var at: Timestamp
+        public var bytesPerSecond: Double
+        public var bytes: Int64
+        public init(at: Timestamp, bytesPerSecond: Double, bytes: Int64) { self.at = at; self.bytesPerSecond = bytesPerSecond; self.bytes = bytes }
+    }
+    public var restoreRates: [String: RestoreRate] = [:]
+    /// A restore test must restore at least this much for its rate to stand for the storage:
+    /// below it, start-up and key derivation dominate and the rate says nothing about bulk.
+    public static let minimumRateSample: Int64 = 64 << 20
     public init() {}
 
     /// Keeps the newest check of each storage.

@@ -96,8 +96,8 @@ public struct Planner {
     /// Copies (`MeasuredEvidence.key(job:target:asset:)`) the evidence does not back: never a source.
     let unproven: Set<String>
 
-    /// `measuredRates`: bytes per second per asset, from restore tests, preferred over media
-    /// rates. `unproven`: copies whose target has runs but no recent success
+    /// `measuredRates`: bytes per second per storage, from the newest restore test from it
+    /// (`MeasuredEvidence.restoreRates`), preferred over declared and media rates. `unproven`: copies whose target has runs but no recent success
     /// (`FactDeriver.unprovenCopies()`); a plan never recovers from them.
     public init(_ inventory: Inventory, measuredRates: [String: Double] = [:], unproven: Set<String> = []) {
         self.unproven = unproven
@@ -146,7 +146,7 @@ public struct Planner {
     }
 
     func rate(_ s: Storage, asset: String) -> Double {
-        measuredRates[asset] ?? Double(s.effectiveRestoreRate(inv.policy))
+        measuredRates[s.id] ?? Double(s.effectiveRestoreRate(inv.policy))
     }
 
     /// Largest gap (or smallest continuous lag) of the jobs that wrote a copy: its data loss.

@@ -15,6 +15,7 @@ public enum FactModel {
             "path": .string, "url": .string, "credentials": .map(.string, .string), "name": .string, "labels": labels,
             "utilization": .double, "holds": strings, "object_lock": .object("object_lock"), "lock_days": .int, "lock_period": .duration,
             "immutable_verified": .bool, "lock_check": .object("lock_check"), "immutable_reason": .string, "immutable_declared": .bool,
+            "restore_rate_source": .string, "repository_size": .int, "object_count": .int, "capacity_measured_at": .timestamp,
         ],
         "object_lock": ["mode": .string, "days": .int],
         "lock_check": ["at": .timestamp, "ok": .bool, "detail": .string],

@@ -141,12 +141,13 @@ public final class EvidenceStore: @unchecked Sendable {
                   first_seen TEXT NOT NULL, forgotten_at TEXT, PRIMARY KEY (repository, snapshot));
                 """)
         }
-        // What drplan measured of a storage itself, apart from any run's data: so far whether
-        // its Object Lock holds (read back from the bucket and from an object written).
+        // What drplan measured of a storage itself, apart from any run's data: whether its
+        // Object Lock holds (read back from the bucket and from an object written), and the
+        // repository's size and object count after each backup (kind `capacity`).
         m.registerMigration("v5") { db in
             try db.execute(sql: """
                 CREATE TABLE storage_checks (seq INTEGER PRIMARY KEY AUTOINCREMENT, storage TEXT NOT NULL, kind TEXT NOT NULL,
-                  at TEXT NOT NULL, ok INTEGER NOT NULL, detail TEXT NOT NULL, run_id TEXT);
+                  at TEXT NOT NULL, ok INTEGER NOT NULL, detail TEXT NOT NULL, run_id TEXT, bytes INTEGER, objects INTEGER);
                 CREATE INDEX storage_checks_storage ON storage_checks(storage, at);
                 """)
         }
@@ -335,23 +336,30 @@ public final class EvidenceStore: @unchecked Sendable {
         }
     }
 
-    /// Records one measurement of a storage (`kind`: `object_lock`), and audits it.
-    public func recordStorageCheck(storage: String, kind: String, ok: Bool, detail: String, run: String?, at: Date = Date()) throws(EvidenceError) {
+    /// Records one measurement of a storage (`kind`: `object_lock` or `capacity`); an Object
+    /// Lock check is also audited.
+    public func recordStorageCheck(storage: String, kind: String, ok: Bool, detail: String, run: String?, at: Date = Date(),
+                                   bytes: Int64? = nil, objects: Int? = nil) throws(EvidenceError) {
         try write { db in
-            try db.execute(sql: "INSERT INTO storage_checks (storage, kind, at, ok, detail, run_id) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [storage, kind, Self.iso(at), ok ? 1 : 0, detail, run])
-            try Self.append(db, "storage.\(kind).\(ok ? "verified" : "failed")", ["storage": storage, "detail": detail, "run": run ?? ""])
+            try db.execute(sql: "INSERT INTO storage_checks (storage, kind, at, ok, detail, run_id, bytes, objects) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           arguments: [storage, kind, Self.iso(at), ok ? 1 : 0, detail, run, bytes, objects])
+            if kind == "object_lock" { try Self.append(db, "storage.\(kind).\(ok ? "verified" : "failed")", ["storage": storage, "detail": detail, "run": run ?? ""]) }
         }
     }
 
     /// Storage checks, oldest first, up to an instant.
-    public func storageChecks(until: Date? = nil) throws(EvidenceError) -> [(storage: String, kind: String, at: Date, ok: Bool, detail: String)] {
+    public struct StorageCheck: Sendable {
+        public var storage: String, kind: String, at: Date, ok: Bool, detail: String
+        public var bytes: Int64?, objects: Int64?
+    }
+
+    public func storageChecks(until: Date? = nil) throws(EvidenceError) -> [StorageCheck] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT storage, kind, at, ok, detail FROM storage_checks WHERE at <= ? ORDER BY seq",
+            try Row.fetchAll(db, sql: "SELECT storage, kind, at, ok, detail, bytes, objects FROM storage_checks WHERE at <= ? ORDER BY seq",
                              arguments: [Self.iso(until ?? .distantFuture)]).compactMap { row in
                 guard let at = Self.date(row["at"]) else { return nil }
                 let ok: Int = row["ok"]
-                return (row["storage"], row["kind"], at, ok != 0, row["detail"])
+                return StorageCheck(storage: row["storage"], kind: row["kind"], at: at, ok: ok != 0, detail: row["detail"], bytes: row["bytes"], objects: row["objects"])
             }
         }
     }
@@ -359,8 +367,12 @@ public final class EvidenceStore: @unchecked Sendable {
     /// Everything the facts measure from this store: runs and storage checks, up to `until`.
     public func measured(until: Date? = nil) throws(EvidenceError) -> MeasuredEvidence {
         var m = MeasuredEvidence(runs: try runs().filter { r in until.map { r.startedAt <= $0 } ?? true })
-        for c in try storageChecks(until: until) where c.kind == "object_lock" {
-            m.recordLockCheck(storage: c.storage, MeasuredEvidence.LockCheck(at: Timestamp(c.at), ok: c.ok, detail: c.detail))
+        for c in try storageChecks(until: until) {
+            switch c.kind {
+            case "object_lock": m.recordLockCheck(storage: c.storage, MeasuredEvidence.LockCheck(at: Timestamp(c.at), ok: c.ok, detail: c.detail))
+            case "capacity": if let b = c.bytes, let o = c.objects { m.capacity[c.storage] = .init(at: Timestamp(c.at), bytes: b, objects: o) }
+            default: continue
+            }
         }
         return m
     }

@@ -18,6 +18,11 @@ extension MeasuredEvidence {
                 guard let t = r.restoreTest, tests[t].map({ at >= $0.at }) ?? true else { continue }
                 let seconds = Int64(((r.finishedAt ?? r.startedAt).timeIntervalSince(r.startedAt)).rounded(.up))
                 tests[t] = TestRun(at: at, result: r.status == .success ? .pass : .fail, duration: TimeSpan(seconds: max(1, seconds)), restored: r.verifiedBytes)
+                let elapsed = (r.finishedAt ?? r.startedAt).timeIntervalSince(r.startedAt)
+                if r.status == .success, let storage = r.storage, r.verifiedBytes >= Self.minimumRateSample, elapsed > 0,
+                   restoreRates[storage].map({ at >= $0.at }) ?? true {
+                    restoreRates[storage] = RestoreRate(at: at, bytesPerSecond: Double(r.verifiedBytes) / elapsed, bytes: r.verifiedBytes)
+                }
             case .prune:
                 continue
             }

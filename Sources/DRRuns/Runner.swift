@@ -212,6 +212,7 @@ public struct Runner {
                     log("\(label): skipped \(b.skipped.count) special file(s) (sockets, devices, FIFOs)" + (verbose ? "" : "; -v lists them"))
                     if verbose { for p in b.skipped { log("  skipped \(RunMessages.quoted(p))") } }
                 }
+                if let builtin = engine as? BuiltinEngine { recordCapacity(builtin.repository, target: target, run: run.id, label: label) }
                 for w in try vanishedSnapshots(engine, target: target) {
                     log("\(label): WARNING: \(w)")
                     run.output = ((run.output.map { $0 + "\n" }) ?? "") + "WARNING: " + w
@@ -240,6 +241,17 @@ public struct Runner {
             throw RepositoryError(.config, "storage '\(target)' declares object_lock, which drplan applies through its own repository (engines builtin, sqlite, pg_dump); the \(kind.rawValue) engine cannot lock what it writes: use one of those, or remove object_lock and set the bucket's default retention")
         }
         return s3
+    }
+
+    /// Measures what the repository occupies (facts: `repository_size`, `object_count`). A
+    /// measurement that fails is said, not fatal: the backup itself is done and durable.
+    func recordCapacity(_ repository: BuiltinRepository, target: String, run: String, label: String) {
+        do {
+            let u = try repository.usage()
+            try store.recordStorageCheck(storage: target, kind: "capacity", ok: true, detail: "", run: run, bytes: u.bytes, objects: u.objects)
+        } catch {
+            log("\(label): WARNING: the repository's size could not be measured: \(error)")
+        }
     }
 
     /// Runs one Object Lock measurement and records its outcome, success or failure, in the

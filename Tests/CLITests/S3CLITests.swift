@@ -135,6 +135,8 @@ struct S3ObjectLockCLITests {
         let doc = try #require(try JSONSerialization.jsonObject(with: Data(facts.stdout.utf8)) as? [String: Any])
         let storage = try #require((doc["storage"] as? [[String: Any]])?.first { $0["id"] as? String == "bucket" })
         #expect(storage["immutable_verified"] as? Bool == true && storage["lock_days"] as? Int == 40, "\(storage)")
+        // Capacity, measured after the backup from one listing of the bucket.
+        #expect((storage["repository_size"] as? Int ?? 0) > 0 && (storage["object_count"] as? Int ?? 0) >= 5, "\(storage)")
         let asset = try #require((doc["assets"] as? [[String: Any]])?.first)
         #expect(asset["immutable_count"] as? Int == 1, "\(asset)")
         // keep_daily keeps one of today's two snapshots; the other is still locked.

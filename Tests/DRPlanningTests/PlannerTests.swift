@@ -37,6 +37,19 @@ struct PlannerTests {
         #expect(p.verdict.hasPrefix("FAIL site:hq"))
     }
 
+    @Test("a restore from a bucket is estimated at the rate its last restore test measured, else at restore_rate")
+    func measuredRate() throws {
+        let inv = try inventory(Self.twoSites + """
+
+            storage: [{ id: bucket, kind: cloud-object, site: dr, url: "s3://b/p", restore_rate: 50MB/s }]
+            assets: [{ id: db, kind: database, site: hq, size: 360GB, rto: 4h }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [bucket] }]
+            """)
+        #expect(try row(Planner(inv).plan(.site("hq")), "db").restoreTime == 7200)
+        let measured = Planner(inv, measuredRates: ["bucket": 200e6]).plan(.site("hq"))
+        #expect(try row(measured, "db").restoreTime == 1800)
+    }
+
     @Test("an asset lost for good blocks what depends on it, transitively")
     func lostAndBlocked() throws {
         let inv = try inventory(Self.twoSites + """

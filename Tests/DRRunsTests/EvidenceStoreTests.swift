@@ -1,3 +1,4 @@
+import DRFacts
 import Foundation
 import GRDB
 import Testing
@@ -94,5 +95,30 @@ struct EvidenceStoreTests {
         do { _ = try EvidenceStore(path: dir.path + "/none.sqlite", create: false); Issue.record("opened nothing") } catch {
             #expect(error.kind == .unreadable)
         }
+    }
+}
+
+@Suite("Evidence store: storage measurements")
+struct StorageMeasurementStoreTests {
+    @Test("a restore test's rate stands for its storage once it restored enough; storage checks reach the facts' evidence")
+    func ratesAndChecks() throws {
+        let store = try EvidenceStore.ephemeral()
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        func test(_ storage: String, bytes: Int64, seconds: Double) -> RunRecord {
+            var r = RunRecord(kind: .restoreTest, job: "j", restoreTest: "t", engine: "builtin", storage: storage, startedAt: start, status: .success)
+            r.finishedAt = start.addingTimeInterval(seconds)
+            r.verifiedBytes = bytes
+            return r
+        }
+        let m = MeasuredEvidence(runs: [test("bucket", bytes: 200 << 20, seconds: 4), test("drive", bytes: 10_000, seconds: 0.5)])
+        #expect(abs((m.restoreRates["bucket"]?.bytesPerSecond ?? 0) - Double(200 << 20) / 4) < 1)
+        #expect(m.restoreRates["drive"] == nil)   // 10 kB says nothing about bulk restores
+        try store.recordStorageCheck(storage: "bucket", kind: "object_lock", ok: false, detail: "no lock", run: nil, at: start)
+        try store.recordStorageCheck(storage: "bucket", kind: "object_lock", ok: true, detail: "locked", run: nil, at: start.addingTimeInterval(60))
+        try store.recordStorageCheck(storage: "bucket", kind: "capacity", ok: true, detail: "", run: nil, at: start, bytes: 999, objects: 7)
+        let measured = try store.measured()
+        #expect(measured.lockChecks["bucket"]?.ok == true && measured.capacity["bucket"]?.bytes == 999 && measured.capacity["bucket"]?.objects == 7)
+        #expect(try store.measured(until: start.addingTimeInterval(30)).lockChecks["bucket"]?.ok == false)
+        #expect(try store.verifyAudit().isEmpty)
     }
 }

@@ -106,3 +106,26 @@ extension BuiltinRepository {
         return s
     }
 }
+
+extension BuiltinRepository {
+    /// What the repository occupies: bytes and files (S3: objects), lock files included.
+    /// On S3 one listing; on disk every file of the repository's folders.
+    public func usage() throws(RepositoryError) -> (bytes: Int64, objects: Int) {
+        if let s3 = storage as? S3Storage { return try s3.usage() }
+        var bytes: Int64 = 0, objects = 0
+        func add(_ path: String) throws(RepositoryError) {
+            if let i = try storage.info(path) { bytes += i.size; objects += 1 }
+        }
+        try add("config")
+        for dir in ["index", "snapshots", "locks", "damaged"] {
+            let names: [String]
+            do { names = try storage.list(dir) } catch where error.kind == .missing { continue }
+            for n in names { try add(dir + "/" + n) }
+        }
+        for p in try packNames() { try add(packPath(p)) }
+        var loose: [String] = []
+        do { loose = try storage.list("data") } catch where error.kind == .missing {}
+        for d in loose { for n in try storage.list("data/" + d) { try add("data/\(d)/\(n)") } }
+        return (bytes, objects)
+    }
+}

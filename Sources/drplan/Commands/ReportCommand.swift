@@ -36,7 +36,9 @@ struct ReportCommand: ParsableCommand {
         let result = try Loaders.check(global, evaluation)
         // The default scenarios' verdicts go into the HTML report, linked to the runbook written beside it.
         // A copy the evidence shows was never made is no source to recover from, here as in `plan`.
-        let planner = Planner(result.inventory, unproven: FactDeriver(result.inventory, now: result.facts.asOf, measured: try global.measured()).unprovenCopies())
+        let measured = try global.measured()
+        let planner = Planner(result.inventory, measuredRates: measured.restoreRates.mapValues(\.bytesPerSecond),
+                              unproven: FactDeriver(result.inventory, now: result.facts.asOf, measured: measured).unprovenCopies())
         let plans = Scenario.defaults(for: result.inventory).map { planner.plan($0) }
         let scenarios = plans.map { ($0.verdict, "runbook.html#" + $0.scenario.description.replacingOccurrences(of: ":", with: "-")) }
         let context = ReportContext(toolVersion: Drplan.version, generatedAt: GlobalOptions.wallClock(), scenarios: scenarios)

@@ -3,7 +3,12 @@
 encryption on, on the same generated tree, in one run. Run by hand, never in CI.
 
 usage: bench/engines.py [--work /tmp/drplan-bench] [--runs 3] [--drplan .build/release/drplan]
-                        [--no-write]
+                        [--no-write] [--tools NAME,…] [--s3]
+
+--s3 measures, instead of the local tools, drplan's builtin engine and restic writing to the same S3 server (moto on loopback:
+start it with `eval "$(bash .ci/s3.sh start /tmp/drplan-s3)"`, which sets DRPLAN_S3_*), each
+into a prefix of its own. --tools keeps only the tools whose name contains one of the words
+(e.g. `--tools drplan,restic`).
 
 For each tool and run: a first backup into a fresh repository, an incremental backup after
 `gen_tree.py --mutate`, a full restore with verification, and the repository size. Wall time,
@@ -56,8 +61,57 @@ def tree_bytes(path):
 
 class Tool:
     """One backup tool: its commands for a repository directory `repo`."""
-    def __init__(self, name, init, first, incremental, restore, env=None):
+    def __init__(self, name, init, first, incremental, restore, env=None, size=None):
         self.name, self.init, self.first, self.incremental, self.restore, self.env = name, init, first, incremental, restore, env or {}
+        self.size = size   # run -> repository bytes, where the repository is not a local folder
+
+
+def s3_tools(work, tree, drplan):
+    e = os.environ
+    endpoint, bucket = e["DRPLAN_S3_ENDPOINT"], e["DRPLAN_S3_BUCKET"]
+    s3env = {"AWS_ACCESS_KEY_ID": e["DRPLAN_S3_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": e["DRPLAN_S3_SECRET_ACCESS_KEY"], "RESTIC_PASSWORD": PASS}
+    inv = os.path.join(work, "drplan-s3-{run}.yaml")
+    stamp = str(int(time.time()))
+    restic_repo = f"s3:{endpoint}/{bucket}/bench-restic-{stamp}-{{run}}"
+    return [
+        Tool("drplan builtin → S3",
+             init="true",
+             first=f"{drplan} backup -q -i {inv} --evidence {work}/ev-s3-{{run}}.sqlite",
+             incremental=f"{drplan} backup -q -i {inv} --evidence {work}/ev-s3-{{run}}.sqlite",
+             restore=f"{drplan} restore-test -q -i {inv} --evidence {work}/ev-s3-{{run}}.sqlite full",
+             env=s3env, size=lambda r: s3_size(bucket, f"bench-drplan-{stamp}-{r}/")),
+        Tool("restic → S3",
+             init=f"restic -r {restic_repo} init",
+             first=f"cd {tree} && restic -r {restic_repo} backup --quiet .",
+             incremental=f"cd {tree} && restic -r {restic_repo} backup --quiet .",
+             restore=f"restic -r {restic_repo} restore latest --target {{out}} --verify",
+             env=s3env, size=lambda r: s3_size(bucket, f"bench-restic-{stamp}-{r}/")),
+    ], stamp
+
+
+def s3_size(bucket, prefix):
+    import boto3
+    e = os.environ
+    s3 = boto3.client("s3", endpoint_url=e["DRPLAN_S3_ENDPOINT"], region_name="us-east-1",
+                      aws_access_key_id=e["DRPLAN_S3_ACCESS_KEY_ID"], aws_secret_access_key=e["DRPLAN_S3_SECRET_ACCESS_KEY"])
+    total = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        total += sum(o["Size"] for o in page.get("Contents", []))
+    return total
+
+
+def write_s3_inventory(path, tree, stamp, run):
+    e = os.environ
+    with open(path, "w") as f:
+        f.write(f"""drplan: 1
+sites: [{{ id: office, kind: office }}, {{ id: cloud, kind: cloud-region }}]
+storage:
+  - {{ id: bucket, kind: cloud-object, site: cloud, url: "s3://{e['DRPLAN_S3_BUCKET']}/bench-drplan-{stamp}-{run}", endpoint: "{e['DRPLAN_S3_ENDPOINT']}", create: true, encryption: {{ at_rest: true }} }}
+assets: [{{ id: tree, kind: file-store, site: office, source: {{ path: {tree} }} }}]
+jobs:
+  - {{ id: tree-nightly, assets: [tree], schedule: "0 1 * * *", targets: [bucket], encryption: {{ at_rest: true, passphrase: "env:BENCH_PASS" }} }}
+restore_tests: [{{ id: full, job: tree-nightly, scope: full }}]
+""")
 
 
 def tools(work, tree, drplan):
@@ -113,6 +167,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--drplan", default=os.path.join(ROOT, ".build/release/drplan"))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--tools", default="", help="comma-separated words; keep the tools whose name contains one")
+    ap.add_argument("--s3", action="store_true", help="drplan and restic to the S3 server in DRPLAN_S3_*, instead of the local tools")
     a = ap.parse_args()
     for tool in ["restic", "borg", "zstd", "openssl", "sha256sum"]:
         if not shutil.which(tool):
@@ -125,6 +181,14 @@ def main():
     size0 = tree_bytes(tree)
     env = {"BENCH_PASS": PASS}
     ts = tools(a.work, tree, drplan)
+    stamp = None
+    if a.s3:
+        if "DRPLAN_S3_ENDPOINT" not in os.environ:
+            sys.exit('--s3 needs an S3 server: eval "$(bash .ci/s3.sh start /tmp/drplan-s3)"')
+        ts, stamp = s3_tools(a.work, tree, drplan)
+    if a.tools:
+        words = [w.strip() for w in a.tools.split(",") if w.strip()]
+        ts = [t for t in ts if any(w in t.name for w in words)]
     results = {t.name: {"first": [], "incremental": [], "restore": [], "size": []} for t in ts}
 
     floors = {}
@@ -135,7 +199,9 @@ def main():
         return os.path.join(a.work, f"repo-{ts.index(t)}-{r}")
 
     for r in range(a.runs):
-        write_inventory(os.path.join(a.work, f"drplan-{r}.yaml"), tree, repo(ts[0], r))
+        write_inventory(os.path.join(a.work, f"drplan-{r}.yaml"), tree, os.path.join(a.work, f"repo-0-{r}"))
+        if stamp:
+            write_s3_inventory(os.path.join(a.work, f"drplan-s3-{r}.yaml"), tree, stamp, r)
         for t in ts:
             subprocess.run(t.init.format(repo=repo(t, r)), shell=True, check=True, env={**os.environ, **t.env, **env},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -148,7 +214,7 @@ def main():
         for t in ts:
             w, m, c = timed(t.incremental.format(repo=repo(t, r), run=r), env={**t.env, **env})
             results[t.name]["incremental"].append((w, m, c))
-            results[t.name]["size"].append(du(repo(t, r)))
+            results[t.name]["size"].append(t.size(r) if t.size else du(repo(t, r)))
             print(f"incremental {t.name:40} run {r + 1}: {w:6.1f} s {m:7.0f} MB {c:4d}% CPU", flush=True)
     for r in range(a.runs):
         for t in ts:
@@ -178,13 +244,14 @@ def main():
     base = results[ts[0].name]
     rest = results[ts[1].name]
     ratio = lambda k: statistics.median([x[0] for x in rest[k]]) / statistics.median([x[0] for x in base[k]])
-    lines += ["", f"drplan builtin against restic, same run: first backup {ratio('first'):.1f}× faster (target 2×), "
+    what = "to the same S3 server" if a.s3 else "same run"
+    lines += ["", f"drplan builtin against restic, {what}: first backup {ratio('first'):.1f}× faster (target 2×), "
               f"incremental {ratio('incremental'):.1f}× (target 5×), verified restore {ratio('restore'):.1f}× (target 1.5×); "
               f"peak RSS {statistics.median([x[1] for x in base['first']]):.0f} MB against {statistics.median([x[1] for x in rest['first']]):.0f} MB (first backup)."]
     table = "\n".join(lines)
     print("\n" + table)
     if not a.no_write:
-        write_section("engines", table)
+        write_section("engines-s3" if a.s3 else "engines", table)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,75 @@ struct S3CLITests {
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
+    /// Starts the proxy on `port` in front of the S3 server's port; returns once it listens.
+    static func proxy(_ port: Int, to target: Int) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", CLITests.root + "/Tests/Tools/tcp_proxy.py", String(port), String(target)]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice   // never holds the test runner's pipes open
+        try p.run()
+        _ = out.fileHandleForReading.readData(ofLength: 6)   // "ready\n"
+        return p
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    @Test("the S3 server killed mid-upload: the backup fails loudly, no snapshot becomes visible, and the next run succeeds")
+    func serverKilledMidUpload() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env["DRPLAN_S3_BUCKET"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil,
+              let serverPort = URL(string: endpoint)?.port else {
+            _ = Tools.skip("S3 CLI test", because: "no S3 server (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
+            return
+        }
+        guard Tools.hasPython(module: "socket") else {
+            _ = Tools.skip("S3 server-kill test", because: "python3 is not installed") { Issue.record(Comment(rawValue: $0)) }
+            return
+        }
+        let port = Self.freePort()
+        var proxy = try Self.proxy(port, to: serverPort)
+        defer { kill(proxy.processIdentifier, SIGKILL) }   // SIGTERM may be ignored, inherited from the runner
+        let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
+        let inv = dir.path + "/demo/drplan.yaml"
+        try Self.addBucket(inv, bucket: bucket, endpoint: "http://127.0.0.1:\(port)", secret: "env:DRPLAN_S3_SECRET_ACCESS_KEY", targets: "[bucket]")
+        let first = try CLITests.run(["backup", "-i", inv])
+        #expect(first.status == 0, "\(first.stderr)")
+        let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        for i in 0..<3 { try dir.write("demo/data/big-\(i).bin", try random.read(upToCount: 30 << 20) ?? Data()) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLITests.binary)
+        p.arguments = ["backup", "-i", inv]
+        let err = Pipe()
+        p.standardError = err
+        try p.run()
+        usleep(1_000_000)
+        kill(proxy.processIdentifier, SIGKILL)   // the server is gone, every connection with it
+        proxy.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0 && stderr.contains("→ bucket: FAILED") && stderr.contains("cannot reach"), "\(stderr)")
+        proxy = try Self.proxy(port, to: serverPort)   // the server is back
+        let listed = try CLITests.run(["snapshots", "--format", "json", "-i", inv])
+        let snaps = try #require((try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [String: Any])?["snapshots"] as? [[String: Any]])
+        #expect(snaps.count == 1, "\(listed.stdout)\(listed.stderr)")
+        let again = try CLITests.run(["backup", "-i", inv])
+        #expect(again.status == 0, "\(again.stderr)")
+        let check = try CLITests.run(["check-repository", "--read-data", "-i", inv])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        let test = try CLITests.run(["restore-test", "-i", inv])
+        #expect(test.status == 0, "\(test.stderr)")
+    }
+
     @Test("the S3 secret appears in no output, report, evidence or bundle")
     func canary() throws {
         let env = ProcessInfo.processInfo.environment

@@ -41,7 +41,7 @@ let package = Package(
         ),
         .target(
             name: "DRReports",
-            dependencies: ["DRPolicy", "DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache")]
+            dependencies: ["DRPolicy", "DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache"), .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(name: "DRPlanning", dependencies: ["DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache")]),
         .target(
@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRReports", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "DRRunsTests", dependencies: ["DRRuns", "DRInventory", "DRFacts", "CEL", "TestSupport", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "DRPlanningTests", dependencies: ["DRPlanning", "DRInventory", "TestSupport"]),
-        .testTarget(name: "DRReportsTests", dependencies: ["DRReports", "DRPolicy", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
+        .testTarget(name: "DRReportsTests", dependencies: ["DRReports", "DRPolicy", "DRFacts", "DRInventory", "DRPlanning", "CEL", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -5,7 +5,7 @@ encryption on, on the same generated tree, in one run. Run by hand, never in CI.
 usage: bench/engines.py [--work /tmp/drplan-bench] [--runs 3] [--drplan .build/release/drplan]
                         [--no-write] [--tools NAME,…] [--s3]
 
---s3 measures, instead of the local tools, drplan's builtin engine and restic writing to the same S3 server (moto on loopback:
+--s3 adds drplan's builtin engine and restic writing to the same S3 server (moto on loopback:
 start it with `eval "$(bash .ci/s3.sh start /tmp/drplan-s3)"`, which sets DRPLAN_S3_*), each
 into a prefix of its own. --tools keeps only the tools whose name contains one of the words
 (e.g. `--tools drplan,restic`).
@@ -145,10 +145,11 @@ def tools(work, tree, drplan):
 
 
 def write_inventory(path, tree, repo):
+    os.makedirs(repo, exist_ok=True)   # the "mounted drive": drplan never creates a missing one
     with open(path, "w") as f:
         f.write(f"""drplan: 1
 sites: [{{ id: office, kind: office }}]
-storage: [{{ id: disk, kind: disk, site: office, path: {repo}, encryption: {{ at_rest: true }} }}]
+storage: [{{ id: disk, kind: disk, site: office, path: {repo}, create: true, encryption: {{ at_rest: true }} }}]
 assets: [{{ id: tree, kind: file-store, site: office, source: {{ path: {tree} }} }}]
 jobs:
   - {{ id: tree-nightly, assets: [tree], schedule: "0 1 * * *", targets: [disk], encryption: {{ at_rest: true, passphrase: "env:BENCH_PASS" }} }}
@@ -168,7 +169,7 @@ def main():
     ap.add_argument("--drplan", default=os.path.join(ROOT, ".build/release/drplan"))
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--tools", default="", help="comma-separated words; keep the tools whose name contains one")
-    ap.add_argument("--s3", action="store_true", help="drplan and restic to the S3 server in DRPLAN_S3_*, instead of the local tools")
+    ap.add_argument("--s3", action="store_true", help="also drplan and restic to the S3 server in DRPLAN_S3_* (a table of their own)")
     a = ap.parse_args()
     for tool in ["restic", "borg", "zstd", "openssl", "sha256sum"]:
         if not shutil.which(tool):
@@ -185,7 +186,8 @@ def main():
     if a.s3:
         if "DRPLAN_S3_ENDPOINT" not in os.environ:
             sys.exit('--s3 needs an S3 server: eval "$(bash .ci/s3.sh start /tmp/drplan-s3)"')
-        ts, stamp = s3_tools(a.work, tree, drplan)
+        extra, stamp = s3_tools(a.work, tree, drplan)
+        ts += extra
     if a.tools:
         words = [w.strip() for w in a.tools.split(",") if w.strip()]
         ts = [t for t in ts if any(w in t.name for w in words)]
@@ -203,7 +205,7 @@ def main():
         if stamp:
             write_s3_inventory(os.path.join(a.work, f"drplan-s3-{r}.yaml"), tree, stamp, r)
         for t in ts:
-            subprocess.run(t.init.format(repo=repo(t, r)), shell=True, check=True, env={**os.environ, **t.env, **env},
+            subprocess.run(t.init.format(repo=repo(t, r), run=r), shell=True, check=True, env={**os.environ, **t.env, **env},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             w, m, c = timed(t.first.format(repo=repo(t, r), run=r), env={**t.env, **env})
             results[t.name]["first"].append((w, m, c))
@@ -226,32 +228,45 @@ def main():
             shutil.rmtree(out, ignore_errors=True)
 
     mb = lambda b: b / 1e6
-    lines = [f"Run on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores, {platform.platform()}, "
-             f"tree {mb(size0):,.0f} MB before and {mb(size1):,.0f} MB after `--mutate`; {a.runs} runs, median [min–max]. "
-             f"MB/s is source bytes over wall time (for the incremental too, so it shows how little is re-read).", "",
-             "| tool | first backup | MB/s | incremental | restore + verify | MB/s | peak RSS (first / incr / restore) | CPU % (first) | repository |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for t in ts:
-        R = results[t.name]
-        f = [x[0] for x in R["first"]]; i = [x[0] for x in R["incremental"]]; s = [x[0] for x in R["restore"]]
-        rss = "/".join(f"{statistics.median([x[1] for x in R[k]]):.0f}" for k in ["first", "incremental", "restore"]) + " MB"
-        lines.append(f"| {t.name} | {cell(f, lambda v: f'{v:.1f} s')} | {mb(size0) / statistics.median(f):.0f} | {cell(i, lambda v: f'{v:.1f} s')} | "
-                     f"{cell(s, lambda v: f'{v:.1f} s')} | {mb(size1) / statistics.median(s):.0f} | {rss} | "
-                     f"{statistics.median([x[2] for x in R['first']]):.0f} | {mb(statistics.median(R['size'])):,.0f} MB |")
-    lines += ["", "| yardstick | wall | MB/s | CPU % |", "|---|---:|---:|---:|"]
-    for k, (w, m, c) in floors.items():
-        lines.append(f"| {k} | {w:.1f} s | {mb(size0) / w:.0f} | {c} |")
-    base = results[ts[0].name]
-    rest = results[ts[1].name]
-    ratio = lambda k: statistics.median([x[0] for x in rest[k]]) / statistics.median([x[0] for x in base[k]])
-    what = "to the same S3 server" if a.s3 else "same run"
-    lines += ["", f"drplan builtin against restic, {what}: first backup {ratio('first'):.1f}× faster (target 2×), "
-              f"incremental {ratio('incremental'):.1f}× (target 5×), verified restore {ratio('restore'):.1f}× (target 1.5×); "
-              f"peak RSS {statistics.median([x[1] for x in base['first']]):.0f} MB against {statistics.median([x[1] for x in rest['first']]):.0f} MB (first backup)."]
-    table = "\n".join(lines)
-    print("\n" + table)
-    if not a.no_write:
-        write_section("engines-s3" if a.s3 else "engines", table)
+    header = (f"Run on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores, {platform.platform()}, "
+              f"tree {mb(size0):,.0f} MB before and {mb(size1):,.0f} MB after `--mutate`; {a.runs} runs, median [min–max]. "
+              f"MB/s is source bytes over wall time (for the incremental too, so it shows how little is re-read).")
+
+    def table(group, what, floors_too):
+        lines = [header, "",
+                 "| tool | first backup | MB/s | incremental | restore + verify | MB/s | peak RSS (first / incr / restore) | CPU % (first) | repository | × input |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for t in group:
+            R = results[t.name]
+            f = [x[0] for x in R["first"]]; i = [x[0] for x in R["incremental"]]; s = [x[0] for x in R["restore"]]
+            rss = "/".join(f"{statistics.median([x[1] for x in R[k]]):.0f}" for k in ["first", "incremental", "restore"]) + " MB"
+            size = statistics.median(R["size"])
+            lines.append(f"| {t.name} | {cell(f, lambda v: f'{v:.1f} s')} | {mb(size0) / statistics.median(f):.0f} | {cell(i, lambda v: f'{v:.1f} s')} | "
+                         f"{cell(s, lambda v: f'{v:.1f} s')} | {mb(size1) / statistics.median(s):.0f} | {rss} | "
+                         f"{statistics.median([x[2] for x in R['first']]):.0f} | {mb(size):,.0f} MB | {100 * size / size1:.0f}% |")
+        if floors_too:
+            lines += ["", "| yardstick | wall | MB/s | CPU % |", "|---|---:|---:|---:|"]
+            for k, (w, m, c) in floors.items():
+                lines.append(f"| {k} | {w:.1f} s | {mb(size0) / w:.0f} | {c} |")
+        base = next((results[t.name] for t in group if t.name.startswith("drplan")), None)
+        rest = next((results[t.name] for t in group if t.name.startswith("restic")), None)
+        if base and rest:
+            ratio = lambda k: statistics.median([x[0] for x in rest[k]]) / statistics.median([x[0] for x in base[k]])
+            lines += ["", f"drplan builtin against restic, {what}: first backup {ratio('first'):.1f}× faster, "
+                      f"incremental {ratio('incremental'):.1f}×, verified restore {ratio('restore'):.1f}×; repository "
+                      f"{statistics.median(base['size']) / statistics.median(rest['size']):.2f}× restic's; "
+                      f"peak RSS {statistics.median([x[1] for x in base['first']]):.0f} MB against {statistics.median([x[1] for x in rest['first']]):.0f} MB (first backup)."]
+        return "\n".join(lines)
+
+    local = [t for t in ts if "S3" not in t.name]
+    remote = [t for t in ts if "S3" in t.name]
+    for group, section, what in [(local, "engines", "same run"), (remote, "engines-s3", "to the same S3 server")]:
+        if not group:
+            continue
+        text = table(group, what, group is local)
+        print("\n" + text)
+        if not a.no_write:
+            write_section(section, text)
 
 
 if __name__ == "__main__":

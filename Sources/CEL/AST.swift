@@ -17,10 +17,23 @@ public final class Expr: @unchecked Sendable {
     public let kind: Kind
     /// Offset, in Unicode scalars from the start of the expression, of the node's first character.
     public let offset: Int
+    /// The node's height in the tree (a leaf is 1). The parser refuses trees taller than its
+    /// limit, so that no evaluator, checker or deallocation recursing over them can overflow
+    /// the stack, however the height came about: nesting, or long operator, member and index
+    /// chains, which parse in a loop but build a tree as deep as they are long.
+    public let height: Int
 
     public init(_ kind: Kind, at offset: Int) {
         self.kind = kind
         self.offset = offset
+        switch kind {
+        case .literal, .ident: height = 1
+        case .select(let e, _, _): height = e.height + 1
+        case .call(_, let target, let args): height = max(target?.height ?? 0, args.map(\.height).max() ?? 0) + 1
+        case .list(let items): height = (items.map(\.height).max() ?? 0) + 1
+        case .map(let entries): height = (entries.map { max($0.0.height, $0.1.height) }.max() ?? 0) + 1
+        case .comprehension(let c): height = max(c.range.height, c.predicate?.height ?? 0, c.transform?.height ?? 0) + 1
+        }
     }
 }
 

@@ -294,22 +294,9 @@ public enum Builtins {
         }
     }
 
-    nonisolated(unsafe) static var regexCache: [String: NSRegularExpression] = [:]
-    static let regexLock = NSLock()
-
-    /// RE2-style partial match (the pattern may match anywhere), through ICU.
+    /// RE2-style partial match (the pattern may match anywhere), in linear time (Regex.swift).
     static func matches(_ s: String, _ pattern: String) throws(EvalError) -> Bool {
-        if pattern.isEmpty { return true }  // the empty pattern matches everywhere; ICU refuses it
-        regexLock.lock()
-        var re = regexCache[pattern]
-        regexLock.unlock()
-        if re == nil {
-            guard let compiled = try? NSRegularExpression(pattern: pattern) else { throw EvalError("invalid regular expression '\(pattern)'") }
-            regexLock.lock(); regexCache[pattern] = compiled; regexLock.unlock()
-            re = compiled
-        }
-        guard let re else { return false }
-        return re.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) != nil
+        do { return try RE2Regex.compiled(pattern).matches(s) } catch { throw EvalError(error.description) }
     }
 
     // MARK: conversions

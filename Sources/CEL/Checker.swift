@@ -117,6 +117,10 @@ public struct TypeChecker {
         case .call(let name, let target, let args):
             let targetType = target.map { check($0) }
             let types = args.map { check($0) }
+            // A literal pattern is compiled now, so what RE2 refuses is a load-time error.
+            if name == "matches", let last = args.last, case .literal(.string(let pattern)) = last.kind {
+                do { _ = try RE2Regex.compiled(pattern) } catch { errors.append(CELError(error.description, at: last.offset)) }
+            }
             return call(name, targetType, types, at: e.offset)
         }
     }

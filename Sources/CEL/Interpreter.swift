@@ -5,11 +5,26 @@ import Foundation
 public struct EvalError: Error, Sendable, CustomStringConvertible, Equatable {
     public var message: String
     public var offset: Int
-    public init(_ message: String, at offset: Int = 0) {
+    /// The evaluation ran out of its budget (`EvalLimits`). Never absorbed by `&&`, `||` or a
+    /// macro: a result computed from part of the work would be a guess.
+    public var exhausted = false
+    public init(_ message: String, at offset: Int = 0, exhausted: Bool = false) {
         self.message = message
         self.offset = offset
+        self.exhausted = exhausted
     }
     public var description: String { message }
+}
+
+/// What one evaluation may cost, so that no expression, however written, can hang drplan or
+/// exhaust its memory: evaluation steps (a node evaluated, a comprehension element visited),
+/// and bytes of values created (strings and bytes by length, lists and maps at 16 bytes per
+/// element). Policies can raise them (`policy.limits`, docs/policies.md).
+public struct EvalLimits: Sendable, Equatable {
+    public var steps: Int
+    public var bytes: Int
+    public init(steps: Int = 1_000_000, bytes: Int = 64 << 20) { self.steps = steps; self.bytes = bytes }
+    public static let `default` = EvalLimits()
 }
 
 /// A parsed expression, ready to evaluate many times against different bindings.
@@ -22,9 +37,10 @@ public struct Program: Sendable {
         root = try CELParser.parse(source, macros: macros)
     }
 
-    /// Evaluates against `bindings`, with optional host `functions` beyond the standard library.
-    public func evaluate(_ bindings: [String: Value], functions: [String: Builtins.Function] = [:]) throws(EvalError) -> Value {
-        var i = Interpreter(globals: bindings, functions: functions)
+    /// Evaluates against `bindings`, with optional host `functions` beyond the standard
+    /// library, within `limits`.
+    public func evaluate(_ bindings: [String: Value], functions: [String: Builtins.Function] = [:], limits: EvalLimits = .default) throws(EvalError) -> Value {
+        var i = Interpreter(globals: bindings, functions: functions, limits: limits)
         return try i.eval(root)
     }
 }
@@ -40,10 +56,35 @@ struct Interpreter {
     let globals: [String: Value]
     let functions: [String: Builtins.Function]
     var locals: [(String, Value)] = []
+    let limits: EvalLimits
+    var steps = 0
+    var bytes = 0
 
-    init(globals: [String: Value], functions: [String: Builtins.Function] = [:]) {
+    init(globals: [String: Value], functions: [String: Builtins.Function] = [:], limits: EvalLimits = .default) {
         self.globals = globals
         self.functions = functions
+        self.limits = limits
+    }
+
+    mutating func step(at offset: Int) throws(EvalError) {
+        steps += 1
+        if steps > limits.steps {
+            throw EvalError("evaluation budget exceeded: more than \(limits.steps) steps; simplify the expression, or raise policy.limits.steps", at: offset, exhausted: true)
+        }
+    }
+
+    /// Counts what a value created costs; values bound from the facts are not counted.
+    mutating func charge(_ v: Value, at offset: Int) throws(EvalError) {
+        switch v {
+        case .string(let s): bytes += s.utf8.count
+        case .bytes(let b): bytes += b.count
+        case .list(let l): bytes += 16 * l.count
+        case .map(let m): bytes += 32 * m.count
+        default: return
+        }
+        if bytes > limits.bytes {
+            throw EvalError("evaluation budget exceeded: the values it creates pass \(limits.bytes) bytes; simplify the expression, or raise policy.limits.memory", at: offset, exhausted: true)
+        }
     }
 
     func lookup(_ name: String) -> Value? {
@@ -62,6 +103,7 @@ struct Interpreter {
     }
 
     mutating func eval(_ e: Expr) throws(EvalError) -> Value {
+        try step(at: e.offset)
         switch e.kind {
         case .literal(let v):
             return v
@@ -84,6 +126,7 @@ struct Interpreter {
             var out: [Value] = []
             out.reserveCapacity(items.count)
             for i in items { out.append(try eval(i)) }
+            try charge(.list(out), at: e.offset)
             return .list(out)
         case .map(let entries):
             var m = OrderedMap()
@@ -96,6 +139,7 @@ struct Interpreter {
                 if Builtins.mapGet(m, k) != nil { throw EvalError("duplicate map key", at: ke.offset) }
                 m[k] = try eval(ve)
             }
+            try charge(.map(m), at: e.offset)
             return .map(m)
         case .comprehension(let c):
             return try comprehension(c, at: e.offset)
@@ -110,11 +154,14 @@ struct Interpreter {
                 values.reserveCapacity(args.count + 1)
                 if let target { values.append(try eval(target)) }
                 for a in args { values.append(try eval(a)) }
+                let result: Value
                 do {
-                    return try Builtins.call(name, values, receiver: target != nil, extensions: functions)
+                    result = try Builtins.call(name, values, receiver: target != nil, extensions: functions)
                 } catch {
                     throw EvalError(error.message, at: e.offset)
                 }
+                try charge(result, at: e.offset)
+                return result
             }
         }
     }
@@ -132,6 +179,7 @@ struct Interpreter {
                     sawOther = true
                 }
             } catch {
+                if error.exhausted { throw error }
                 if firstError == nil { firstError = error }
             }
         }
@@ -154,7 +202,8 @@ struct Interpreter {
         }
         let depth = locals.count
         defer { locals.removeSubrange(depth...) }
-        func bind(_ p: (Value, Value)) {
+        func bind(_ p: (Value, Value)) throws(EvalError) {
+            try step(at: at)
             locals.removeSubrange(depth...)
             locals.append((c.first, p.0))
             if let s = c.second { locals.append((s, p.1)) }
@@ -169,10 +218,11 @@ struct Interpreter {
             // An error is absorbed when another element decides the result, as in `&&`/`||`.
             var firstError: EvalError? = nil
             for p in pairs {
-                bind(p)
+                try bind(p)
                 do {
                     if try truth(c.predicate ?? c.range) == decisive { return .bool(decisive) }
                 } catch {
+                    if error.exhausted { throw error }
                     if firstError == nil { firstError = error }
                 }
             }
@@ -181,22 +231,24 @@ struct Interpreter {
         case .existsOne:
             var count = 0
             for p in pairs {
-                bind(p)
+                try bind(p)
                 if try truth(c.predicate ?? c.range) { count += 1 }
             }
             return .bool(count == 1)
         case .map, .filter, .transformList:
             var out: [Value] = []
             for p in pairs {
-                bind(p)
+                try bind(p)
                 if let pred = c.predicate, !(try truth(pred)) { continue }
                 if c.op == .filter { out.append(p.0) } else if let t = c.transform { out.append(try eval(t)) }
+                bytes += 16
+                if bytes > limits.bytes { try charge(.list([]), at: at) }
             }
             return .list(out)
         case .transformMap:
             var m = OrderedMap()
             for p in pairs {
-                bind(p)
+                try bind(p)
                 if let pred = c.predicate, !(try truth(pred)) { continue }
                 if let t = c.transform { m[p.0] = try eval(t) }
             }

@@ -6,10 +6,17 @@ public struct CELParser {
     var tokenStart = 0
     let macros: Bool
     var depth = 0
-    /// Deeper nesting is refused, so hostile input cannot overflow the stack.
+    /// Deeper nesting, and taller trees (see `Expr.height`), are refused, so hostile input
+    /// cannot overflow the stack.
     static let maxDepth = 250
+    /// The longest expression accepted, in bytes of UTF-8: far above any real rule, and small
+    /// enough that parsing and checking stay in milliseconds.
+    public static let maxLength = 64 << 10
 
     public static func parse(_ text: String, macros: Bool = true) throws(CELError) -> Expr {
+        guard text.utf8.count <= maxLength else {
+            throw CELError("expression is \(text.utf8.count) bytes long, more than the \(maxLength) allowed; split the rule, or compute the value in the facts", at: 0)
+        }
         var p = CELParser(lexer: Lexer(text), macros: macros)
         try p.advance()
         let e = try p.expr()
@@ -45,6 +52,15 @@ public struct CELParser {
         if depth > Self.maxDepth { throw CELError("expression nested too deeply (more than \(Self.maxDepth) levels)", at: tokenStart) }
     }
 
+    /// Refuses a node whose tree is taller than `maxDepth`: a chain of 16,000 `+` parses in a
+    /// loop, but is a tree 16,000 deep.
+    func bounded(_ e: Expr) throws(CELError) -> Expr {
+        guard e.height <= Self.maxDepth else {
+            throw CELError("expression nested too deeply: a chain of more than \(Self.maxDepth) operators, fields or indexes; split it, or use a list and all()/exists()", at: e.offset)
+        }
+        return e
+    }
+
     mutating func expr() throws(CELError) -> Expr {
         try enter(); defer { depth -= 1 }
         let start = tokenStart
@@ -76,7 +92,7 @@ public struct CELParser {
             try enter()
             let rhs = try binary(level + 1)
             depth -= 1
-            lhs = Expr(.call(op, target: nil, args: [lhs, rhs]), at: at)
+            lhs = try bounded(Expr(.call(op, target: nil, args: [lhs, rhs]), at: at))
         }
         return lhs
     }
@@ -116,7 +132,7 @@ public struct CELParser {
             if isOp(".") {
                 if let quoted = try lexer.backtickIdentifier() {
                     try advance()
-                    e = Expr(.select(e, quoted, testOnly: false), at: at)
+                    e = try bounded(Expr(.select(e, quoted, testOnly: false), at: at))
                     continue
                 }
                 try advance()
@@ -125,15 +141,15 @@ public struct CELParser {
                 if isOp("(") {
                     try advance()
                     let args = try exprList(closing: ")")
-                    e = try macro(name, target: e, args: args, at: at) ?? Expr(.call(name, target: e, args: args), at: at)
+                    e = try bounded(try macro(name, target: e, args: args, at: at) ?? Expr(.call(name, target: e, args: args), at: at))
                 } else {
-                    e = Expr(.select(e, name, testOnly: false), at: at)
+                    e = try bounded(Expr(.select(e, name, testOnly: false), at: at))
                 }
             } else if isOp("[") {
                 try advance()
                 let index = try expr()
                 try expect("]")
-                e = Expr(.call("[]", target: nil, args: [e, index]), at: at)
+                e = try bounded(Expr(.call("[]", target: nil, args: [e, index]), at: at))
             } else {
                 return e
             }

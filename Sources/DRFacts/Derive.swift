@@ -61,10 +61,13 @@ public struct FactDeriver {
             if nextRuns[j.schedule] == nil { nextRuns[j.schedule] = .some(j.schedule.nextFire(after: now)) }
             return jobValue(j, nextRun: nextRuns[j.schedule] ?? nil)
         }
+        // Every output of drplan reads the facts, so secrets are removed here, once, by the
+        // one redaction function (Redaction.swift): rules, reports and `eval` never see them.
+        let r: (Value) -> Value = { Redaction.value($0) }
         return Facts(
-            asOf: now, organization: inv.organization, policy: policyValue(),
-            sites: inv.sites.map(siteValue), storage: inv.storage.map(storageValue), assets: inv.assets.map(assetValue),
-            jobs: jobFacts, restoreTests: inv.restoreTests.map(testValue), waivers: inv.waivers.map(waiverValue),
+            asOf: now, organization: inv.organization.map(Redaction.text), policy: policyValue(),
+            sites: inv.sites.map(siteValue).map(r), storage: inv.storage.map(storageValue).map(r), assets: inv.assets.map(assetValue).map(r),
+            jobs: jobFacts.map(r), restoreTests: inv.restoreTests.map(testValue).map(r), waivers: inv.waivers.map(waiverValue).map(r),
             documents: inv.secretKeys.map { k in
                 .object([("id", .string(k.path)), ("path", .string(k.path)), ("key", .string(String(k.path.split(separator: ".").last ?? ""))), ("literal", .bool(k.isLiteral))])
             })
@@ -420,7 +423,7 @@ public struct FactDeriver {
     func secret(_ s: SecretRef) -> Value { .string(s.display) }
 
     func labels(_ l: [(String, String)]) -> Value {
-        .object(l.map { ($0.0, SecretKeys.isSecret($0.0) && SecretRef.classify($0.1) == .literal ? .string("<redacted>") : .string($0.1)) })
+        .object(l.map { ($0.0, .string(Redaction.value($0.1, key: $0.0))) })
     }
 
     func source(_ s: AssetSource?) -> Value {
@@ -428,7 +431,7 @@ public struct FactDeriver {
         case nil: return .null
         case .paths(let p, let ex)?: return .object([("path", .strings(p)), ("exclude", .strings(ex))])
         case .sqlite(let f)?: return .object([("sqlite", .string(f))])
-        case .postgres(let dsn, let pw)?: return .object([("postgres", .string(Redact.dsn(dsn))), ("password", opt(pw, secret))])
+        case .postgres(let dsn, let pw)?: return .object([("postgres", .string(Redaction.text(dsn))), ("password", opt(pw, secret))])
         case .command(let c)?: return .object([("command", .string(c))])
         }
     }
@@ -438,7 +441,7 @@ public struct FactDeriver {
         switch v {
         case .null: return .null
         case .scalar(let s, let plain):
-            if let key, SecretKeys.isSecret(key), SecretRef.classify(s) == .literal { return .string("<redacted>") }
+            if let key, Redaction.isSecretKey(key), SecretRef.classify(s) == .literal { return .string(Redaction.mask) }
             if plain, let i = Int64(s) { return .int(i) }
             if plain, s == "true" || s == "false" { return .bool(s == "true") }
             return .string(s)
@@ -448,13 +451,3 @@ public struct FactDeriver {
     }
 }
 
-/// Removes credentials embedded in connection strings before they are printed.
-public enum Redact {
-    /// `postgresql://user:secret@host/db` → `postgresql://user:<redacted>@host/db`.
-    public static func dsn(_ dsn: String) -> String {
-        guard let scheme = dsn.range(of: "://"), let at = dsn[scheme.upperBound...].lastIndex(of: "@") else { return dsn }
-        let userinfo = dsn[scheme.upperBound..<at]
-        guard let colon = userinfo.firstIndex(of: ":") else { return dsn }
-        return String(dsn[..<colon]) + ":<redacted>" + String(dsn[at...])
-    }
-}

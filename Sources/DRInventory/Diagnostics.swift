@@ -30,7 +30,8 @@ public struct Diagnostic: Hashable, Sendable, Comparable, CustomStringConvertibl
         self.message = message
     }
 
-    public var description: String { "\(location): error: \(message)" }
+    /// One line, whatever the message quotes: see `Escape.line`.
+    public var description: String { Escape.line("\(location): error: \(message)") }
 
     public static func < (a: Diagnostic, b: Diagnostic) -> Bool {
         a.location != b.location ? a.location < b.location : a.message < b.message

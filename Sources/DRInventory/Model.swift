@@ -71,6 +71,8 @@ public struct RetentionBounds: Sendable, Hashable {
 
 public struct Policy: Sendable {
     public var frameworks: [Framework] = Framework.allCases
+    /// What evaluating one rule for one subject may cost (`policy.limits: {steps, memory}`).
+    public var evalLimits = EvalLimits.default
     public var failOn: Severity = .high
     public var restoreTestEvery: TimeSpan = .days(90)
     public var minRecoveryWindow: TimeSpan = .days(35)

@@ -40,7 +40,8 @@ struct SectionReader {
         }
         top.finish(allowed: Self.topKeys)
         scanSecrets(root, path: [])
-        if let org = top.string("organization"), let k = top.keyNode("organization") { organization = (org, ctx.location(k)) }
+        // Display-only text is scrubbed as it is read: reports print it from the model.
+        if let org = top.string("organization"), let k = top.keyNode("organization") { organization = (Redaction.text(org), ctx.location(k)) }
         if let p = top.object("policy"), let k = top.keyNode("policy") { policyRead = (readPolicy(p), ctx.location(k)) }
         readList(top, "sites", singular: "site") { $0.readSite($1) }
         readList(top, "storage", singular: "storage") { $0.readStorage($1) }
@@ -111,7 +112,14 @@ struct SectionReader {
                 if let rate = m.rate(e.key) { p.restoreRates[media] = rate }
             }
         }
-        r.finish(allowed: ["frameworks", "fail_on", "restore_test_every", "min_recovery_window", "capacity_threshold", "retention", "restore_rates"])
+        if let l = r.object("limits") {
+            if let steps = l.int("steps", minimum: 1000) { p.evalLimits.steps = steps }
+            if let memory = l.size("memory") {
+                if memory < 1 << 20 { if let n = l.value("memory") { ctx.error(n, "'memory' in policy.limits must be at least 1MB") } } else { p.evalLimits.bytes = Int(clamping: memory) }
+            }
+            l.finish(allowed: ["steps", "memory"])
+        }
+        r.finish(allowed: ["frameworks", "fail_on", "restore_test_every", "min_recovery_window", "capacity_threshold", "retention", "restore_rates", "limits"])
         return p
     }
 
@@ -317,8 +325,8 @@ struct SectionReader {
         let subject = r.string("subject", required: true)
         if let subject { r.note("subject", value: subject, at: r.value("subject")) }
         if let rule, let subject { r.what = "waiver for \(rule) on '\(subject)'" }
-        let reason = r.string("reason", required: true)
-        let approver = r.string("approved_by", required: true)
+        let reason = r.string("reason", required: true).map(Redaction.text)
+        let approver = r.string("approved_by", required: true).map(Redaction.text)
         let expires = r.timestamp("expires", required: true)
         let labels = r.labels()
         r.finish(allowed: ["rule", "subject", "reason", "approved_by", "expires", "labels"])

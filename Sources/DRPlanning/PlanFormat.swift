@@ -167,7 +167,8 @@ public enum PlanFormat {
     }
 
     public static func markdown(_ plans: [ScenarioPlan], inventory: Inventory, inventoryArgs: String, asOf: Timestamp, restoreRoot: String = defaultRestoreRoot, baseDirectory: String = "") -> String {
-        var out = ["# Disaster-recovery runbook: \(inventory.organization ?? "inventory")", "", "Planned as of \(asOf). One section per scenario; follow the waves in order.", ""]
+        // User-supplied text goes through Escape.markdown (prose) or markdownCode (code).
+        var out = ["# Disaster-recovery runbook: \(Escape.markdown(inventory.organization ?? "inventory"))", "", "Planned as of \(asOf). One section per scenario; follow the waves in order.", ""]
         out += plans.map { "- " + $0.verdict }
         for p in plans {
             out += ["", "## \(p.scenario)", "", p.verdict, ""]
@@ -188,7 +189,7 @@ public enum PlanFormat {
                 for r in waves[w] ?? [] {
                     out += [
                         "#### \(r.asset) (\(r.tier.rawValue))", "",
-                        "- Source: `\(r.source ?? "-")` (job `\(r.job ?? "-")`, engine \(r.engine?.rawValue ?? "-"))",
+                        "- Source: `\(Escape.markdownCode(r.source ?? "-"))` (job `\(Escape.markdownCode(r.job ?? "-"))`, engine \(r.engine?.rawValue ?? "-"))",
                         "- Start: \(opt(r.start)) after the incident; expected duration \(opt(r.restoreTime)); ready at \(opt(r.readyAt))" + (r.meetsRTO == false ? " — **misses its RTO**" : ""),
                         "- Data lost: up to \(opt(r.dataLoss))" + (r.meetsRPO == false ? " — **more than its RPO**" : ""),
                         r.waitsFor.isEmpty ? "- Waits for: nothing" : "- Waits for: \(r.waitsFor.joined(separator: ", "))",
@@ -196,8 +197,8 @@ public enum PlanFormat {
                             let k = keyNote(r, scenario: p.scenario, inventory: inventory)
                             return k.danger ? "**⚠ \(k.text)**" : k.text
                         }(),
-                        "- Restore:", "", "  ```sh", "  " + restoreCommand(r, inventory: inventory, inventoryArgs: inventoryArgs, restoreRoot: restoreRoot, baseDirectory: baseDirectory), "  ```", "",
-                        "- Verify: `\(verification(r, inventory: inventory, inventoryArgs: inventoryArgs))`", "",
+                        "- Restore:", "", "  ```sh", "  " + Escape.markdownCode(restoreCommand(r, inventory: inventory, inventoryArgs: inventoryArgs, restoreRoot: restoreRoot, baseDirectory: baseDirectory)), "  ```", "",
+                        "- Verify: `\(Escape.markdownCode(verification(r, inventory: inventory, inventoryArgs: inventoryArgs)))`", "",
                     ]
                 }
             }

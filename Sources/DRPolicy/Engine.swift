@@ -118,7 +118,7 @@ public struct Engine {
 
         func run(_ c: Condition, _ b: [String: Value]) throws(RuleEvaluationError) -> Bool {
             do {
-                guard case .bool(let v) = try c.program.evaluate(b, functions: DrplanFunctions.all) else {
+                guard case .bool(let v) = try c.program.evaluate(b, functions: DrplanFunctions.all, limits: inventory.policy.evalLimits) else {
                     throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: c.location, message: "the expression did not evaluate to a bool")
                 }
                 return v
@@ -130,7 +130,7 @@ public struct Engine {
         }
         func string(_ p: Program?, _ b: [String: Value], fallback: String?) throws(RuleEvaluationError) -> String? {
             guard let p else { return fallback }
-            do { return Self.display(try p.evaluate(b, functions: DrplanFunctions.all)) } catch {
+            do { return Self.display(try p.evaluate(b, functions: DrplanFunctions.all, limits: inventory.policy.evalLimits)) } catch {
                 throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: rule.location, message: "\(error)")
             }
         }
@@ -156,7 +156,7 @@ public struct Engine {
         }
         let items: [Value]
         do {
-            guard case .list(let l) = try eachProgram.evaluate(bindings, functions: DrplanFunctions.all) else {
+            guard case .list(let l) = try eachProgram.evaluate(bindings, functions: DrplanFunctions.all, limits: inventory.policy.evalLimits) else {
                 throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: rule.location, message: "'each' did not evaluate to a list")
             }
             items = l
@@ -196,7 +196,7 @@ public struct Engine {
             switch part {
             case .text(let t): text += t
             case .expr(let p):
-                do { text += Self.display(try p.evaluate(b, functions: DrplanFunctions.all)) } catch {
+                do { text += Self.display(try p.evaluate(b, functions: DrplanFunctions.all, limits: inventory.policy.evalLimits)) } catch {
                     throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: rule.location, message: "in the message: \(error)")
                 }
             }

@@ -30,13 +30,13 @@ public enum JUnitFormat: ReportFormat {
                 let tc = testcase(name)
                 let place = f.location.map { " (\($0))" } ?? ""
                 if f.status == .active && r.failOn.fails(f.severity) {
-                    let failure = XMLElement(name: "failure", stringValue: "\(f.message)\(place)\nControls: \(f.controls.joined(separator: ", "))")
+                    let failure = XMLElement(name: "failure", stringValue: Escape.xml("\(f.message)\(place)\nControls: \(f.controls.joined(separator: ", "))"))
                     failure.addAttribute(attr("message", f.message))
                     failure.addAttribute(attr("type", f.severity.rawValue))
                     tc.addChild(failure)
                     failures += 1
                 } else if f.status == .active {
-                    tc.addChild(XMLElement(name: "system-out", stringValue: "\(f.severity.rawValue), below --fail-on \(r.failOn): \(f.message)\(place)"))
+                    tc.addChild(XMLElement(name: "system-out", stringValue: Escape.xml("\(f.severity.rawValue), below --fail-on \(r.failOn): \(f.message)\(place)")))
                 } else {
                     let why = f.status == .waived ? "waived until \(f.waiver.map { "\($0.expires)" } ?? "?") by \(f.waiver?.approvedBy ?? "?"): \(f.waiver?.reason ?? "")" : "existing in the baseline: \(f.message)"
                     let skip = XMLElement(name: "skipped")
@@ -80,7 +80,7 @@ public enum JUnitFormat: ReportFormat {
     static func attr(_ name: String, _ value: String) -> XMLNode {
         let node = XMLNode(kind: .attribute)
         node.name = name
-        node.stringValue = value
+        node.stringValue = Escape.xml(value)
         return node
     }
 }

@@ -8,14 +8,15 @@ public enum MarkdownFormat: ReportFormat {
     /// Longer tables are cut, with a line saying how many rows were left out.
     public static let maxRows = 100
 
-    static func cell(_ s: String) -> String {
-        s.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
-    }
+    /// Every user-supplied string goes through `Escape.markdown` (or `markdownCode` inside
+    /// backticks): a finding's message can quote anything an inventory holds.
+    static func cell(_ s: String) -> String { Escape.markdown(s) }
+    static func code(_ s: String) -> String { "`" + Escape.markdownCode(s).replacingOccurrences(of: "|", with: "\\|") + "`" }
 
     public static func render(_ r: CheckResult, context: ReportContext) -> String {
         var out: [String] = []
         let verdict = r.passed ? "✅ PASS" : "❌ FAIL"
-        out.append("## drplan: \(verdict) — \(r.inventory.organization ?? "inventory")")
+        out.append("## drplan: \(verdict) — \(Escape.markdown(r.inventory.organization ?? "inventory"))")
         out.append("")
         var counts = [Severity.critical, .high, .medium, .low].map { "\(r.count($0)) \($0.rawValue)" }
         if r.count(.info) > 0 { counts.append("\(r.count(.info)) info") }
@@ -30,11 +31,11 @@ public enum MarkdownFormat: ReportFormat {
             out.append("| severity | rule | subject | finding | where | status |")
             out.append("|---|---|---|---|---|---|")
             for f in shown.prefix(maxRows) {
-                let subject = "\(f.subjectKind.rawValue) `\(f.subject)`" + (f.related.map { " → `\($0)`" } ?? "")
-                let place = f.location.map { "`\($0.file):\($0.line)`" } ?? ""
+                let subject = "\(f.subjectKind.rawValue) \(code(f.subject))" + (f.related.map { " → \(code($0))" } ?? "")
+                let place = f.location.map { code("\($0.file):\($0.line)") } ?? ""
                 var status = f.status.rawValue
                 if let w = f.waiver, f.status == .waived { status += " until \(String(w.expires.description.prefix(10)))" }
-                out.append("| \(f.severity.rawValue) | \(f.rule) \(f.name) | \(cell(subject)) | \(cell(f.message)) | \(place) | \(status) |")
+                out.append("| \(f.severity.rawValue) | \(f.rule) \(f.name) | \(subject) | \(cell(f.message)) | \(place) | \(status) |")
             }
             if shown.count > maxRows { out.append(""); out.append("…and \(shown.count - maxRows) more; see the full report.") }
         }

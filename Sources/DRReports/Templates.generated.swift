@@ -9,7 +9,7 @@ enum Templates {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-SCRIPT-HASH'; img-src data:">
 <meta name="generator" content="drplan {{toolVersion}}">
 <title>DR audit — {{organization}} — {{asOfDate}}</title>
 <style>

@@ -1,3 +1,4 @@
+import DRInventory
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -15,7 +16,7 @@ public enum Alerts {
         if let v = r.job { body["job"] = v }
         if let v = r.restoreTest { body["restore_test"] = v }
         if let v = r.storage { body["storage"] = v }
-        if let v = r.error { body["error"] = v }
+        if let v = r.error { body["error"] = Redaction.text(v) }
         if let v = r.finishedAt { body["finished_at"] = EvidenceStore.iso(v) }
         return (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()
     }
@@ -25,7 +26,9 @@ public enum Alerts {
         let body = payload(run)
         var problems: [String] = []
         for uri in uris {
-            if let problem = deliver(body, to: uri, baseDirectory: baseDirectory, timeout: timeout) { problems.append("alert to \(uri) failed: \(problem)") }
+            if let problem = deliver(body, to: uri, baseDirectory: baseDirectory, timeout: timeout) {
+                problems.append(Redaction.text("alert to \(uri) failed: \(problem)"))
+            }
         }
         return problems
     }

@@ -209,7 +209,8 @@ public final class EvidenceStore: @unchecked Sendable {
     static func append(_ db: Database, _ event: String, _ detail: [String: String]) throws {
         let prev = try String.fetchOne(db, sql: "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1") ?? String(repeating: "0", count: 64)
         let at = iso(Date())
-        let json = String(decoding: (try? JSONSerialization.data(withJSONObject: detail, options: [.sortedKeys])) ?? Data(), as: UTF8.self)
+        let clean = Dictionary(uniqueKeysWithValues: detail.map { ($0.key, Redaction.value($0.value, key: $0.key)) })
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]), as: UTF8.self)
         try db.execute(sql: "INSERT INTO audit (at, event, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
                        arguments: [at, event, json, prev, chainHash(prev: prev, at: at, event: event, detail: json)])
     }
@@ -269,6 +270,10 @@ public final class EvidenceStore: @unchecked Sendable {
     public func finish(_ run: RunRecord) throws(EvidenceError) {
         var r = run
         if r.finishedAt == nil { r.finishedAt = Date() }
+        // Errors and output quote commands, URLs and DSNs: no secret reaches the store (and
+        // so history, the runs CSV and JSON, or a bundle).
+        r.error = r.error.map(Redaction.text)
+        r.output = r.output.map(Redaction.text)
         if let o = r.output, o.count > Self.outputLimit { r.output = String(o.suffix(Self.outputLimit)) }
         try write { db in
             try db.execute(sql: """

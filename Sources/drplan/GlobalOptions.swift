@@ -90,7 +90,7 @@ struct GlobalOptions: ParsableArguments {
         runner.verbose = verbose
         runner.lockWait = retryLock.flatMap { try? TimeSpan.parse($0) }.map { TimeInterval($0.seconds) } ?? 0
         let quiet = self.quiet
-        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
+        runner.log = { if !quiet { Console.error("drplan: " + Escape.line(Redaction.text($0))) } }
         return runner
     }
 
@@ -104,7 +104,7 @@ struct GlobalOptions: ParsableArguments {
         }
         var runner = Runner(inventory: inventory, baseDirectory: baseDirectory, store: store)
         let quiet = self.quiet
-        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
+        runner.log = { if !quiet { Console.error("drplan: " + Escape.line(Redaction.text($0))) } }
         return runner
     }
 

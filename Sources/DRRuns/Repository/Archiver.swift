@@ -82,7 +82,7 @@ extension BuiltinRepository {
         toRead.sort { entries[$0.index].size > entries[$1.index].size }
         let totalBytes = files.reduce(Int64(0)) { $0 + entries[$1.index].size }
         let work = BackupWork(total: RunProgress(files: Int64(files.count - toRead.count), bytes: reused, totalFiles: Int64(files.count), totalBytes: totalBytes),
-                              progress: progress, present: present)
+                              progress: progress, present: present, parallelCommits: storage.isRemote ? 4 : 1)
         let snapshotEntries = entries, queue = toRead
         // Each worker has its own read buffer (allocating and zeroing 1 MiB per file was 3% of
         // a backup) and its own open pack, closed when full and when the worker runs out of files.
@@ -313,15 +313,16 @@ final class BackupWorker {
 /// same chunk).
 final class BackupWork: FileWork, @unchecked Sendable {
     let present: BuiltinRepository.StoredObjects
-    let flusher = PackFlusher()
+    let flusher: PackFlusher
     private var stored: [Int: BuiltinRepository.StoredFile] = [:]
     private var claimed = Set<String>()
     private var packFiles: [PackWriter] = []
     private var packs: [PackContents] = []
     private var written: Int64 = 0
 
-    init(total: RunProgress, progress: ProgressSink?, present: BuiltinRepository.StoredObjects) {
+    init(total: RunProgress, progress: ProgressSink?, present: BuiltinRepository.StoredObjects, parallelCommits: Int = 1) {
         self.present = present
+        flusher = PackFlusher(parallel: parallelCommits)
         super.init(total: total, progress: progress)
     }
 

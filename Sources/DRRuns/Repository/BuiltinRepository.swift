@@ -369,8 +369,8 @@ public final class BuiltinRepository: @unchecked Sendable {
     /// ciphertext and the id (as associated data), which only the key's holder can produce, so
     /// the id's HMAC is not computed again: that was a third of a restore's hashing.
     /// Unencrypted, recomputing the id is the only check.
-    func get(_ id: String) throws(RepositoryError) -> [UInt8] {
-        do { return try authenticate(try stored(id), id: id) } catch {
+    func get(_ id: String, packs: PackCache? = nil) throws(RepositoryError) -> [UInt8] {
+        do { return try authenticate(try stored(id, packs: packs), id: id) } catch {
             // Only real damage: a read that timed out says nothing about the object.
             if error.category == .integrity, let loc = location(id) { quarantine(id, pack: loc.pack) }
             throw error
@@ -393,7 +393,7 @@ public final class BuiltinRepository: @unchecked Sendable {
     }
 
     /// An object's stored (sealed) bytes, from its pack or, in a version-1 repository, its own file.
-    func stored(_ id: String) throws(RepositoryError) -> [UInt8] {
+    func stored(_ id: String, packs: PackCache? = nil) throws(RepositoryError) -> [UInt8] {
         guard let loc = location(id) else {
             do { return try storage.read(objectPath(id)) } catch where error.kind == .missing {
                 throw RepositoryError(.missing, "object \(id.prefix(12)) is missing: no index names it")
@@ -402,6 +402,15 @@ public final class BuiltinRepository: @unchecked Sendable {
         // A stored object is at most a chunk plus the nonce and tag; a larger length is a
         // damaged (unencrypted, so unauthenticated) index, not an allocation to attempt.
         guard Int(loc.length) <= Self.chunkSize + 64 else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) has an impossible length in the index; the index is damaged") }
+        if let packs {
+            let bytes: [UInt8]
+            do { bytes = try packs.pack(loc.pack) { () throws(RepositoryError) -> [UInt8] in try storage.read(packPath(loc.pack)) } } catch where error.kind == .missing {
+                throw RepositoryError(.missing, "object \(id.prefix(12)) is missing: its pack \(loc.pack.prefix(12)) cannot be read (it does not exist)")
+            }
+            let start = Int(loc.offset), end = start + Int(loc.length)
+            guard end <= bytes.count else { throw RepositoryError(.corrupt, "object \(id.prefix(12)) is truncated: its pack \(loc.pack.prefix(12)) ends early") }
+            return Array(bytes[start..<end])
+        }
         do { return try storage.readRange(packPath(loc.pack), offset: Int64(loc.offset), length: Int(loc.length)) } catch {
             switch error.kind {
             case .missing: throw RepositoryError(.missing, "object \(id.prefix(12)) is missing: its pack \(loc.pack.prefix(12)) cannot be read (it does not exist)")

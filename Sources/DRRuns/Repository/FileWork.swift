@@ -27,9 +27,9 @@ class FileWork: @unchecked Sendable {
     /// Calls `body` for items `0..<count` on every core; each worker has its own `local`
     /// state (a read buffer, say). An error is recorded and stops the handing out of items.
     /// `done` runs once per worker after its last item (to close what it has open).
-    func forEach<Local>(_ count: Int, local: @Sendable () -> Local, _ body: @Sendable (inout Local, Int) throws(RepositoryError) -> Void,
+    func forEach<Local>(_ count: Int, workers wanted: Int? = nil, local: @Sendable () -> Local, _ body: @Sendable (inout Local, Int) throws(RepositoryError) -> Void,
                         done: @Sendable (inout Local) throws(RepositoryError) -> Void = { _ in }) {
-        let workers = min(max(1, ProcessInfo.processInfo.activeProcessorCount), max(1, count))
+        let workers = min(max(1, wanted ?? ProcessInfo.processInfo.activeProcessorCount), max(1, count))
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             var state = local()
             while let i = next(count) {

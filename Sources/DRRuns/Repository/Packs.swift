@@ -121,12 +121,26 @@ final class PackWriter: @unchecked Sendable {   // one owner at a time: its work
 /// a first backup. Only this backup's files are waited for (a `syncfs` would also wait for
 /// every other writer on the filesystem).
 final class PackFlusher: @unchecked Sendable {
-    private let queue = DispatchQueue(label: "drplan.pack-flusher")
+    private let queue: DispatchQueue
+    private let group = DispatchGroup()
+    /// Packs handed over and not yet committed: a worker that would exceed it waits, so a
+    /// slow target (an S3 upload) bounds memory instead of queueing every pack of a backup.
+    private let slots: DispatchSemaphore
     private let lock = NSLock()
     private var failure: RepositoryError?
 
+    /// `parallel` commits at once: 1 on a local disk (its fsyncs contend), more on S3 (each
+    /// is an upload waiting on the network).
+    init(parallel: Int = 1) {
+        queue = parallel > 1 ? DispatchQueue(label: "drplan.pack-flusher", attributes: .concurrent) : DispatchQueue(label: "drplan.pack-flusher")
+        slots = DispatchSemaphore(value: parallel > 1 ? parallel + 2 : 4)
+    }
+
     func flush(_ pack: PackWriter) {
+        slots.wait()
+        group.enter()
         queue.async {
+            defer { self.slots.signal(); self.group.leave() }
             do throws(RepositoryError) { try pack.sync() } catch {
                 self.lock.withLock { if self.failure == nil { self.failure = error } }
             }
@@ -135,7 +149,7 @@ final class PackFlusher: @unchecked Sendable {
 
     /// Returns once every pack handed over is durable, or throws the first flush failure.
     func drain() throws(RepositoryError) {
-        queue.sync {}
+        group.wait()
         if let failure = lock.withLock({ failure }) { throw failure }
     }
 }

@@ -62,6 +62,14 @@ public protocol RepositoryStorage: Sendable {
     func writer(_ path: String) throws(RepositoryError) -> any StorageWriter
     /// Makes the creation of files in these directories durable (a no-op where `commit` already is).
     func syncDirectories(_ dirs: [String]) throws(RepositoryError)
+    /// Whether every call is a network round trip (S3). The repository then keeps more
+    /// requests in flight, uploads several packs at once and reads whole packs on restore,
+    /// since latency, not bandwidth or CPU, is what bounds it.
+    var isRemote: Bool { get }
+}
+
+extension RepositoryStorage {
+    public var isRemote: Bool { false }
 }
 
 /// The repository's files on a local (or mounted) filesystem: temporary name, fsync, rename,

@@ -228,6 +228,8 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
 
     /// Nothing to do: a PUT that returned is durable.
     public func syncDirectories(_ dirs: [String]) throws(RepositoryError) {}
+
+    public var isRemote: Bool { true }
 }
 
 extension S3Storage {

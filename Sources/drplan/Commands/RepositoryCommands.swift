@@ -90,7 +90,7 @@ struct CheckRepositoryCommand: ParsableCommand {
         if let from { try checkNames([from], among: inventory.storage.map(\.id), what: "storage") }
         var runner = try global.readOnlyRunner(inventory)
         let quiet = global.quiet
-        runner.log = { if !quiet { Console.error("drplan: " + $0) } }
+        runner.log = { if !quiet { Console.error("drplan: " + Escape.line(Redaction.text($0))) } }
         let selection: ReadDataSelection = readData ? .all : readDataSubset.flatMap(ReadDataSelection.parse) ?? .none
         let results = try reporting { () throws(RepositoryError) in try runner.checkRepositories(jobs: jobs, from: from, readData: selection) }
         var problems = 0
@@ -152,7 +152,7 @@ struct RepairIndexCommand: ParsableCommand {
         try storages.each(global) { runner, id in
             let lines = try reporting { () throws(RepositoryError) -> [String] in
                 let repo = try runner.repository(on: id)
-                return try repo.withLock(exclusive: true, operation: "repair index", log: { Console.error("drplan: " + $0) }) { () throws(RepositoryError) in try repo.repairIndex() }
+                return try repo.withLock(exclusive: true, operation: "repair index", log: { Console.error("drplan: " + Escape.line(Redaction.text($0))) }) { () throws(RepositoryError) in try repo.repairIndex() }
             }
             for l in lines { Console.out("\(id): \(l)") }
             try global.recording { () throws(EvidenceError) in try runner.store.audit("repair.index", ["storage": id, "result": lines.joined(separator: "; ")]) }
@@ -185,7 +185,7 @@ struct RepairSnapshotsCommand: ParsableCommand {
             let lines = try reporting { () throws(RepositoryError) -> [String] in
                 let repo = try runner.repository(on: id)
                 repository = repo.id
-                return try repo.withLock(exclusive: true, operation: "repair snapshots", log: { Console.error("drplan: " + $0) }) { () throws(RepositoryError) in
+                return try repo.withLock(exclusive: true, operation: "repair snapshots", log: { Console.error("drplan: " + Escape.line(Redaction.text($0))) }) { () throws(RepositoryError) in
                     let before = Set(try repo.snapshotNames())
                     let lines = try repo.repairSnapshots(dryRun: dry)
                     removed = before.subtracting(try repo.snapshotNames()).sorted()

@@ -1,0 +1,89 @@
+import CEL
+
+/// The one place secrets are removed from text before drplan prints, stores or sends it
+/// (docs/security.md). Every output path calls it: the facts (and so every report format,
+/// `check`, `eval`), the evidence store's runs and audit log (and so history, the runs CSV and
+/// JSON, and evidence bundles), alerts, and the terminal log. Redaction is deliberately eager:
+/// a username or a port shown as `<redacted>` costs a reader little, a leaked token a lot.
+public enum Redaction {
+    public static let mask = "<redacted>"
+
+    /// Key names whose values are secrets: any name containing `password`, `passwd`, `secret`,
+    /// `token`, `passphrase`, `credential`, `private`, `auth` or `key`, apart from the names
+    /// below, which hold identifiers or references rather than secrets.
+    public static func isSecretKey(_ key: String) -> Bool {
+        let k = key.lowercased()
+        if notSecret.contains(k) { return false }
+        return secretWords.contains { k.contains($0) }
+    }
+
+    static let secretWords = ["password", "passwd", "pwd", "secret", "token", "passphrase", "credential", "private", "auth", "key"]
+    /// `key` itself names a key (the facts' `documents`), not a secret.
+    static let notSecret: Set<String> = ["key", "key_storage", "access_key_id", "aws_access_key_id", "key_id", "kms_key_id", "public_key", "keys",
+                                         "monkey", "author", "authority", "keyboard", "hotkey"]
+    /// Query parameters that carry signatures and credentials whatever their name says.
+    static let secretParameters: Set<String> = ["sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "code", "apikey"]
+
+    /// Free text with its secrets masked: URL userinfo, secret-named query parameters,
+    /// `password=…` pairs (key/value DSNs), the token part of Slack, Teams and Discord webhook
+    /// URLs, `Authorization:` values, and the value after `--password`, `-p ` and the like (`-pSECRET`, attached, is not
+    /// recognised: too many tools have `-p…` options that are not passwords).
+    public static func text(_ s: String) -> String {
+        // Fast path: text with none of the shapes a secret takes here.
+        guard s.contains("://") || s.contains("=") || s.contains("-p") || s.contains("--") || s.lowercased().contains("authorization") else { return s }
+        var out = s
+        out = out.replacing(/(?<scheme>[A-Za-z][A-Za-z0-9+.\-]*:\/\/)(?<info>[^\/\s?#@'"]+)@/) { m in "\(m.output.scheme)\(userinfo(String(m.output.info)))@" }
+        out = out.replacing(/(?<lead>[?&;](?<name>[A-Za-z0-9_.\-]+)=)(?<value>[^&#\s'"]*)/) { m in
+            isSecretKey(String(m.output.name)) || secretParameters.contains(m.output.name.lowercased()) ? "\(m.output.lead)\(mask)" : String(m.output.0)
+        }
+        out = out.replacing(/(?i)(?<name>\b[A-Za-z_]*(?:password|passwd|pwd|secret|token|passphrase)[A-Za-z_]*)(?<eq>\s*=\s*)(?<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s;&'"]+)/) { m in
+            "\(m.output.name)\(m.output.eq)\(mask)"
+        }
+        out = out.replacing(/(?i)(?<host>hooks\.slack\.com\/(?:services|workflows|triggers)\/|discord(?:app)?\.com\/api\/webhooks\/|\.webhook\.office\.com\/webhookb2\/|outlook\.office\.com\/webhook\/|\.logic\.azure\.com(?::\d+)?\/workflows\/)(?<rest>[^\s'"?#]+)/) { m in
+            "\(m.output.host)\(mask)"
+        }
+        out = out.replacing(/(?i)(?<lead>authorization\s*[:=]\s*(?:bearer|basic|token|aws4-hmac-sha256)?\s*)(?<value>[^\s'",]+)/) { m in "\(m.output.lead)\(mask)" }
+        out = out.replacing(/(?<lead>(?:^|\s)--?(?:password|passwd|pass|pwd|token|secret|api-key|apikey|auth|passphrase)(?:=|\s+))(?<value>'[^']*'|"[^"]*"|[^\s'"]+)/) { m in "\(m.output.lead)\(mask)" }
+        out = out.replacing(/(?<lead>(?:^|\s)-p\s+)(?<value>[^\s-]\S*)/) { m in "\(m.output.lead)\(mask)" }
+        return out
+    }
+
+    /// `user:password` keeps the user; a lone name (a webhook token passed as the user) goes.
+    static func userinfo(_ info: String) -> String {
+        if let colon = info.firstIndex(of: ":") { return String(info[..<colon]) + ":" + mask }
+        return mask
+    }
+
+    /// A value stored under `key`: masked whole when the key names a secret and the value is a
+    /// literal (a reference such as `env:NAME` or `file:path` is shown: it is where the secret
+    /// is, not the secret), else scrubbed as text.
+    public static func value(_ s: String, key: String?) -> String {
+        if let key, isSecretKey(key), SecretRef.classify(s) == .literal, !s.isEmpty { return mask }
+        return text(s)
+    }
+
+    /// Removes `secrets` (known values, such as a command job's `secret_args`) from `s`, then
+    /// scrubs it as text.
+    public static func text(_ s: String, removing secrets: [String]) -> String {
+        var out = s
+        for secret in secrets where secret.count >= 4 { out = out.replacingOccurrences(of: secret, with: mask) }
+        return text(out)
+    }
+}
+
+extension Redaction {
+    /// Every string of a value tree scrubbed, and secret-named entries holding literals masked.
+    public static func value(_ v: Value, key: String? = nil) -> Value {
+        switch v {
+        case .string(let s): return .string(value(s, key: key))
+        case .list(let l): return .list(l.map { value($0, key: key) })
+        case .map(let m):
+            var out = OrderedMap()
+            for (k, x) in m.entries {
+                if case .string(let name) = k { out[k] = value(x, key: name) } else { out[k] = value(x, key: key) }
+            }
+            return .map(out)
+        default: return v
+        }
+    }
+}

@@ -62,7 +62,9 @@ public struct CheckResult: Sendable {
     public var waived: Int { findings.filter { $0.status == .waived }.count }
     public var existing: Int { findings.filter { $0.status == .existing }.count }
     /// True when no active finding is at or above the threshold.
-    public var passed: Bool { !active.contains { failOn.fails($0.severity) } }
+    /// Fails on an active finding at or above `failOn`, and on any rule that could not be
+    /// judged (kind `error`), whatever its severity.
+    public var passed: Bool { !active.contains { failOn.fails($0.severity) || $0.kind == .error } }
     public var rulesById: [String: Rule] { Dictionary(policies.rules.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }) }
 
     /// SHA-256 of the inventory: of the one file's bytes, or of all files' bytes in load order.

@@ -19,6 +19,10 @@ public struct Finding: Sendable {
     public var controls: [String]
     public var status: FindingStatus = .active
     public var waiver: Waiver?
+    /// `violation`: the rule judged the subject and it failed. `error`: the rule could not be
+    /// judged for this subject (its evaluation ran out of budget); it fails the check whatever
+    /// its severity, since an unjudged subject must not pass.
+    public var kind: FindingKind = .violation
 
     /// Stable across runs and machines for the same (rule, subject, related).
     public var fingerprint: String {
@@ -35,6 +39,8 @@ public struct NotApplicable: Sendable {
     public var reason: String
 }
 
+public enum FindingKind: String, Sendable { case violation, error }
+
 /// A rule whose expression failed on a subject (division by zero, a missing key…). Never a
 /// silent pass: `drplan check` reports it and exits 2.
 public struct RuleEvaluationError: Error, Sendable, CustomStringConvertible {
@@ -42,6 +48,11 @@ public struct RuleEvaluationError: Error, Sendable, CustomStringConvertible {
     public var subject: String
     public var location: SourceLocation
     public var message: String
+    /// The expression ran out of its evaluation budget (`EvalError.exhausted`).
+    public var exhausted = false
+    public init(rule: String, subject: String, location: SourceLocation, message: String, exhausted: Bool = false) {
+        self.rule = rule; self.subject = subject; self.location = location; self.message = message; self.exhausted = exhausted
+    }
     public var description: String {
         "\(location): error: rule \(rule) failed on '\(subject)': \(message); fix the rule's expression or the inventory value it reads"
     }
@@ -95,7 +106,13 @@ public struct Engine {
         var result = Evaluation()
         for rule in rules where rule.enabled {
             for (index, subject) in subjects(rule.subject).enumerated() {
-                try evaluate(rule, subject: subject, index: index, into: &result)
+                do { try evaluate(rule, subject: subject, index: index, into: &result) } catch where error.exhausted {
+                    // One subject too costly to judge: a finding of kind error, and the others
+                    // are still judged.
+                    result.findings.append(Finding(rule: rule.id, name: rule.name, severity: rule.severity, subjectKind: rule.subject, subject: error.subject,
+                                                   related: nil, message: "rule \(rule.id) could not be judged for \(error.subject): \(error.message)",
+                                                   location: error.location, controls: rule.controls, kind: .error))
+                }
             }
         }
         applyWaivers(&result)
@@ -125,13 +142,13 @@ public struct Engine {
             } catch let e as RuleEvaluationError {
                 throw e
             } catch {
-                throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: c.location, message: "\(error)")
+                throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: c.location, message: "\(error)", exhausted: (error as? EvalError)?.exhausted ?? false)
             }
         }
         func string(_ p: Program?, _ b: [String: Value], fallback: String?) throws(RuleEvaluationError) -> String? {
             guard let p else { return fallback }
             do { return Self.display(try p.evaluate(b, functions: DrplanFunctions.all, limits: inventory.policy.evalLimits)) } catch {
-                throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: rule.location, message: "\(error)")
+                throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: rule.location, message: "\(error)", exhausted: error.exhausted)
             }
         }
         func firstFailing(_ b: [String: Value]) throws(RuleEvaluationError) -> String? {
@@ -163,7 +180,7 @@ public struct Engine {
         } catch let e as RuleEvaluationError {
             throw e
         } catch {
-            throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: rule.location, message: "\(error)")
+            throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: rule.location, message: "\(error)", exhausted: (error as? EvalError)?.exhausted ?? false)
         }
         var firstReason: String? = items.isEmpty ? "nothing to check" : nil
         var judged = false
@@ -197,7 +214,7 @@ public struct Engine {
             case .text(let t): text += t
             case .expr(let p):
                 do { text += Self.display(try p.evaluate(b, functions: DrplanFunctions.all, limits: inventory.policy.evalLimits)) } catch {
-                    throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: rule.location, message: "in the message: \(error)")
+                    throw RuleEvaluationError(rule: rule.id, subject: naturalId, location: rule.location, message: "in the message: \(error)", exhausted: error.exhausted)
                 }
             }
         }

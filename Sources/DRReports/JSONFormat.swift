@@ -32,7 +32,7 @@ public enum JSONFormat: ReportFormat {
             return .object([
                 ("rule", .string(f.rule)), ("name", .string(f.name)), ("severity", .string(f.severity.rawValue)),
                 ("subject", .object([("kind", .string(f.subjectKind.rawValue)), ("id", .string(f.subject))])),
-                ("related", f.related.map(Value.string) ?? .null), ("status", .string(f.status.rawValue)),
+                ("related", f.related.map(Value.string) ?? .null), ("status", .string(f.status.rawValue)), ("kind", .string(f.kind.rawValue)),
                 ("message", .string(f.message)), ("location", loc(f.location)), ("controls", .strings(f.controls)),
                 ("fingerprint", .string(f.fingerprint)),
                 ("waiver", f.waiver.map { w in

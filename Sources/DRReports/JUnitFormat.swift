@@ -13,7 +13,7 @@ public enum JUnitFormat: ReportFormat {
 
     public static func render(_ r: CheckResult, context: ReportContext) -> String {
         let root = XMLElement(name: "testsuites")
-        var totals = (tests: 0, failures: 0, skipped: 0)
+        var totals = (tests: 0, failures: 0, skipped: 0, errors: 0)
         for rule in r.policies.rules where rule.enabled {
             let suite = XMLElement(name: "testsuite")
             var cases: [(name: String, element: XMLElement)] = []
@@ -24,12 +24,18 @@ public enum JUnitFormat: ReportFormat {
                 tc.addAttribute(attr("time", "0"))
                 return tc
             }
-            var failures = 0, skipped = 0
+            var failures = 0, skipped = 0, errors = 0
             for f in r.findings where f.rule == rule.id {
                 let name = f.related.map { "\(f.subject)/\($0)" } ?? f.subject
                 let tc = testcase(name)
                 let place = f.location.map { " (\($0))" } ?? ""
-                if f.status == .active && r.failOn.fails(f.severity) {
+                if f.status == .active && f.kind == .error {
+                    let error = XMLElement(name: "error", stringValue: Escape.xml("\(f.message)\(place)"))
+                    error.addAttribute(attr("message", f.message))
+                    error.addAttribute(attr("type", "evaluation"))
+                    tc.addChild(error)
+                    errors += 1
+                } else if f.status == .active && r.failOn.fails(f.severity) {
                     let failure = XMLElement(name: "failure", stringValue: Escape.xml("\(f.message)\(place)\nControls: \(f.controls.joined(separator: ", "))"))
                     failure.addAttribute(attr("message", f.message))
                     failure.addAttribute(attr("type", f.severity.rawValue))
@@ -59,17 +65,17 @@ public enum JUnitFormat: ReportFormat {
             suite.addAttribute(attr("name", "\(rule.id) \(rule.name)"))
             suite.addAttribute(attr("tests", String(cases.count)))
             suite.addAttribute(attr("failures", String(failures)))
-            suite.addAttribute(attr("errors", "0"))
+            suite.addAttribute(attr("errors", String(errors)))
             suite.addAttribute(attr("skipped", String(skipped)))
             suite.addAttribute(attr("timestamp", String(r.facts.asOf.description.dropLast())))
             for c in cases { suite.addChild(c.element) }
             root.addChild(suite)
-            totals.tests += cases.count; totals.failures += failures; totals.skipped += skipped
+            totals.tests += cases.count; totals.failures += failures; totals.skipped += skipped; totals.errors += errors
         }
         root.addAttribute(attr("name", "drplan check"))
         root.addAttribute(attr("tests", String(totals.tests)))
         root.addAttribute(attr("failures", String(totals.failures)))
-        root.addAttribute(attr("errors", "0"))
+        root.addAttribute(attr("errors", String(totals.errors)))
         root.addAttribute(attr("skipped", String(totals.skipped)))
         let doc = XMLDocument(rootElement: root)
         doc.version = "1.0"

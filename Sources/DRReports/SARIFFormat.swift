@@ -58,7 +58,7 @@ public enum SARIFFormat: ReportFormat {
         let results: [Value] = r.findings.map { f in
             let loc = f.location.flatMap { $0.line > 0 ? $0 : nil }
             var pairs: [(String, Value)] = [
-                ("ruleId", .string(f.rule)), ("ruleIndex", .int(Int64(index[f.rule] ?? 0))), ("level", .string(level(f.severity))),
+                ("ruleId", .string(f.rule)), ("ruleIndex", .int(Int64(index[f.rule] ?? 0))), ("level", .string(f.kind == .error ? "error" : level(f.severity))),
                 ("message", .object([("text", .string(f.message))])),
                 ("locations", .list([.object([
                     ("physicalLocation", .object([

@@ -12,7 +12,7 @@ public enum TextFormat: ReportFormat {
         func paint(_ s: String, _ code: String) -> String { color ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
         let colors: [Severity: String] = [.critical: "1;35", .high: "31", .medium: "33", .low: "36", .info: "2"]
         func line(_ f: Finding) -> String {
-            let sev = f.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+            let sev = (f.kind == .error ? "error" : f.severity.rawValue).padding(toLength: 8, withPad: " ", startingAt: 0)
             var subject = "\(f.subjectKind.rawValue) \(f.subject)"
             if let rel = f.related { subject += " (\(rel))" }
             var s = "\(paint(sev, colors[f.severity] ?? "0"))  \(f.rule) \(f.name)  \(subject)  \(f.message)"

@@ -27,10 +27,10 @@ class FileWork: @unchecked Sendable {
     /// Calls `body` for items `0..<count` on every core; each worker has its own `local`
     /// state (a read buffer, say). An error is recorded and stops the handing out of items.
     /// `done` runs once per worker after its last item (to close what it has open).
-    func forEach<Local>(_ count: Int, workers wanted: Int? = nil, local: @Sendable () -> Local, _ body: @Sendable (inout Local, Int) throws(RepositoryError) -> Void,
-                        done: @Sendable (inout Local) throws(RepositoryError) -> Void = { _ in }) {
+    func forEach<Local>(_ count: Int, workers wanted: Int? = nil, local: @escaping @Sendable () -> Local, _ body: @escaping @Sendable (inout Local, Int) throws(RepositoryError) -> Void,
+                        done: @escaping @Sendable (inout Local) throws(RepositoryError) -> Void = { _ in }) {
         let workers = min(max(1, wanted ?? ProcessInfo.processInfo.activeProcessorCount), max(1, count))
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        Threads.perform(workers) { [self] _ in
             var state = local()
             while let i = next(count) {
                 do throws(RepositoryError) { try body(&state, i) } catch { record(error) }
@@ -65,3 +65,23 @@ class FileWork: @unchecked Sendable {
     }
 }
 
+
+/// Runs `body(0..<count)` at once on threads of its own and waits for all. For work that
+/// waits on the network: `DispatchQueue.concurrentPerform` runs no more iterations at once
+/// than there are cores, so eight S3 requests "in flight" were two.
+enum Threads {
+    static func perform(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        if count <= ProcessInfo.processInfo.activeProcessorCount {
+            DispatchQueue.concurrentPerform(iterations: count, execute: body)
+            return
+        }
+        let group = DispatchGroup()
+        for i in 0..<count {
+            group.enter()
+            let t = Thread { body(i); group.leave() }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+        group.wait()
+    }
+}

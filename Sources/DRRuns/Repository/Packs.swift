@@ -121,35 +121,62 @@ final class PackWriter: @unchecked Sendable {   // one owner at a time: its work
 /// a first backup. Only this backup's files are waited for (a `syncfs` would also wait for
 /// every other writer on the filesystem).
 final class PackFlusher: @unchecked Sendable {
-    private let queue: DispatchQueue
-    private let group = DispatchGroup()
-    /// Packs handed over and not yet committed: a worker that would exceed it waits, so a
-    /// slow target (an S3 upload) bounds memory instead of queueing every pack of a backup.
-    private let slots: DispatchSemaphore
-    private let lock = NSLock()
+    private let condition = NSCondition()
+    private var queue: [PackWriter] = []
+    private var busy = 0
     private var failure: RepositoryError?
+    private let parallel: Int
+    private let pending: Int
+    private var started = 0
 
-    /// `parallel` commits at once: 1 on a local disk (its fsyncs contend), more on S3 (each
-    /// is an upload waiting on the network).
+    /// `parallel` commits at once, each on a thread of its own: 1 on a local disk (its
+    /// fsyncs contend), more on S3 (each is an upload waiting on the network). At most
+    /// `parallel + 2` packs wait: a worker that would exceed that waits, so a slow target
+    /// bounds memory instead of queueing every pack of a backup.
     init(parallel: Int = 1) {
-        queue = parallel > 1 ? DispatchQueue(label: "drplan.pack-flusher", attributes: .concurrent) : DispatchQueue(label: "drplan.pack-flusher")
-        slots = DispatchSemaphore(value: parallel > 1 ? parallel + 2 : 4)
+        self.parallel = max(1, parallel)
+        pending = self.parallel + 2
     }
 
     func flush(_ pack: PackWriter) {
-        slots.wait()
-        group.enter()
-        queue.async {
-            defer { self.slots.signal(); self.group.leave() }
-            do throws(RepositoryError) { try pack.sync() } catch {
-                self.lock.withLock { if self.failure == nil { self.failure = error } }
-            }
+        condition.lock()
+        while queue.count + busy >= pending { condition.wait() }
+        queue.append(pack)
+        if started < parallel {
+            started += 1
+            let t = Thread { [self] in run() }
+            t.start()
         }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// A committer: takes packs until the queue stays empty, then ends.
+    private func run() {
+        condition.lock()
+        while true {
+            guard !queue.isEmpty else { break }
+            let pack = queue.removeFirst()
+            busy += 1
+            condition.unlock()
+            var error: RepositoryError?
+            do throws(RepositoryError) { try pack.sync() } catch let e { error = e }
+            condition.lock()
+            busy -= 1
+            if let error, failure == nil { failure = error }
+            condition.broadcast()
+        }
+        started -= 1
+        condition.broadcast()
+        condition.unlock()
     }
 
     /// Returns once every pack handed over is durable, or throws the first flush failure.
     func drain() throws(RepositoryError) {
-        group.wait()
-        if let failure = lock.withLock({ failure }) { throw failure }
+        condition.lock()
+        while !queue.isEmpty || busy > 0 || started > 0 { condition.wait() }
+        let failure = self.failure
+        condition.unlock()
+        if let failure { throw failure }
     }
 }

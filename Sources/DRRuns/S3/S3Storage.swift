@@ -108,6 +108,9 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
             var req = URLRequest(url: full)
             req.httpMethod = method
             for (k, v) in headers where k != "host" { req.setValue(v, forHTTPHeaderField: k) }
+            // libcurl (under FoundationNetworking) otherwise sends `Expect: 100-continue` with
+            // every large body and waits up to a second for a server that never answers it.
+            req.setValue("", forHTTPHeaderField: "Expect")
             req.setValue(auth, forHTTPHeaderField: "Authorization")
             if !body.isEmpty || method == "PUT" { req.httpBody = body }
             switch client.send(req) {
@@ -249,7 +252,7 @@ extension S3Storage {
         }
         let count = (bytes.count + Self.partSize - 1) / Self.partSize
         let results = LockedBox<[Int: Result<String, RepositoryError>]>([:])
-        DispatchQueue.concurrentPerform(iterations: min(4, count)) { worker in
+        Threads.perform(min(4, count)) { [self] worker in
             for part in stride(from: worker, to: count, by: min(4, count)) {
                 if results.withLock({ $0.values.contains { if case .failure = $0 { return true }; return false } }) { return }
                 let slice = Array(bytes[(part * Self.partSize)..<min(bytes.count, (part + 1) * Self.partSize)])
@@ -350,14 +353,21 @@ enum XMLText {
 /// Blocking HTTP over URLSession (FoundationNetworking on Linux): the repository code is
 /// synchronous, and each worker thread waits for its own request.
 final class HTTPClient: @unchecked Sendable {
-    let session: URLSession
+    /// Several sessions, used in turn: FoundationNetworking drives each session's transfers
+    /// from one thread, which on its own capped uploads well below what the server takes.
+    let sessions: [URLSession]
+    private let next = LockedBox(0)
 
-    init(timeout: TimeInterval) {
-        let config = URLSessionConfiguration.ephemeral
-        config.timeoutIntervalForRequest = timeout
-        config.httpMaximumConnectionsPerHost = 8
-        session = URLSession(configuration: config)
+    init(timeout: TimeInterval, sessions count: Int = 4) {
+        sessions = (0..<count).map { _ in
+            let config = URLSessionConfiguration.ephemeral
+            config.timeoutIntervalForRequest = timeout
+            config.httpMaximumConnectionsPerHost = 8
+            return URLSession(configuration: config)
+        }
     }
+
+    var session: URLSession { sessions[next.withLock { n in n = (n + 1) % sessions.count; return n }] }
 
     struct Reply: Sendable { var status: Int; var headers: [String: String]; var body: Data }
 

@@ -27,8 +27,11 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         global.apply()
         var bindings: [String: Value] = ["now": .timestamp(global.instant())]
+        var limits = EvalLimits.default
         if !global.inventory.isEmpty || FileManager.default.fileExists(atPath: "drplan.yaml") {
-            let facts = FactDeriver.derive(try global.loadInventory(), now: global.instant())
+            let inventory = try global.loadInventory()
+            limits = inventory.policy.evalLimits
+            let facts = FactDeriver.derive(inventory, now: global.instant())
             bindings["inventory"] = facts.inventoryValue
             bindings["policy"] = facts.policy
         }
@@ -46,7 +49,7 @@ struct EvalCommand: ParsableCommand {
             throw CommandFailure(status: .badInput)
         }
         do {
-            let v = try program.evaluate(bindings, functions: DrplanFunctions.all)
+            let v = try program.evaluate(bindings, functions: DrplanFunctions.all, limits: limits)
             Console.out(typed ? JSONWriter(pretty: false).string(Tagged.value(v)) : JSONWriter(durations: .celString).string(v))
         } catch {
             Console.diagnostic("<expression>:1:\(error.offset + 1)", error.message)

@@ -25,6 +25,12 @@ iam.create_user(UserName="drplan")
 key = iam.create_access_key(UserName="drplan")["AccessKey"]
 iam.put_user_policy(UserName="drplan", PolicyName="all", PolicyDocument=json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+# A second user that may read but not write: the "denied request" test's credentials.
+iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+iam.create_user(UserName="drplan-readonly")
+readonly = iam.create_access_key(UserName="drplan-readonly")["AccessKey"]
+iam.put_user_policy(UserName="drplan-readonly", PolicyName="read", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}))
 s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
 s3.create_bucket(Bucket="drplan-test")
 # Object Lock can only be enabled when a bucket is created (it turns versioning on for good).
@@ -34,6 +40,8 @@ print(f"export DRPLAN_S3_BUCKET=drplan-test")
 print(f"export DRPLAN_S3_LOCKED_BUCKET=drplan-locked")
 print(f"export DRPLAN_S3_ACCESS_KEY_ID={key['AccessKeyId']}")
 print(f"export DRPLAN_S3_SECRET_ACCESS_KEY={key['SecretAccessKey']}")
+print(f"export DRPLAN_S3_READONLY_ACCESS_KEY_ID={readonly['AccessKeyId']}")
+print(f"export DRPLAN_S3_READONLY_SECRET_ACCESS_KEY={readonly['SecretAccessKey']}")
 PY
     ;;
   stop)

@@ -1,3 +1,4 @@
+import DRInventory
 import Foundation
 
 /// The user-facing messages of runs and engines, in one place: full sentences that quote the
@@ -52,23 +53,7 @@ public enum RunMessages {
     /// A value from a file or a snapshot, quoted, with control characters escaped, so that no
     /// name can break a message across lines or forge one.
     public static func quoted(_ s: String) -> String {
-        var out = "'"
-        for u in s.unicodeScalars {
-            switch u {
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            case "\\": out += "\\\\"
-            case "'": out += "\\'"
-            default:
-                if u.value < 0x20 || u.value == 0x7F || (0x80..<0xA0).contains(u.value) || u.properties.generalCategory == .lineSeparator || u.properties.generalCategory == .paragraphSeparator {
-                    out += String(format: "\\u{%X}", u.value)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "'"
+        "'" + Escape.line(s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")) + "'"
     }
 
     /// The last line or two of a tool's stderr, which is where the reason is.

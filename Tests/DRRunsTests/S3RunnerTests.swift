@@ -7,7 +7,8 @@ import TestSupport
 /// The builtin engine on S3 (moto, verifying signatures), driven as a user's inventory drives it.
 @Suite("S3: the builtin repository on object storage")
 struct S3RunnerTests {
-    static func inventory(_ dir: TempDir, _ s: S3TestServer, prefix: String, bucket: String? = nil, secretEnv: String = "DRPLAN_S3_SECRET_ACCESS_KEY", create: Bool = true) throws -> Inventory {
+    static func inventory(_ dir: TempDir, _ s: S3TestServer, prefix: String, bucket: String? = nil, secretEnv: String = "DRPLAN_S3_SECRET_ACCESS_KEY",
+                          keyEnv: String = "DRPLAN_S3_ACCESS_KEY_ID", create: Bool = true) throws -> Inventory {
         try dir.write("pw.txt", "correct horse\n")
         try dir.write("data/a.txt", String(repeating: "a", count: 3000))
         try RepositoryTests.randomFile(dir.path + "/data/big.bin", bytes: 3_000_000)
@@ -23,7 +24,7 @@ struct S3RunnerTests {
                 url: "s3://\(bucket ?? s.bucket)/\(prefix)"
                 endpoint: "\(s.endpoint)"
                 create: \(create)
-                credentials: { access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "env:\(secretEnv)" }
+                credentials: { access_key_id: "env:\(keyEnv)", secret_access_key: "env:\(secretEnv)" }
             assets: [{ id: docs, kind: file-store, site: office, source: { path: data } }]
             jobs: [{ id: nightly, assets: [docs], schedule: "@daily", targets: [drive, bucket], retention: { keep_last: 1 }, encryption: { at_rest: true, passphrase: "file:pw.txt" } }]
             restore_tests: [{ id: t, job: nightly, scope: full, targets: all }]
@@ -53,7 +54,7 @@ struct S3RunnerTests {
         #expect(try runner.checkRepositories(jobs: [], from: "bucket", readData: .all)[0].report.problems.isEmpty)
     }
 
-    @Test("a wrong secret, a missing bucket and a bucket without a repository each give a clear message")
+    @Test("a wrong secret, a missing bucket, a denied request and a bucket without a repository each give a clear message")
     func clearErrors() throws {
         guard let s = S3TestServer.current() else { return }
         let dir = try TempDir(); defer { dir.cleanup() }
@@ -67,6 +68,16 @@ struct S3RunnerTests {
         let missing = Runner(inventory: try Self.inventory(dir, s, prefix: prefix, bucket: "no-such-bucket-" + prefix), baseDirectory: dir.path, store: wrong.store)
         let m = try missing.backup(jobs: [])
         #expect(m[1].status == .failed && m[1].error?.contains("does not exist") == true && m[1].error?.contains("NoSuchBucket") == true, "\(m[1].error ?? "")")
+        // A user whose policy allows reading only: the denied PUT names the bucket, the key and S3's code.
+        if ProcessInfo.processInfo.environment["DRPLAN_S3_READONLY_ACCESS_KEY_ID"] != nil {
+            let denied = Runner(inventory: try Self.inventory(dir, s, prefix: prefix + "-denied", secretEnv: "DRPLAN_S3_READONLY_SECRET_ACCESS_KEY", keyEnv: "DRPLAN_S3_READONLY_ACCESS_KEY_ID"),
+                                baseDirectory: dir.path, store: wrong.store)
+            let d = try denied.backup(jobs: [])
+            #expect(d[1].status == .failed && d[1].error?.contains("AccessDenied") == true && d[1].error?.contains("bucket '\(s.bucket)', key '\(prefix)-denied/config'") == true
+                    && d[1].error?.contains("permissions") == true, "\(d[1].error ?? "")")
+        } else {
+            _ = Tools.skip("S3 denied-request check", because: "no read-only S3 user (DRPLAN_S3_READONLY_*; .ci/s3.sh creates one)") { Issue.record(Comment(rawValue: $0)) }
+        }
         let noRepo = Runner(inventory: try Self.inventory(dir, s, prefix: prefix + "-none", create: false), baseDirectory: dir.path, store: wrong.store)
         let n = try noRepo.restoreTest(tests: [], sample: nil, seed: 1, keep: false, from: "bucket")
         #expect(n[0].0.status == .failed && n[0].0.error?.contains("drplan init-repository bucket") == true, "\(n[0].0.error ?? "")")

@@ -59,6 +59,10 @@ let package = Package(
             ]
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // Fuzz targets (docs/security.md): libFuzzer when built by scripts/fuzz.sh, a replaying
+        // random mutator in an ordinary build.
+        .target(name: "CFuzzShim", path: "Tests/Fuzz/Shim"),
+        .executableTarget(name: "drplan-fuzz", dependencies: ["CFuzzShim", "CEL", "DRInventory", "DRPolicy", "DRRuns"], path: "Tests/Fuzz/Driver"),
         .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CELTests", dependencies: ["CEL"]),

@@ -27,6 +27,17 @@ public struct PolicyLoader {
     public init() {}
 
     /// Loads the built-in catalog, then every `*.yaml`/`*.yml` under each directory, in order.
+    /// Policy files given as text (the fuzzer's entry; tests).
+    public static func load(texts: [(name: String, text: String)], builtin: Bool = false) throws(InputError) -> PolicySet {
+        var loader = PolicyLoader()
+        if builtin { for (name, text) in Catalog.files { loader.read(text: text, file: name) } }
+        for (name, text) in texts { loader.read(text: text, file: name) }
+        loader.applyOverrides()
+        if !loader.sink.isEmpty { throw InputError(loader.sink.items) }
+        loader.set.rules.sort { $0.id < $1.id }
+        return loader.set
+    }
+
     public static func load(builtin: Bool = true, directories: [String] = []) throws(InputError) -> PolicySet {
         var loader = PolicyLoader()
         if builtin { for (name, text) in Catalog.files { loader.read(text: text, file: name) } }

@@ -69,3 +69,36 @@ enum SnapshotCodec {
         return r.remaining == 0 ? out : nil
     }
 }
+
+/// Entry points for the fuzz driver (Tests/Fuzz): the decoders of what a repository holds,
+/// which read bytes an attacker with write access to the storage controls.
+public enum RepositoryDecoders {
+    /// Snapshot entries; nil when malformed.
+    public static func snapshotEntries(_ bytes: [UInt8]) -> Int? { SnapshotCodec.decode(bytes)?.count }
+    /// An index file or pack trailer; nil when malformed.
+    public static func index(_ bytes: [UInt8]) -> Int? { PackCodec.decode(bytes)?.count }
+    /// A framed (format 3) object, at most `limit` bytes once decompressed; nil when refused.
+    public static func frame(_ bytes: [UInt8], limit: Int = 1 << 20) -> Int? {
+        do { return try ObjectCodec.unframe(bytes, limit: limit).count } catch { return nil }
+    }
+}
+
+extension RepositoryDecoders {
+    /// Valid encodings, as seeds for the fuzzer's corpus (`drplan-fuzz seed DIR`).
+    public static func samples() -> [String: [[UInt8]]] {
+        let id = String(repeating: "ab", count: 32), other = String(repeating: "0f", count: 32)
+        let entries = [
+            ManifestEntry(path: "", kind: .dir, mode: 0o755, mtime: 1_700_000_000, mtimeNanos: 5, size: 0),
+            ManifestEntry(path: "docs/a.txt", kind: .file, mode: 0o644, mtime: 1_700_000_000, mtimeNanos: 0, size: 11, sha256: other, chunks: [id]),
+            ManifestEntry(path: "link", kind: .symlink, mode: 0o777, mtime: 0, mtimeNanos: 0, size: 0, target: "docs/a.txt"),
+        ]
+        let index = [PackContents(pack: other, blobs: [(id, 0, 40), (other, 40, 1_000)])]
+        let ctx = CompressionContext()
+        let text = Array(String(repeating: "backup restore snapshot ", count: 200).utf8)
+        return [
+            "snapshot": [SnapshotCodec.encode(entries), SnapshotCodec.encode([])],
+            "index": [PackCodec.encode(index), PackCodec.encode([])],
+            "frame": [ObjectCodec.frame(text, with: ctx), ObjectCodec.raw(Array("plain".utf8))],
+        ]
+    }
+}

@@ -1,9 +1,10 @@
 import Yams
 
-/// Key names whose values are secrets wherever they appear (rule DR703, and redaction on output).
+/// Key names whose values are secrets wherever they appear (rule DR703): the same pattern
+/// redaction uses (Redaction.isSecretKey), so `labels.db_password` is a secret too.
 public enum SecretKeys {
     public static let names: Set<String> = ["password", "passphrase", "secret", "token", "api_key", "access_key", "secret_key", "private_key"]
-    public static func isSecret(_ key: String) -> Bool { names.contains(key.lowercased()) }
+    public static func isSecret(_ key: String) -> Bool { names.contains(key.lowercased()) || Redaction.isSecretKey(key) }
 }
 
 /// Reads one file's document into objects. Problems go to the context's sink. Every object

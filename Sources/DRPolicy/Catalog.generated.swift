@@ -88,6 +88,10 @@ rules:
             storage: [{ id: s3, kind: cloud-object, site: dr, credentials: { secret_key: "AKIAEXAMPLEEXAMPLE" } }]
             x-legacy: [{ host: old, password: 1234 }]
           findings: [storage.s3.credentials.secret_key, x-legacy.0.password]
+        - inventory:
+            sites: *sites
+            assets: [{ id: db, kind: database, site: hq, labels: { db_password: "hunter22", api_token: "t0ken", key_storage: "vault" } }]
+          findings: [assets.db.labels.db_password, assets.db.labels.api_token]
 """###),
         ("policies/encryption.yaml", ###"""
 # Encryption of copies at rest and in transit, and where the keys live.

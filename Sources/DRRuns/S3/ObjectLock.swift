@@ -80,23 +80,13 @@ extension S3Storage {
     /// Bytes and objects under the repository's prefix, from one paginated listing (no HEAD
     /// per object). A failed page fails the whole count.
     public func usage() throws(RepositoryError) -> (bytes: Int64, objects: Int) {
-        let prefix = s3.key("").isEmpty ? "" : s3.key("") + "/"
         var bytes: Int64 = 0, objects = 0
-        var token: String? = nil
-        repeat {
-            var query = [("list-type", "2"), ("prefix", prefix)]
-            if let token { query.append(("continuation-token", token)) }
-            let r = try send("GET", key: nil, query: query)
-            guard r.status == 200 else { throw error(r.status, r.body, key: prefix, what: "a listing") }
-            let text = String(decoding: r.body, as: UTF8.self)
+        try listPages(prefix: s3.key("").isEmpty ? "" : s3.key("") + "/", delimiter: nil) { text in
             for item in XMLText.all("Contents", in: text) {
                 objects += 1
                 bytes += Int64(XMLText.first("Size", in: item) ?? "") ?? 0
             }
-            let truncated = XMLText.first("IsTruncated", in: text) == "true"
-            token = truncated ? XMLText.first("NextContinuationToken", in: text) : nil
-            if truncated && token == nil { throw RepositoryError(.io, "S3 listing of bucket '\(s3.bucket)' was truncated without a continuation token; the count is incomplete") }
-        } while token != nil
+        }
         return (bytes, objects)
     }
 }

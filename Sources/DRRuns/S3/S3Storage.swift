@@ -143,26 +143,36 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
 
     // MARK: RepositoryStorage
 
+    /// Every page of a ListObjectsV2 under `prefix`, in order, each as its XML text. A failed
+    /// or truncated-without-token page fails the whole listing: prune and check must never
+    /// decide from a short list.
+    func listPages(prefix: String, delimiter: String?, _ page: (String) throws(RepositoryError) -> Void) throws(RepositoryError) {
+        var token: String? = nil
+        repeat {
+            var query = [("list-type", "2"), ("prefix", prefix)]
+            if let delimiter { query.append(("delimiter", delimiter)) }
+            if let token { query.append(("continuation-token", token)) }
+            let r = try send("GET", key: nil, query: query)
+            guard r.status == 200 else { throw error(r.status, r.body, key: prefix, what: "a listing") }
+            let text = String(decoding: r.body, as: UTF8.self)
+            try page(text)
+            let truncated = XMLText.first("IsTruncated", in: text) == "true"
+            token = truncated ? XMLText.first("NextContinuationToken", in: text) : nil
+            if truncated && token == nil {
+                throw RepositoryError(.io, "S3 listing of bucket '\(s3.bucket)', prefix '\(prefix)' was truncated without a continuation token; the listing is incomplete")
+            }
+        } while token != nil
+    }
+
     public func list(_ dir: String) throws(RepositoryError) -> [String] {
         let prefix = s3.key(dir).isEmpty ? "" : s3.key(dir) + "/"
         var names = Set<String>()
-        var token: String? = nil
-        repeat {
-            var query = [("list-type", "2"), ("prefix", prefix), ("delimiter", "/")]
-            if let token { query.append(("continuation-token", token)) }
-            let r = try send("GET", key: nil, query: query)
-            // A failed page fails the listing: prune and check must never see a short list.
-            guard r.status == 200 else { throw error(r.status, r.body, key: prefix, what: "a listing") }
-            let text = String(decoding: r.body, as: UTF8.self)
+        try listPages(prefix: prefix, delimiter: "/") { text in
             for k in XMLText.all("Key", in: text) where k.hasPrefix(prefix) { names.insert(String(k.dropFirst(prefix.count))) }
             for block in XMLText.all("CommonPrefixes", in: text) {
                 if let p = XMLText.first("Prefix", in: block), p.hasPrefix(prefix) { names.insert(String(p.dropFirst(prefix.count).dropLast())) }
             }
-            token = XMLText.first("IsTruncated", in: text) == "true" ? XMLText.first("NextContinuationToken", in: text) : nil
-            if XMLText.first("IsTruncated", in: text) == "true" && token == nil {
-                throw RepositoryError(.io, "S3 listing of bucket '\(s3.bucket)', prefix '\(prefix)' was truncated without a continuation token; the listing is incomplete")
-            }
-        } while token != nil
+        }
         return names.filter { !$0.isEmpty && !$0.hasPrefix(".") && !$0.contains("/") }.sorted()
     }
 
@@ -270,7 +280,7 @@ extension S3Storage {
         var etags: [String] = []
         for n in 1...count {
             guard case .success(let etag)? = done[n] else {
-                abortUpload(key, id)
+                abandonUpload(key, id)
                 if case .failure(let e)? = done[n] { throw e }
                 throw RepositoryError(.io, "the multipart upload of \(location)/\(path) stopped before part \(n); it was aborted")
             }
@@ -278,16 +288,25 @@ extension S3Storage {
         }
         let xml = "<CompleteMultipartUpload>" + etags.enumerated().map { "<Part><PartNumber>\($0.offset + 1)</PartNumber><ETag>\($0.element)</ETag></Part>" }.joined() + "</CompleteMultipartUpload>"
         let complete: Response
-        do { complete = try send("POST", key: key, query: [("uploadId", id)], headers: ["content-type": "application/xml"], body: Data(xml.utf8)) } catch { abortUpload(key, id); throw error }
+        do { complete = try send("POST", key: key, query: [("uploadId", id)], headers: ["content-type": "application/xml"], body: Data(xml.utf8)) } catch { abandonUpload(key, id); throw error }
         // S3 can answer 200 with an error in the body.
         guard complete.status == 200, XMLText.first("Code", in: String(decoding: complete.body, as: UTF8.self)) == nil else {
-            abortUpload(key, id)
+            abandonUpload(key, id)
             throw error(complete.status, complete.body, key: key, what: "CompleteMultipartUpload")
         }
     }
 
-    func abortUpload(_ key: String, _ id: String) {
-        _ = try? send("DELETE", key: key, query: [("uploadId", id)])
+    /// Aborts a multipart upload; fails when S3 does not confirm it (204, or 404 for one
+    /// already gone).
+    func abortUpload(_ key: String, _ id: String) throws(RepositoryError) {
+        let r = try send("DELETE", key: key, query: [("uploadId", id)])
+        guard r.status == 204 || r.status == 200 || r.status == 404 else { throw error(r.status, r.body, key: key, what: "AbortMultipartUpload") }
+    }
+
+    /// After a failed upload: its error is what the caller reports. An abort that fails too
+    /// leaves the parts, which `check-repository` lists and `prune` aborts.
+    func abandonUpload(_ key: String, _ id: String) {
+        do { try abortUpload(key, id) } catch {}
     }
 
     /// Multipart uploads started under the repository and never completed or aborted (what a
@@ -304,7 +323,7 @@ extension S3Storage {
     /// Aborts every unfinished upload under the repository; returns how many.
     public func abortUnfinishedUploads() throws(RepositoryError) -> Int {
         let left = try unfinishedUploads()
-        for u in left { abortUpload(u.key, u.uploadId) }
+        for u in left { try abortUpload(u.key, u.uploadId) }
         return left.count
     }
 }

@@ -67,6 +67,21 @@ struct CompressionTests {
         #expect(try String(contentsOfFile: out.path + "/a.txt", encoding: .utf8) == text)
     }
 
+    @Test("a snapshot whose entries carry a damaged frame is reported as that, not as an unreadable version-1 file")
+    func damagedSnapshotFrame() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let repo = try RepositoryTests.make(dir, encrypted: false)
+        _ = try dir.write("src/a.txt", Self.text(10_000))
+        let id = try repo.backup(paths: [dir.path + "/src"]).snapshot
+        let url = URL(fileURLWithPath: dir.path + "/repo/snapshots/" + id)
+        var bytes = [UInt8](try Data(contentsOf: url))
+        let headerLength = Int(bytes[4]) | Int(bytes[5]) << 8 | Int(bytes[6]) << 16 | Int(bytes[7]) << 24
+        bytes[8 + headerLength] = 7   // the entries' codec byte
+        try Data(bytes).write(to: url)
+        let e = try #require(throws: RepositoryError.self) { try repo.snapshot(id) }
+        #expect(e.kind == .corrupt && e.message.contains("unknown codec 7"), "\(e.message)")
+    }
+
     @Test("a frame that declares an impossible size, or an unknown codec, is damage, not an allocation")
     func hostileFrames() throws {
         let ctx = CompressionContext()

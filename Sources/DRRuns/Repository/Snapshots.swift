@@ -36,12 +36,21 @@ extension BuiltinRepository {
 
     public func snapshot(_ id: String) throws(RepositoryError) -> Snapshot {
         let bytes = try snapshotFile(id)
-        if let (header, rest) = try? decodeHeader(id, bytes), let sealed = try? open(rest, aad: Array(("snapshot:" + id).utf8)),
-           let plain = framesObjects ? try? ObjectCodec.unframe(sealed, limit: Self.snapshotLimit) : sealed,
-           let entries = SnapshotCodec.decode(plain) {
-            return Snapshot(id: header.id, time: header.time, timeNanos: header.timeNanos, host: header.host, tags: header.tags, paths: header.paths, entries: entries)
+        // Not a version-2 file (no header, or entries that do not open): try version 1.
+        guard let (header, rest) = try? decodeHeader(id, bytes), let sealed = try? open(rest, aad: Array(("snapshot:" + id).utf8)) else {
+            return try decodeVersion1(id, bytes, as: Snapshot.self)
         }
-        return try decodeVersion1(id, bytes, as: Snapshot.self)
+        // A version-2 file whose entries opened: what fails now is damage, and says which.
+        let plain: [UInt8]
+        do { plain = framesObjects ? try ObjectCodec.unframe(sealed, limit: Self.snapshotLimit) : sealed } catch {
+            throw RepositoryError(.corrupt, "snapshot \(id) cannot be read (\(error.message))")
+        }
+        guard let entries = SnapshotCodec.decode(plain) else {
+            // Unencrypted, opening proves nothing: the file may still be version 1.
+            if encKey == nil { return try decodeVersion1(id, bytes, as: Snapshot.self) }
+            throw RepositoryError(.corrupt, "snapshot \(id) cannot be read: its entries are not well-formed (damaged)")
+        }
+        return Snapshot(id: header.id, time: header.time, timeNanos: header.timeNanos, host: header.host, tags: header.tags, paths: header.paths, entries: entries)
     }
 
     /// The most a snapshot's entries may expand to (about ten million files).

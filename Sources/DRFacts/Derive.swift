@@ -63,9 +63,11 @@ public struct FactDeriver {
         }
         // Every output of drplan reads the facts, so secrets are removed here, once, by the
         // one redaction function (Redaction.swift): rules, reports and `eval` never see them.
+        // (Display text such as the organization was scrubbed when the inventory was read;
+        // `yaml` masks secret-named options itself, before they become numbers.)
         let r: (Value) -> Value = { Redaction.value($0) }
         return Facts(
-            asOf: now, organization: inv.organization.map(Redaction.text), policy: policyValue(),
+            asOf: now, organization: inv.organization, policy: policyValue(),
             sites: inv.sites.map(siteValue).map(r), storage: inv.storage.map(storageValue).map(r), assets: inv.assets.map(assetValue).map(r),
             jobs: jobFacts.map(r), restoreTests: inv.restoreTests.map(testValue).map(r), waivers: inv.waivers.map(waiverValue).map(r),
             documents: inv.secretKeys.map { k in
@@ -423,7 +425,7 @@ public struct FactDeriver {
     func secret(_ s: SecretRef) -> Value { .string(s.display) }
 
     func labels(_ l: [(String, String)]) -> Value {
-        .object(l.map { ($0.0, .string(Redaction.value($0.1, key: $0.0))) })
+        .object(l.map { ($0.0, .string($0.1)) })
     }
 
     func source(_ s: AssetSource?) -> Value {
@@ -431,7 +433,7 @@ public struct FactDeriver {
         case nil: return .null
         case .paths(let p, let ex)?: return .object([("path", .strings(p)), ("exclude", .strings(ex))])
         case .sqlite(let f)?: return .object([("sqlite", .string(f))])
-        case .postgres(let dsn, let pw)?: return .object([("postgres", .string(Redaction.text(dsn))), ("password", opt(pw, secret))])
+        case .postgres(let dsn, let pw)?: return .object([("postgres", .string(dsn)), ("password", opt(pw, secret))])
         case .command(let c)?: return .object([("command", .string(c))])
         }
     }

@@ -8,7 +8,7 @@ import CEL
 public enum Redaction {
     public static let mask = "<redacted>"
 
-    /// Key names whose values are secrets: any name containing `password`, `passwd`, `secret`,
+    /// Key names whose values are secrets, for redaction and for rule DR703 alike: any name containing `password`, `passwd`, `secret`,
     /// `token`, `passphrase`, `credential`, `private`, `auth` or `key`, apart from the names
     /// below, which hold identifiers or references rather than secrets.
     public static func isSecretKey(_ key: String) -> Bool {

@@ -1,12 +1,5 @@
 import Yams
 
-/// Key names whose values are secrets wherever they appear (rule DR703): the same pattern
-/// redaction uses (Redaction.isSecretKey), so `labels.db_password` is a secret too.
-public enum SecretKeys {
-    public static let names: Set<String> = ["password", "passphrase", "secret", "token", "api_key", "access_key", "secret_key", "private_key"]
-    public static func isSecret(_ key: String) -> Bool { names.contains(key.lowercased()) || Redaction.isSecretKey(key) }
-}
-
 /// Reads one file's document into objects. Problems go to the context's sink. Every object
 /// with an id is kept, even when other fields are invalid, so that its references are still
 /// checked and one run reports everything; a file with any problem is never used anyway.
@@ -347,7 +340,7 @@ struct SectionReader {
                 for (k, v) in m {
                     guard case .scalar(let ks) = k else { continue }
                     let p = path + [ks.string]
-                    if SecretKeys.isSecret(ks.string), case .scalar(let vs) = v, !v.isNull {
+                    if Redaction.isSecretKey(ks.string), case .scalar(let vs) = v, !v.isNull {
                         let isRef = SecretRef.classify(vs.string) != .literal
                         let isBool = vs.style == .plain && ["true", "false"].contains(vs.string.lowercased())
                         if !isBool {

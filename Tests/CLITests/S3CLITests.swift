@@ -8,6 +8,17 @@ import Glibc
 /// drplan on S3 as a cron job runs it, killed mid-upload.
 @Suite("Command line: S3")
 struct S3CLITests {
+    /// The S3 server the tests use (DRPLAN_S3_*, set by .ci/s3.sh), or nil after recording
+    /// the skip: `bucketVariable` names which of its buckets.
+    static func server(_ what: String, bucketVariable: String = "DRPLAN_S3_BUCKET") -> (endpoint: String, bucket: String, secret: String)? {
+        let env = ProcessInfo.processInfo.environment
+        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env[bucketVariable], let secret = env["DRPLAN_S3_SECRET_ACCESS_KEY"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil else {
+            _ = Tools.skip(what, because: "no S3 server with \(bucketVariable) (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
+            return nil
+        }
+        return (endpoint, bucket, secret)
+    }
+
     /// The demo with a `bucket` storage on the S3 server (a fresh prefix), written by the job to `targets`.
     static func addBucket(_ inv: String, bucket: String, endpoint: String, secret: String, targets: String, extra: String = "") throws {
         let yaml = try String(contentsOfFile: inv, encoding: .utf8).replacingOccurrences(of: "  - id: usb-at-home\n", with: """
@@ -26,11 +37,7 @@ struct S3CLITests {
 
     @Test("a backup to S3 killed mid-upload makes no snapshot visible; earlier ones restore and the next run succeeds")
     func killedMidUpload() throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env["DRPLAN_S3_BUCKET"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil else {
-            _ = Tools.skip("S3 CLI test", because: "no S3 server (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
-            return
-        }
+        guard let (endpoint, bucket, _) = Self.server("S3 CLI test") else { return }
         let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
         let inv = dir.path + "/demo/drplan.yaml"
         try Self.addBucket(inv, bucket: bucket, endpoint: endpoint, secret: "env:DRPLAN_S3_SECRET_ACCESS_KEY", targets: "[bucket]")
@@ -83,12 +90,8 @@ struct S3CLITests {
 
     @Test("the S3 server killed mid-upload: the backup fails loudly, no snapshot becomes visible, and the next run succeeds")
     func serverKilledMidUpload() throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env["DRPLAN_S3_BUCKET"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil,
-              let serverPort = URL(string: endpoint)?.port else {
-            _ = Tools.skip("S3 CLI test", because: "no S3 server (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
-            return
-        }
+        guard let (endpoint, bucket, _) = Self.server("S3 server-kill test") else { return }
+        let serverPort = try #require(URL(string: endpoint)?.port, "the S3 endpoint \(endpoint) names no port")
         guard Tools.hasPython(module: "socket") else {
             _ = Tools.skip("S3 server-kill test", because: "python3 is not installed") { Issue.record(Comment(rawValue: $0)) }
             return
@@ -129,11 +132,7 @@ struct S3CLITests {
 
     @Test("the S3 secret appears in no output, report, evidence or bundle")
     func canary() throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env["DRPLAN_S3_BUCKET"], let secret = env["DRPLAN_S3_SECRET_ACCESS_KEY"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil else {
-            _ = Tools.skip("S3 canary test", because: "no S3 server (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
-            return
-        }
+        guard let (endpoint, bucket, secret) = Self.server("S3 canary test") else { return }
         let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
         let inv = dir.path + "/demo/drplan.yaml"
         // The secret reaches drplan as a file: secret, the way a cron job would give it.
@@ -166,11 +165,7 @@ struct S3ObjectLockCLITests {
 
     @Test("a declared lock on a bucket without Object Lock fails the backup, and check reports DR106")
     func refuted() throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env["DRPLAN_S3_BUCKET"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil else {
-            _ = Tools.skip("S3 Object Lock test", because: "no S3 server (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
-            return
-        }
+        guard let (endpoint, bucket, _) = S3CLITests.server("S3 Object Lock test") else { return }
         let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
         let inv = dir.path + "/demo/drplan.yaml"
         try S3CLITests.addBucket(inv, bucket: bucket, endpoint: endpoint, secret: "env:DRPLAN_S3_SECRET_ACCESS_KEY", targets: "[office-disk, bucket]", extra: Self.lock)
@@ -187,11 +182,7 @@ struct S3ObjectLockCLITests {
 
     @Test("a lock on an Object Lock bucket is verified by every backup, and prune keeps what it still protects")
     func verifiedAndHonoured() throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let endpoint = env["DRPLAN_S3_ENDPOINT"], let bucket = env["DRPLAN_S3_LOCKED_BUCKET"], env["DRPLAN_S3_ACCESS_KEY_ID"] != nil else {
-            _ = Tools.skip("S3 Object Lock test", because: "no S3 server with an Object Lock bucket (start moto with: eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")") { Issue.record(Comment(rawValue: $0)) }
-            return
-        }
+        guard let (endpoint, bucket, _) = S3CLITests.server("S3 Object Lock test", bucketVariable: "DRPLAN_S3_LOCKED_BUCKET") else { return }
         let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
         let inv = dir.path + "/demo/drplan.yaml"
         try S3CLITests.addBucket(inv, bucket: bucket, endpoint: endpoint, secret: "env:DRPLAN_S3_SECRET_ACCESS_KEY", targets: "[bucket]", extra: Self.lock)

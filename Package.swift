@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         .target(name: "DRInventory", dependencies: ["CEL", .product(name: "Yams", package: "Yams")]),
@@ -43,7 +44,10 @@ let package = Package(
             name: "DRReports",
             dependencies: ["DRPolicy", "DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache"), .product(name: "Crypto", package: "swift-crypto")]
         ),
-        .target(name: "DRPlanning", dependencies: ["DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache")]),
+        .target(name: "DRPlanning", dependencies: [
+            "DRFacts", "DRInventory", "CEL", .product(name: "Mustache", package: "swift-mustache"),
+            .product(name: "HeapModule", package: "swift-collections"),
+        ]),
         .target(
             name: "DRRuns",
             dependencies: [

@@ -3,7 +3,12 @@
 generated inventories of 5k, 20k and 80k assets, each against the time PyYAML's libyaml loader
 (CSafeLoader) takes just to load the same file, measured in the same run. Run by hand.
 
-usage: bench/checker.py [--sizes 5000,20000,80000] [--drplan .build/release/drplan] [--no-write]
+usage: bench/checker.py [--sizes 5000,20000,80000] [--chain 100000] [--drplan .build/release/drplan] [--no-write]
+
+`--chain N` measures instead what dependencies cost: the same generated inventory of N
+assets with no dependencies and with all N in one chain (`gen_inventory.py --deps none|chain`),
+each through `facts`, `check` and `plan --scenario site:site-0 --scenario ransomware --parallel 8`
+(a lost site, and ransomware with eight restores at a time).
 
 Wall time and peak RSS come from GNU time (`/usr/bin/time`). Writes the table between the
 checker markers in docs/benchmarks.md unless --no-write.
@@ -34,7 +39,10 @@ def main():
     ap.add_argument("--sizes", default="5000,20000,80000")
     ap.add_argument("--drplan", default=os.path.join(ROOT, ".build/release/drplan"))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--chain", type=int, default=None)
     a = ap.parse_args()
+    if a.chain:
+        return chain(a)
     try:
         import yaml
         yaml.CSafeLoader
@@ -68,6 +76,35 @@ def main():
     print("\n" + table)
     if not a.no_write:
         write_section("checker", table)
+
+
+def chain(a):
+    n = a.chain
+    rows = []
+    for deps in ["none", "chain"]:
+        path = f"/tmp/drplan-bench-inv-{n}-{deps}.yaml"
+        if not os.path.exists(path):
+            subprocess.run([sys.executable, os.path.join(ROOT, "bench/gen_inventory.py"), "--assets", str(n), "--deps", deps, "-o", path], check=True)
+        facts = timed([a.drplan, "facts", "-i", path, "--now", "2026-11-22", "-o", "/dev/null"])
+        check = timed([a.drplan, "check", "-i", path, "--now", "2026-11-22", "--format", "json", "-o", "/dev/null"])
+        plan = timed([a.drplan, "plan", "-i", path, "--now", "2026-11-22", "--scenario", "site:site-0", "--scenario", "ransomware", "--parallel", "8", "-o", "/dev/null"])
+        rows.append((deps, facts, check, plan))
+        print(f"{n:>6} assets, dependencies {deps}: facts {facts[0]:.1f} s / {facts[1]:.0f} MB, check {check[0]:.1f} s / {check[1]:.0f} MB, "
+              f"plan {plan[0]:.1f} s / {plan[1]:.0f} MB", flush=True)
+    lines = [f"Run on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, release build; one run each. "
+             f"`bench/gen_inventory.py --assets {n} --deps none|chain`: the same inventory without dependencies and as one chain.", "",
+             "| dependencies | `facts` | RSS | `check` JSON | RSS | `plan` (site, ransomware, 8 at a time) | RSS |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for deps, facts, check, plan in rows:
+        label = "none" if deps == "none" else f"one chain of {n:,}"
+        lines.append(f"| {label} | {facts[0]:.1f} s | {facts[1]:,.0f} MB | {check[0]:.1f} s | {check[1]:,.0f} MB | {plan[0]:.1f} s | {plan[1]:,.0f} MB |")
+    (_, f0, c0, p0), (_, f1, c1, p1) = rows
+    lines += ["", f"The chain costs {f1[0] / f0[0]:.2f}× the time of no dependencies for `facts`, {c1[0] / c0[0]:.2f}× for `check` "
+              f"and {p1[0] / p0[0]:.2f}× for `plan`."]
+    table = "\n".join(lines)
+    print("\n" + table)
+    if not a.no_write:
+        write_section("checker-chain", table)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Seeded generator of large, realistic, valid drplan inventories.
 
-usage: bench/gen_inventory.py --assets 20000 [--jobs 26000] [--seed 1] -o /tmp/inv-20k.yaml
+usage: bench/gen_inventory.py --assets 20000 [--jobs 26000] [--seed 1] [--deps random|chain|none] -o /tmp/inv-20k.yaml
 
 Sites, storage per site, assets with dependencies (acyclic: an asset only depends on
 lower-numbered ones), jobs sharing a handful of schedules, restore tests, a few waivers.
+`--deps chain` makes each asset depend on the one before it (one chain through the whole
+inventory) and `--deps none` drops every dependency; everything else is the same for a seed,
+so the two measure what dependencies alone cost.
 """
 import argparse
 import random
@@ -20,6 +23,7 @@ def main():
     ap.add_argument("--assets", type=int, default=20000)
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--deps", choices=["random", "chain", "none"], default="random")
     ap.add_argument("-o", "--output", required=True)
     a = ap.parse_args()
     rnd = random.Random(a.seed)
@@ -41,6 +45,10 @@ def main():
     out.append("assets:")
     for i in range(n_assets):
         deps = sorted({f"asset-{rnd.randrange(i)}" for _ in range(rnd.randint(0, 2))}) if i > 10 else []
+        if a.deps == "chain":
+            deps = [f"asset-{i - 1}"] if i > 0 else []
+        elif a.deps == "none":
+            deps = []
         classes = rnd.choice(["[]", "[pii]", "[financial]", "[pii, financial]"])
         tier = rnd.choice(TIERS)
         out.append(f"  - id: asset-{i}")

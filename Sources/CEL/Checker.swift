@@ -37,11 +37,16 @@ public struct Declarations: Sendable {
     public var objects: [String: [String: CELType]]
     /// Host functions beyond the standard library, with their result types.
     public var functions: [String: CELType]
+    /// Fields that existed once, as `schema.field` → what to use instead: an expression
+    /// written for an older drplan then fails with the way forward, not just "no field".
+    public var retired: [String: String]
 
-    public init(variables: [String: CELType], objects: [String: [String: CELType]] = [:], functions: [String: CELType] = [:]) {
+    public init(variables: [String: CELType], objects: [String: [String: CELType]] = [:], functions: [String: CELType] = [:],
+                retired: [String: String] = [:]) {
         self.variables = variables
         self.objects = objects
         self.functions = functions
+        self.retired = retired
     }
 }
 
@@ -75,7 +80,8 @@ public struct TypeChecker {
             case .object(let name):
                 guard let fields = decls.objects[name] else { fieldType = .dyn; break }
                 guard let ft = fields[field] else {
-                    errors.append(CELError("\(name) has no field '\(field)'" + hint(field, Array(fields.keys)), at: e.offset))
+                    let why = decls.retired[name + "." + field].map { ": \($0)" } ?? hint(field, Array(fields.keys))
+                    errors.append(CELError("\(name) has no field '\(field)'" + why, at: e.offset))
                     return testOnly ? .bool : .dyn
                 }
                 fieldType = ft

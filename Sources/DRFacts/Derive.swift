@@ -20,6 +20,7 @@ public struct FactDeriver {
     /// Ids of the assets and of the storage at each site, in inventory order.
     let assetsAtSite: [String: [String]]
     let storageAtSite: [String: [String]]
+    let dependencySummaries: [String: DependencySummary]
 
     public init(_ inventory: Inventory, now: Timestamp, measured: MeasuredEvidence = MeasuredEvidence()) {
         inv = inventory
@@ -48,6 +49,7 @@ public struct FactDeriver {
         testsByAsset = tests
         assetsAtSite = Dictionary(grouping: inventory.assets, by: \.site).mapValues { $0.map(\.id) }
         storageAtSite = Dictionary(grouping: inventory.storage, by: \.site).mapValues { $0.map(\.id) }
+        dependencySummaries = DependencySummary.summaries(inventory.assets)
     }
 
     /// Convenience: derive everything at once.
@@ -329,21 +331,13 @@ public struct FactDeriver {
             ("rto_estimate", opt(rto, { .duration(CELDuration(fractional: $0)) })),
             ("retention_effective", retention), ("retention_required_min", opt(requiredMin, dur)), ("retention_allowed_max", opt(allowedMax, dur)),
             ("last_success", opt(lastSuccess?.0, Value.timestamp)), ("last_success_source", opt(lastSuccess?.1, Value.string)),
-            ("restore_tests", .strings(testsByAsset[a.id] ?? [])), ("dependencies", .strings(dependencies(of: a.id))),
+            ("restore_tests", .strings(testsByAsset[a.id] ?? [])), 
+            ("dependency_depth", .int(Int64(dependencySummaries[a.id]?.depth ?? 0))),
+            ("slowest_dependency", opt(dependencySummaries[a.id]?.slowest) { s in
+                .object([("id", .string(s.id)), ("rto", opt(s.rto, dur)), ("via", .string(s.via))])
+            }),
             ("unproven_copies", .list(unproven)),
         ])
-    }
-
-    /// Transitive dependencies, sorted by id. Iterative; the validator has already ruled out cycles.
-    public func dependencies(of id: String) -> [String] {
-        var seen: Set<String> = []
-        var stack = assets[id]?.dependsOn ?? []
-        while let d = stack.popLast() {
-            guard seen.insert(d).inserted else { continue }
-            stack.append(contentsOf: assets[d]?.dependsOn ?? [])
-        }
-        seen.remove(id)
-        return seen.sorted()
     }
 
     func jobValue(_ j: Job, nextRun: Timestamp?) -> Value {

@@ -209,104 +209,11 @@ public struct Planner {
         return ScenarioPlan(scenario: scenario, rows: rows, summary: summarize(rows))
     }
 
-    /// Lost dependencies of an asset, transitively through dependencies that were not lost,
-    /// since an intact service that needs a lost one is not usable either.
-    func lostDependencies(_ id: String, lost: [String: Int]) -> [String] {
-        var out: [String] = []
-        var seen: Set<String> = [id]
-        var stack = assets[id]?.dependsOn ?? []
-        while let d = stack.popLast() {
-            guard seen.insert(d).inserted else { continue }
-            if lost[d] != nil { out.append(d) } else { stack.append(contentsOf: assets[d]?.dependsOn ?? []) }
-        }
-        return out.sorted()
-    }
-
-    /// Waves, start and ready-at times: an asset starts once every lost dependency is ready;
-    /// with a parallelism limit, restores start in order of tier then id as slots free up.
-    func schedule(_ rows: inout [PlanRow], index: [String: Int], parallel: Int?) {
-        for i in rows.indices { rows[i].waitsFor = lostDependencies(rows[i].asset, lost: index) }
-        // Topological order (the validator rules out cycles); blocked and waves first.
-        var indegree = rows.map(\.waitsFor.count)
-        var dependents: [[Int]] = Array(repeating: [], count: rows.count)
-        for (i, r) in rows.enumerated() { for d in r.waitsFor { if let j = index[d] { dependents[j].append(i) } } }
-        var queue = rows.indices.filter { indegree[$0] == 0 }
-        var topo: [Int] = []
-        while let i = queue.popLast() {
-            topo.append(i)
-            for k in dependents[i] { indegree[k] -= 1; if indegree[k] == 0 { queue.append(k) } }
-        }
-        for i in topo {
-            let deps = rows[i].waitsFor.compactMap { index[$0] }
-            if !rows[i].recoverable { continue }
-            if deps.contains(where: { (!rows[$0].recoverable && !rows[$0].notBackedUp) || rows[$0].blocked }) { rows[i].blocked = true; rows[i].meetsRTO = false; continue }
-            rows[i].wave = 1 + (deps.compactMap { rows[$0].wave }.max() ?? 0)
-        }
-        // Times. Unknown restore times make the asset's and its dependents' times unknown.
-        let runnable = topo.filter { rows[$0].recoverable && !rows[$0].blocked }
-        if let limit = parallel, limit > 0 {
-            var finished: [Int: Double?] = [:]
-            var running: [(end: Double, row: Int)] = []
-            var pending = Set(runnable)
-            var clock = 0.0
-            func ready(_ i: Int) -> Bool { rows[i].waitsFor.compactMap { index[$0] }.allSatisfy { finished[$0] != nil } }
-            while !pending.isEmpty || !running.isEmpty {
-                let candidates = pending.filter(ready).sorted { (rows[$0].tier.priority, rows[$0].asset) < (rows[$1].tier.priority, rows[$1].asset) }
-                var started = false
-                for i in candidates where running.count < limit {
-                    pending.remove(i)
-                    let depsDone = rows[i].waitsFor.compactMap { index[$0] }.map { finished[$0] ?? nil }
-                    if depsDone.contains(where: { $0 == nil }) || rows[i].restoreTime == nil {
-                        finished[i] = .some(nil)   // unknown: it holds no slot, and what waits on it is unknown too
-                        rows[i].start = depsDone.contains(where: { $0 == nil }) ? nil : clock
-                        started = true
-                        continue
-                    }
-                    rows[i].start = clock
-                    running.append((clock + (rows[i].restoreTime ?? 0), i))
-                    started = true
-                }
-                if started { continue }
-                guard let next = running.min(by: { $0.end < $1.end }) else { break }
-                clock = next.end
-                for r in running where r.end <= clock {
-                    finished[r.row] = .some(r.end)
-                    rows[r.row].readyAt = r.end
-                }
-                running.removeAll { $0.end <= clock }
-            }
-        } else {
-            for i in runnable {
-                var start: Double? = 0
-                for d in rows[i].waitsFor.compactMap({ index[$0] }) {
-                    guard let s = start, let r = rows[d].readyAt else { start = nil; break }
-                    start = max(s, r)
-                }
-                rows[i].start = start
-                if let s = start, let t = rows[i].restoreTime { rows[i].readyAt = s + t }
-            }
-        }
-        for i in rows.indices where rows[i].recoverable && !rows[i].blocked {
-            if let rto = assets[rows[i].asset]?.rto {
-                rows[i].meetsRTO = rows[i].readyAt.map { $0 <= Double(rto.seconds) }
-            }
-        }
-        rows.sort { ($0.wave ?? Int.max, $0.tier.priority, $0.asset) < ($1.wave ?? Int.max, $1.tier.priority, $1.asset) }
-    }
-
     func summarize(_ rows: [PlanRow]) -> ScenarioSummary {
         let index = Dictionary(rows.enumerated().map { ($0.element.asset, $0.offset) }, uniquingKeysWith: { a, _ in a })
         let restorable = rows.filter { $0.recoverable && !$0.blocked }
         let unknown = restorable.filter { $0.readyAt == nil }.map(\.asset)
-        var path: [String] = []
-        if unknown.isEmpty, var cur = restorable.max(by: { ($0.readyAt ?? 0, $1.asset) < ($1.readyAt ?? 0, $0.asset) }) {
-            path = [cur.asset]
-            // Walk back through the dependency whose readiness set this asset's start.
-            while let prev = cur.waitsFor.compactMap({ index[$0] }).map({ rows[$0] }).max(by: { ($0.readyAt ?? 0) < ($1.readyAt ?? 0) }) {
-                path.insert(prev.asset, at: 0)
-                cur = prev
-            }
-        }
+        let path = unknown.isEmpty ? criticalPath(restorable: restorable, rows: rows, index: index) : []
         return ScenarioSummary(
             lost: rows.filter { !$0.recoverable && !$0.notBackedUp }.map(\.asset).sorted(),
             rebuild: rows.filter(\.notBackedUp).map(\.asset).sorted(),

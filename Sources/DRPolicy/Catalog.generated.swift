@@ -398,21 +398,37 @@ rules:
     title: Dependencies recover at least as fast as what needs them
     severity: medium
     subject: asset
-    each: "asset.dependencies"
+    each: "asset.depends_on"
     as: dependency
     when:
       - { expr: "asset.rto != null", reason: "no rto" }
-    assert: "inventory.by_id[dependency].rto != null && inventory.by_id[dependency].rto <= asset.rto"
-    message: "{{asset.id}} (rto {{asset.rto}}) depends on {{dependency}}, whose rto is {{inventory.by_id[dependency].rto}}"
+    # Judged per direct dependency, with what lies below it summed up in its
+    # slowest_dependency: an asset fails exactly when some transitive dependency has no rto or
+    # a larger one, and the facts stay linear however long the chain (docs/facts.md).
+    assert: >-
+      inventory.by_id[dependency].rto != null && inventory.by_id[dependency].rto <= asset.rto &&
+      (inventory.by_id[dependency].slowest_dependency == null ||
+       (inventory.by_id[dependency].slowest_dependency.rto != null && inventory.by_id[dependency].slowest_dependency.rto <= asset.rto))
+    message: >-
+      {{asset.id}} (rto {{asset.rto}}) depends on {{dependency}}{{inventory.by_id[dependency].rto == null || inventory.by_id[dependency].rto > asset.rto ? '' : ', which needs ' + inventory.by_id[dependency].slowest_dependency.id}},
+      whose rto is {{inventory.by_id[dependency].rto == null || inventory.by_id[dependency].rto > asset.rto ? inventory.by_id[dependency].rto : inventory.by_id[dependency].slowest_dependency.rto}}
     controls: ["hipaa:164.308(a)(7)(ii)(E)", "iso27001:A.5.30", "nist-800-53:CP-2", "dora:Art.11"]
     rationale: >-
       An application cannot come back before the database and identity service it needs.
-      Each transitive dependency needs an RTO no larger than the asset's own.
+      Each transitive dependency needs an RTO no larger than the asset's own; a finding names
+      the direct dependency to look at and, when the problem lies further down, the slowest
+      asset below it.
     examples:
       pass:
         - inventory:
             sites: *sites
             assets: [{ id: app, kind: application, site: hq, rto: 4h, depends_on: [db] }, { id: db, kind: database, site: hq, rto: 1h }]
+        - inventory:
+            sites: *sites
+            assets:
+              - { id: app, kind: application, site: hq, rto: 4h, depends_on: [db, dns] }
+              - { id: db, kind: database, site: hq, rto: 2h, depends_on: [dns] }
+              - { id: dns, kind: server, site: hq, rto: 30m }
       fail:
         - inventory:
             sites: *sites
@@ -420,7 +436,16 @@ rules:
               - { id: app, kind: application, site: hq, rto: 1h, depends_on: [db] }
               - { id: db, kind: database, site: hq, rto: 4h, depends_on: [dns] }
               - { id: dns, kind: server, site: hq }
-          findings: [app/db, app/dns, db/dns]
+          findings: [app/db, db/dns]
+        # The direct dependency is fast enough; one three levels down is not.
+        - inventory:
+            sites: *sites
+            assets:
+              - { id: app, kind: application, site: hq, rto: 1h, depends_on: [db] }
+              - { id: db, kind: database, site: hq, rto: 1h, depends_on: [auth] }
+              - { id: auth, kind: application, site: hq, depends_on: [dns] }
+              - { id: dns, kind: server, site: hq, rto: 8h }
+          findings: [app/db, db/auth]
 
   - id: DR406
     name: objectives-declared

@@ -28,9 +28,11 @@ public enum FactModel {
             "protected": .bool, "jobs": strings, "copies": .list(.object("copy")), "copy_count": .int, "media_count": .int,
             "offsite_count": .int, "immutable_count": .int, "rpo_achievable": .duration, "rto_estimate": .duration,
             "retention_effective": .duration, "retention_required_min": .duration, "retention_allowed_max": .duration,
-            "last_success": .timestamp, "last_success_source": .string, "restore_tests": strings, "dependencies": strings,
+            "last_success": .timestamp, "last_success_source": .string, "restore_tests": strings,
+            "dependency_depth": .int, "slowest_dependency": .object("slowest_dependency"),
             "unproven_copies": .list(.object("copy")),
         ],
+        "slowest_dependency": ["id": .string, "rto": .duration, "via": .string],
         "retention_bounds": ["min": .duration, "max": .duration],
         "copy": [
             "storage": .string, "site": .string, "region": .string, "media": .string, "offsite": .bool, "immutable": .bool,
@@ -73,6 +75,12 @@ public enum FactModel {
         ],
     ]
 
+    /// Fields drplan no longer derives, and what replaces them.
+    public static let retired: [String: String] = [
+        "asset.dependencies": "the transitive list was removed (it grows with the square of a chain's length); "
+            + "use asset.depends_on for direct dependencies, asset.dependency_depth, or asset.slowest_dependency (docs/facts.md)",
+    ]
+
     /// drplan's additions to CEL.
     public static let functions: [String: CELType] = ["quantity": .int, "rate": .int]
 
@@ -82,6 +90,6 @@ public enum FactModel {
         var vars: [String: CELType] = ["inventory": .object("inventory"), "policy": .object("policy"), "now": .timestamp]
         if let subject { vars[subject.rawValue] = .object(subject.rawValue) }
         vars.merge(extra) { _, new in new }
-        return Declarations(variables: vars, objects: objects, functions: functions)
+        return Declarations(variables: vars, objects: objects, functions: functions, retired: retired)
     }
 }

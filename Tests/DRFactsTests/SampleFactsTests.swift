@@ -40,7 +40,7 @@ struct SampleFactsTests {
         let required: [(String, [Value], [String])] = [
             ("asset", f.assets, ["region", "protected", "jobs", "copies", "copy_count", "media_count", "offsite_count", "immutable_count",
                                  "rpo_achievable", "rto_estimate", "retention_effective", "retention_required_min", "retention_allowed_max",
-                                 "last_success", "last_success_source", "restore_tests", "dependencies",
+                                 "last_success", "last_success_source", "restore_tests", "dependency_depth", "slowest_dependency",
                                  "tier", "media", "data_classes", "depends_on", "labels", "backup"]),
             ("job", f.jobs, ["max_gap", "min_gap", "retention_effective", "versioned", "offsite_targets", "last_success", "last_status", "next_run", "lag", "engine"]),
             ("storage", f.storage, ["media", "utilization", "holds", "immutable", "air_gapped"]),
@@ -92,7 +92,11 @@ struct SampleFactsTests {
         #expect(seconds(try find(f.assets, "trades-db")["rpo_achievable"]) == 900)
         #expect(seconds(try find(f.assets, "wallets-db")["rto_estimate"]) == 10_000)
         #expect(seconds(try find(f.assets, "trades-db")["rto_estimate"]) == 2_000)   // the NAS's own 250 MB/s
-        #expect(try find(f.assets, "app-servers")["dependencies"] == .strings(["auth-svc", "dns", "file-servers", "trades-db"]))
+        let app = try find(f.assets, "app-servers")
+        #expect(app["dependency_depth"] == .int(3))   // app-servers → trades-db → auth-svc → dns
+        // file-servers (rto 48h) is the slowest of auth-svc, dns, file-servers and trades-db.
+        #expect(app["slowest_dependency"] == .object([("id", .string("file-servers")), ("rto", .duration(CELDuration(seconds: 172_800))), ("via", .string("file-servers"))]))
+        #expect(try find(f.assets, "dns")["slowest_dependency"] == .null && find(f.assets, "dns")["dependency_depth"] == .int(0))
         #expect(seconds(try find(f.assets, "wallets-db")["retention_effective"]) == Double(5 * 365 * 86_400))
         #expect(seconds(try find(f.assets, "file-servers")["retention_allowed_max"]) == Double(2 * 365 * 86_400))
         let trades = try find(f.restoreTests, "trades-quarterly")

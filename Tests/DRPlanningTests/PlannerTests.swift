@@ -193,6 +193,70 @@ struct PlannerTests {
         do { _ = try Scenario.parse("site:hqq", in: inv) } catch { #expect(error.reason.contains("did you mean 'hq'")) }
     }
 
+    /// The reference for `waitsFor`: lost assets reached through intact ones, walked per asset.
+    static func lostDependencies(_ id: String, lost: Set<String>, in inv: Inventory) -> [String] {
+        let assets = Dictionary(inv.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var out: [String] = [], seen: Set<String> = [id], stack = assets[id]?.dependsOn ?? []
+        while let d = stack.popLast() {
+            guard seen.insert(d).inserted else { continue }
+            if lost.contains(d) { out.append(d) } else { stack.append(contentsOf: assets[d]?.dependsOn ?? []) }
+        }
+        return out.sorted()
+    }
+
+    /// The reference for the parallel schedule: the first implementation, which rescanned
+    /// everything pending in every round (quadratic, and obviously right).
+    static func rescanSimulation(_ rows: [PlanRow], limit: Int) -> [String: (start: Double?, readyAt: Double?)] {
+        let index = Dictionary(rows.enumerated().map { ($0.element.asset, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        var start: [Int: Double?] = [:], readyAt: [Int: Double] = [:]
+        var finished: [Int: Double?] = [:]
+        var running: [(end: Double, row: Int)] = []
+        var pending = Set(rows.indices.filter { rows[$0].recoverable && !rows[$0].blocked })
+        var clock = 0.0
+        func ready(_ i: Int) -> Bool { rows[i].waitsFor.compactMap { index[$0] }.allSatisfy { finished[$0] != nil } }
+        while !pending.isEmpty || !running.isEmpty {
+            let candidates = pending.filter(ready).sorted { (rows[$0].tier.priority, rows[$0].asset) < (rows[$1].tier.priority, rows[$1].asset) }
+            var started = false
+            for i in candidates where running.count < limit {
+                pending.remove(i)
+                let depsDone = rows[i].waitsFor.compactMap { index[$0] }.map { finished[$0] ?? nil }
+                if depsDone.contains(where: { $0 == nil }) || rows[i].restoreTime == nil {
+                    finished[i] = .some(nil)
+                    start[i] = depsDone.contains(where: { $0 == nil }) ? nil : clock
+                    started = true
+                    continue
+                }
+                start[i] = clock
+                running.append((clock + (rows[i].restoreTime ?? 0), i))
+                started = true
+            }
+            if started { continue }
+            guard let next = running.min(by: { $0.end < $1.end }) else { break }
+            clock = next.end
+            for r in running where r.end <= clock { finished[r.row] = .some(r.end); readyAt[r.row] = r.end }
+            running.removeAll { $0.end <= clock }
+        }
+        var out: [String: (start: Double?, readyAt: Double?)] = [:]
+        for i in rows.indices { out[rows[i].asset] = (start[i] ?? nil, readyAt[i]) }
+        return out
+    }
+
+    @Test("a 20,000-asset chain lost with its site plans in waves 1 to 20,000, its critical path the whole chain")
+    func longChain() throws {
+        let n = 20_000
+        var text = Self.twoSites + "\nstorage: [{ id: dr-disk, kind: disk, site: dr, restore_rate: 100MB/s }]\nassets:\n"
+        text += "  - { id: a0, kind: server, site: hq, size: 1GB }\n"
+        for i in 1..<n { text += "  - { id: a\(i), kind: server, site: hq, size: 1GB, depends_on: [a\(i - 1)] }\n" }
+        text += "jobs: [{ id: j, assets: [\((0..<n).map { "a\($0)" }.joined(separator: ", "))], schedule: \"@daily\", targets: [dr-disk] }]\n"
+        let planner = Planner(try inventory(text))
+        for parallel in [nil, 4] as [Int?] {
+            let p = planner.plan(.site("hq"), parallel: parallel)
+            #expect(p.rows.count == n && p.rows.last?.wave == n && p.rows.last?.asset == "a\(n - 1)")
+            #expect(p.summary.criticalPath.count == n && p.summary.criticalPath.first == "a0")
+            #expect(p.summary.allBackAt == Double(n) * 10)   // 1 GB at 100 MB/s, one after another
+        }
+    }
+
     /// Property: no asset is ever ready before its dependencies, and an asset with a versioned
     /// copy on immutable or air-gapped storage is never lost to ransomware.
     @Test("property: dependency order and ransomware survival hold on 200 random inventories")
@@ -220,8 +284,19 @@ struct PlannerTests {
             let inv = try inventory(text)
             let planner = Planner(inv)
             for scenario in [Scenario.ransomware, .site("hq"), .site("dr"), .region("north")] {
-                for parallel in [nil, 2] as [Int?] {
+                for parallel in [nil, 1, 2] as [Int?] {
                     let p = planner.plan(scenario, parallel: parallel)
+                    let lost = Set(p.rows.map(\.asset))
+                    for r in p.rows {
+                        #expect(r.waitsFor == Self.lostDependencies(r.asset, lost: lost, in: inv), "round \(round) \(scenario): \(r.asset) waits for")
+                    }
+                    if let limit = parallel {
+                        let expected = Self.rescanSimulation(p.rows, limit: limit)
+                        for r in p.rows where r.recoverable && !r.blocked {
+                            #expect(r.start == expected[r.asset]?.start && r.readyAt == expected[r.asset]?.readyAt,
+                                    "round \(round) \(scenario) parallel \(limit): \(r.asset) at \(String(describing: r.start)), reference \(String(describing: expected[r.asset]))")
+                        }
+                    }
                     let ready = Dictionary(p.rows.map { ($0.asset, $0.readyAt) }, uniquingKeysWith: { a, _ in a })
                     for r in p.rows {
                         guard let start = r.start else { continue }

@@ -138,6 +138,10 @@ struct CheckTests {
         ("assert: \"asset.rpo < 5\"", "policies/bad.yaml:9:24: error: in 'assert' of rule BAD001: no matching overload for '_<_' applied to (duration, int)"),
         ("assert: \"asset.copy_count\"", "policies/bad.yaml:9:13: error: 'assert' of rule BAD001 must be a bool expression, not int"),
         ("asert: \"true\"", "policies/bad.yaml:9:5: error: unknown key 'asert' in rule BAD001 (did you mean 'assert'?)"),
+        // A field drplan no longer derives names its replacements.
+        ("assert: \"size(asset.dependencies) < 5\"", "policies/bad.yaml:9:24: error: in 'assert' of rule BAD001: asset has no field 'dependencies': "
+            + "the transitive list was removed (it grows with the square of a chain's length); use asset.depends_on for direct dependencies, "
+            + "asset.dependency_depth, or asset.slowest_dependency (docs/facts.md)"),
     ] as [(String, String)])
     func badPolicies(line: String, expected: String) throws {
         let dir = try TempDir(); defer { dir.cleanup() }

@@ -362,7 +362,7 @@ public struct FactDeriver {
                 ("key_storage", opt(j.encryption.keyStorage, Value.string)), ("passphrase", opt(j.encryption.passphrase, secret)),
             ])),
             ("monitoring", .object([("alert_on_failure", .strings(j.monitoring.alertOnFailure)), ("max_age", opt(j.monitoring.maxAge, dur))])),
-            ("options", j.options.map { yaml($0, key: nil) } ?? .object([])), ("labels", labels(j.labels)),
+            ("options", j.options.map { yaml($0, key: nil, secretArgs: j.secretArgs) } ?? .object([])), ("labels", labels(j.labels)),
             ("max_gap", opt(g?.maxGap, { .duration(CELDuration(seconds: $0)) })), ("min_gap", opt(g?.minGap, { .duration(CELDuration(seconds: $0)) })),
             ("retention_effective", dur(effectiveRetention(j))), ("versioned", .bool(j.type.isVersioned)),
             ("offsite_targets", .strings(offsite)),
@@ -432,17 +432,18 @@ public struct FactDeriver {
         }
     }
 
-    /// Engine options as typed values; secret-named keys holding literals are redacted.
-    func yaml(_ v: YAMLValue, key: String?) -> Value {
+    /// Engine options as typed values; secret-named keys holding literals are redacted, and so
+    /// are the values after a command job's `secret_args` options.
+    func yaml(_ v: YAMLValue, key: String?, secretArgs: [String] = []) -> Value {
         switch v {
         case .null: return .null
         case .scalar(let s, let plain):
             if let key, Redaction.isSecretKey(key), SecretRef.classify(s) == .literal { return .string(Redaction.mask) }
             if plain, let i = Int64(s) { return .int(i) }
             if plain, s == "true" || s == "false" { return .bool(s == "true") }
-            return .string(s)
-        case .list(let items): return .list(items.map { yaml($0, key: key) })
-        case .map(let pairs): return .object(pairs.map { ($0.0, yaml($0.1, key: $0.0)) })
+            return .string(secretArgs.isEmpty ? s : Redaction.command(s, secretFlags: secretArgs))
+        case .list(let items): return .list(items.map { yaml($0, key: key, secretArgs: secretArgs) })
+        case .map(let pairs): return .object(pairs.map { ($0.0, yaml($0.1, key: $0.0, secretArgs: secretArgs)) })
         }
     }
 }

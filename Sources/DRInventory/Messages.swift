@@ -76,6 +76,14 @@ public enum Messages {
     static func reasonRequired(_ id: String) -> String {
         "asset '\(id)' has 'backup: none' without 'reason'; say why it needs no backup"
     }
+    static func secretArgNotOption(_ value: String, in what: String) -> String {
+        "'\(value)' in 'secret_args' of \(what) is not an option name; list the options whose value is secret, such as --token or -k"
+    }
+
+    static func secretArgsNeedCommand(in what: String) -> String {
+        "'secret_args' in \(what) applies to the command engine's commands; remove it, or use 'engine: command'"
+    }
+
     static func emptyList(_ key: String, in what: String) -> String {
         "'\(key)' in \(what) must name at least one entry"
     }

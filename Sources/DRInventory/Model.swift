@@ -235,6 +235,10 @@ public struct Job: Sendable {
     public var targetEngines: [String: TargetEngine] = [:]
     /// A source that reads as empty (or under 1% of the asset's declared size) is accepted.
     public var allowEmpty = false
+    /// Options of the command engine's commands whose value is secret (`--license`,
+    /// `--api-key`): the value after each is masked wherever a command is shown or stored,
+    /// beside the ones `Redaction` always masks (`--password`, `-p`, …).
+    public var secretArgs: [String] = []
 }
 
 /// Who writes one target of a job.

@@ -20,7 +20,7 @@ public enum Redaction {
     static let secretWords = ["password", "passwd", "pwd", "secret", "token", "passphrase", "credential", "private", "auth", "key"]
     /// `key` itself names a key (the facts' `documents`), not a secret.
     static let notSecret: Set<String> = ["key", "key_storage", "access_key_id", "aws_access_key_id", "key_id", "kms_key_id", "public_key", "keys",
-                                         "monkey", "author", "authority", "keyboard", "hotkey"]
+                                         "monkey", "author", "authority", "keyboard", "hotkey", "secret_args"]
     /// Query parameters that carry signatures and credentials whatever their name says.
     static let secretParameters: Set<String> = ["sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "code", "apikey"]
 
@@ -60,6 +60,35 @@ public enum Redaction {
     public static func value(_ s: String, key: String?) -> String {
         if let key, isSecretKey(key), SecretRef.classify(s) == .literal, !s.isEmpty { return mask }
         return text(s)
+    }
+
+    /// An option name as `secret_args` lists it: `-k`, `--api-key`, `--license.file`.
+    public static func isOptionName(_ s: String) -> Bool {
+        s.wholeMatch(of: /--?[A-Za-z0-9][A-Za-z0-9_.\-]*/) != nil
+    }
+
+    /// The values a command passes after the options `flags` (`--flag VALUE`, `--flag=VALUE`,
+    /// quoted or not), as written.
+    public static func optionValues(_ command: String, flags: [String]) -> [String] {
+        guard !flags.isEmpty else { return [] }
+        var out: [String] = []
+        for m in command.matches(of: /(?:^|\s)(?<flag>--?[A-Za-z0-9][A-Za-z0-9_.\-]*)(?:=|\s+)(?<value>'[^']*'|"(?:[^"\\]|\\.)*"|[^\s'"]+)/)
+        where flags.contains(String(m.output.flag)) {
+            var v = String(m.output.value)
+            if v.count >= 2, let f = v.first, f == "'" || f == "\"", v.last == f { v = String(v.dropFirst().dropLast()) }
+            if !v.isEmpty { out.append(v) }
+        }
+        return out
+    }
+
+    /// A command line with the values after `flags` masked, then scrubbed as text (which
+    /// masks `--password` and the like whatever the flags).
+    public static func command(_ command: String, secretFlags flags: [String]) -> String {
+        guard !flags.isEmpty else { return text(command) }
+        let masked = command.replacing(/(?<lead>(?:^|\s)(?<flag>--?[A-Za-z0-9][A-Za-z0-9_.\-]*)(?:=|\s+))(?<value>'[^']*'|"(?:[^"\\]|\\.)*"|[^\s'"]+)/) { m in
+            flags.contains(String(m.output.flag)) ? "\(m.output.lead)\(mask)" : String(m.output.0)
+        }
+        return text(masked)
     }
 
     /// Removes `secrets` (known values, such as a command job's `secret_args`) from `s`, then

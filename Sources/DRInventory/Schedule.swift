@@ -114,7 +114,13 @@ public enum Schedule: Hashable, Sendable {
                 hi = item.contains("/") ? (name == "day-of-week" ? 6 : range.upperBound) : lo
             }
             var v = lo
-            while v <= hi { bits |= 1 << UInt64(v); v += step }
+            // A step past the field's end (fuzzing found `8/+9223372036854775805`) must end
+            // the walk, not overflow it.
+            while v <= hi {
+                bits |= 1 << UInt64(v)
+                guard step <= hi - v else { break }
+                v += step
+            }
         }
         return bits
     }

@@ -280,13 +280,18 @@ struct SectionReader {
             options: r.value("options").map(YAMLValue.init), labels: r.labels(), origin: r.origin)
         var withTargets = job
         withTargets.allowEmpty = r.bool("allow_empty") ?? false
+        if let args = r.list("secret_args") {
+            for (a, node) in args where !Redaction.isOptionName(a) { ctx.error(node, Messages.secretArgNotOption(a, in: r.what)) }
+            withTargets.secretArgs = args.map(\.0).filter(Redaction.isOptionName)
+            if job.engine != .command, let n = r.keyNode("secret_args") { ctx.error(n, Messages.secretArgsNeedCommand(in: r.what)) }
+        }
         if let m = r.object("target_engines") {
             for e in m.entries {
                 if case .scalar(let sc) = e.value, sc.string == "external" { withTargets.targetEngines[e.key] = .external; continue }
                 if let engine: Engine = m.choice(e.key) { withTargets.targetEngines[e.key] = .engine(engine) }
             }
         }
-        r.finish(allowed: ["id", "assets", "asset", "type", "schedule", "lag", "engine", "targets", "retention", "encryption", "monitoring", "last_success", "last_status", "options", "labels", "allow_empty", "target_engines"])
+        r.finish(allowed: ["id", "assets", "asset", "type", "schedule", "lag", "engine", "targets", "retention", "encryption", "monitoring", "last_success", "last_status", "options", "labels", "allow_empty", "target_engines", "secret_args"])
         guard id != nil else { return }
         jobs.append(withTargets)
     }

@@ -13,8 +13,18 @@ public enum CommandEngine {
         return nil
     }
 
-    /// Runs one command; returns its combined output (last 8 KiB) or throws with it.
-    public static func run(_ command: String, cwd: String, env: [String: String]) throws(RepositoryError) -> String {
+    /// Runs one command; returns its combined output (last 8 KiB) or throws with it. The
+    /// command as shown in errors has the values after `secretArgs` (and `--password` and the
+    /// like) masked, and those values are removed from its output too, since a command may
+    /// echo its own arguments.
+    public static func run(_ command: String, cwd: String, env: [String: String], secretArgs: [String] = []) throws(RepositoryError) -> String {
+        let shown = Redaction.command(command, secretFlags: secretArgs)
+        let secrets = Redaction.optionValues(command, flags: secretArgs)
+        do throws(RepositoryError) { return Redaction.text(try execute(command, shown: shown, cwd: cwd, env: env), removing: secrets) }
+        catch { throw RepositoryError(error.kind, Redaction.text(error.message, removing: secrets)) }
+    }
+
+    static func execute(_ command: String, shown: String, cwd: String, env: [String: String]) throws(RepositoryError) -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", command]
@@ -23,12 +33,12 @@ public enum CommandEngine {
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out
-        do { try p.run() } catch { throw RepositoryError(.io, "cannot run '\(command)': \(error)") }
+        do { try p.run() } catch { throw RepositoryError(.io, "cannot run '\(shown)': \(error)") }
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
         let excerpt = String(text.suffix(EvidenceStore.outputLimit))
         guard p.terminationStatus == 0 else {
-            throw RepositoryError(.io, "'\(command)' exited with status \(p.terminationStatus)" + (excerpt.isEmpty ? "" : ": \(excerpt.suffix(300))"))
+            throw RepositoryError(.io, "'\(shown)' exited with status \(p.terminationStatus)" + (excerpt.isEmpty ? "" : ": \(excerpt.suffix(300))"))
         }
         return excerpt
     }

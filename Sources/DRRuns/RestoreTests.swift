@@ -102,8 +102,8 @@ extension Runner {
         let storage = job.targets.lazy.compactMap { t in self.inventory.storage.first { $0.id == t } }.first
         var env = commandEnvironment(job, storage)
         env["DRPLAN_RESTORE_TARGET"] = scratch.path
-        let a = try CommandEngine.run(restore, cwd: baseDirectory, env: env)
-        let b = try CommandEngine.run(verify, cwd: baseDirectory, env: env)
+        let a = try CommandEngine.run(restore, cwd: baseDirectory, env: env, secretArgs: job.secretArgs)
+        let b = try CommandEngine.run(verify, cwd: baseDirectory, env: env, secretArgs: job.secretArgs)
         run.output = String((a + b).suffix(EvidenceStore.outputLimit))
         run.status = .success
     }

@@ -182,7 +182,7 @@ public struct Runner {
         do throws(RepositoryError) {
             if kind.runsUserCommands {
                 guard let cmd = CommandEngine.option(job, "backup") else { throw RepositoryError(.config, "job '\(job.id)' uses the command engine but has no 'options.backup'") }
-                run.output = try CommandEngine.run(cmd, cwd: baseDirectory, env: commandEnvironment(job, try storage(target)))
+                run.output = try CommandEngine.run(cmd, cwd: baseDirectory, env: commandEnvironment(job, try storage(target)), secretArgs: job.secretArgs)
                 run.status = .success
                 log("\(label): success (command)")
             } else {

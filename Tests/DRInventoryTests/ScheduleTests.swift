@@ -22,6 +22,9 @@ struct ScheduleTests {
         #expect(bits(try cron("0 0 * * 5-7").daysOfWeek) == [0, 5, 6])
         #expect(bits(try cron("5/20 * * * *").minutes) == [5, 25, 45])
         #expect(bits(try cron("0 0 1,15,31 * *").daysOfMonth) == [1, 15, 31])
+        // A step past the field's end fires once, at the start (found by fuzzing: it overflowed).
+        #expect(bits(try cron("8/+9223372036854775805 * * * *").minutes) == [8])
+        #expect(bits(try cron("*/100 */9223372036854775807 * * *").hours) == [0])
     }
 
     @Test("macros, every and continuous")

@@ -373,7 +373,21 @@ struct EvidenceExportCommand: ParsableCommand {
             ("restore-tests.csv", Data(Self.csv(inPeriod.filter { $0.kind == .restoreTest }).utf8)),
             ("audit-log.json", (try? JSONSerialization.data(withJSONObject: audit, options: [.prettyPrinted, .sortedKeys])) ?? Data()),
         ]
-        for (i, f) in inventory.files.enumerated() { files.append(("inventory/\(i + 1)-\((f.path as NSString).lastPathComponent)", Data(f.bytes))) }
+        // The inventory as it was written, with every secret masked where it stands (the
+        // bundle leaves the machine; the report's inventory_sha256 is of the original bytes).
+        var notes: [String] = []
+        for (i, f) in inventory.files.enumerated() {
+            let name = "inventory/\(i + 1)-\((f.path as NSString).lastPathComponent)"
+            switch SourceRedaction.redact(f.bytes) {
+            case .redacted(let text, let masked):
+                files.append((name, Data(text.utf8)))
+                notes.append("\(name): \(f.path), \(masked == 0 ? "copied as it is (no secret found)" : "copied with secrets masked (\(Redaction.mask)) in \(masked) place(s)")")
+            case .withheld(let reason):
+                notes.append("\(name): \(f.path), not included: \(reason); drplan will not copy what it cannot redact for certain")
+                Console.error("drplan: warning: \(f.path) is not in the bundle: \(reason)")
+            }
+        }
+        files.append(("inventory/README.txt", Data((["The inventory files this bundle was made from, with secrets masked in place (line and column numbers are unchanged).", ""] + notes).joined(separator: "\n").utf8 + [0x0A])))
         do { try EvidenceBundle.write(files, to: URL(fileURLWithPath: output), modified: endDate) } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .badInput)

@@ -19,6 +19,10 @@ import Foundation
 let targets: [String: ([UInt8]) -> Void] = [
     "yaml": { bytes in
         _ = try? InventoryLoader.load(texts: [("fuzz.yaml", String(decoding: bytes, as: UTF8.self))])
+        // The bundle's redacted copy: never a crash, and redacting a redacted copy changes nothing.
+        if case .redacted(let once, _) = SourceRedaction.redact(bytes), case .redacted(let twice, _) = SourceRedaction.redact(Array(once.utf8)) {
+            precondition(once == twice, "redaction is not idempotent")
+        }
     },
     "cel": { bytes in
         let text = String(decoding: bytes, as: UTF8.self)

@@ -12,10 +12,54 @@ public enum Redaction {
     /// `token`, `passphrase`, `credential`, `private`, `auth` or `key`, apart from the names
     /// below, which hold identifiers or references rather than secrets.
     public static func isSecretKey(_ key: String) -> Bool {
-        let k = key.lowercased()
-        if notSecret.contains(k) { return false }
-        return secretWords.contains { k.contains($0) }
+        // Bytes, not Foundation's `contains` (which bridges to NSString on Linux): the facts'
+        // redaction pass asks this of every key of every object.
+        var k = Array(key.utf8)
+        for i in k.indices where k[i] >= 0x41 && k[i] <= 0x5A { k[i] += 0x20 }
+        guard secretWordBytes.contains(where: { contains(k, $0) }) else { return false }
+        return !notSecret.contains(String(decoding: k, as: UTF8.self))
     }
+
+    static let secretWordBytes: [[UInt8]] = secretWords.map { Array($0.utf8) }
+
+    /// Whether `needle` occurs in `hay` (both short: a key, a word).
+    static func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard needle.count <= hay.count, let first = needle.first else { return needle.isEmpty }
+        var i = 0
+        while i + needle.count <= hay.count {
+            if hay[i] == first {
+                var j = 1
+                while j < needle.count, hay[i + j] == needle[j] { j += 1 }
+                if j == needle.count { return true }
+            }
+            i += 1
+        }
+        return false
+    }
+
+    /// Whether `s` has any shape a secret takes in free text: `://`, `=`, `-p`, `--`, or (in
+    /// any case) `authorization`, `hook` (Slack, Teams and Discord webhooks, with or without
+    /// a scheme) or `logic.azure`. One pass over the bytes; most values (ids, names, paths)
+    /// have none and skip the regular expressions. A property test holds it to `scrub`.
+    static func mayHoldSecret(_ s: String) -> Bool {
+        var previous: UInt8 = 0, beforeThat: UInt8 = 0
+        var matched = [Int](repeating: 0, count: fastPathWords.count)
+        for b in s.utf8 {
+            if b == 0x3D { return true }                                       // =
+            if b == 0x2F, previous == 0x2F, beforeThat == 0x3A { return true } // ://
+            if previous == 0x2D, b == 0x70 || b == 0x2D { return true }        // -p, --
+            let lower = b >= 0x41 && b <= 0x5A ? b + 0x20 : b
+            for (w, word) in fastPathWords.enumerated() {
+                // The words have no repeated prefix, so restarting at their first letter is exact.
+                matched[w] = lower == word[matched[w]] ? matched[w] + 1 : (lower == word[0] ? 1 : 0)
+                if matched[w] == word.count { return true }
+            }
+            beforeThat = previous; previous = b
+        }
+        return false
+    }
+
+    static let fastPathWords: [[UInt8]] = ["authorization", "hook", "logic.azure"].map { Array($0.utf8) }
 
     static let secretWords = ["password", "passwd", "pwd", "secret", "token", "passphrase", "credential", "private", "auth", "key"]
     /// `key` itself names a key (the facts' `documents`), not a secret.
@@ -30,7 +74,12 @@ public enum Redaction {
     /// recognised: too many tools have `-p…` options that are not passwords).
     public static func text(_ s: String) -> String {
         // Fast path: text with none of the shapes a secret takes here.
-        guard s.contains("://") || s.contains("=") || s.contains("-p") || s.contains("--") || s.lowercased().contains("authorization") else { return s }
+        mayHoldSecret(s) ? scrub(s) : s
+    }
+
+    /// `text` without its fast path (a test checks that the fast path skips only text this
+    /// leaves alone).
+    static func scrub(_ s: String) -> String {
         var out = s
         out = out.replacing(/(?<scheme>[A-Za-z][A-Za-z0-9+.\-]*:\/\/)(?<info>[^\/\s?#@'"]+)@/) { m in "\(m.output.scheme)\(userinfo(String(m.output.info)))@" }
         out = out.replacing(/(?<lead>[?&;](?<name>[A-Za-z0-9_.\-]+)=)(?<value>[^&#\s'"]*)/) { m in

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import DRInventory
 
 @Suite("Redacted inventory copies (evidence bundles)")
@@ -116,5 +117,32 @@ struct SecretArgsTests {
         do { _ = try InventoryLoader.load(texts: [("j.yaml", builtin)]); Issue.record("accepted") } catch {
             #expect(error.diagnostics.contains { $0.description.hasPrefix("j.yaml:12:5: error: 'secret_args' in job 'export' applies to the command engine's commands") }, "\(error.diagnostics)")
         }
+    }
+}
+
+@Suite("Redaction's fast path")
+struct RedactionFastPathTests {
+    /// The fast path decides from a few byte patterns that text cannot hold a secret; the
+    /// regular expressions must agree on every string it lets through.
+    @Test("property: text the fast path skips is text the full scrub leaves alone (5,000 random strings)")
+    func fastPathIsSound() {
+        var rng = SplitMix(seed: 17)
+        let pieces = ["a", "p", "-", "--", ":", "/", "//", "=", " ", "@", "?", "&", "token", "password", "pwd", "Authorization", "AUTHOR",
+                      "bearer", "https", "://", "x", "hooks.slack.com/services/", "-p", "secret", "'", "\"", "1", "é"]
+        var skipped = 0
+        for _ in 0..<5_000 {
+            let s = (0..<Int(rng.next() % 8)).map { _ in pieces[Int(rng.next() % UInt64(pieces.count))] }.joined()
+            if !Redaction.mayHoldSecret(s) {
+                skipped += 1
+                #expect(Redaction.scrub(s) == s, "the fast path skipped \(s.debugDescription), which the scrub changes")
+            }
+        }
+        #expect(skipped > 250)
+    }
+
+    @Test("secret-named keys, any case, apart from identifiers")
+    func keys() {
+        for k in ["password", "DB_PASSWORD", "apiToken", "secret_access_key", "Passphrase", "x-auth", "privateKey", "pwd"] { #expect(Redaction.isSecretKey(k), "\(k)") }
+        for k in ["id", "access_key_id", "KEY_STORAGE", "author", "name", "path", "secret_args", "Keys"] { #expect(!Redaction.isSecretKey(k), "\(k)") }
     }
 }

@@ -38,8 +38,8 @@ public enum Redaction {
     }
 
     /// Whether `s` has any shape a secret takes in free text: `://`, `=`, `-p`, `--`, or (in
-    /// any case) `authorization`, `hook` (Slack, Teams and Discord webhooks, with or without
-    /// a scheme) or `logic.azure`. One pass over the bytes; most values (ids, names, paths)
+    /// any case) `authoriz`, `hook` (Slack, Teams and Discord webhooks, with or without a
+    /// scheme), `logic.azure`, or a secret's name (`pass`, `pwd`, `secret`, `token`). One pass over the bytes; most values (ids, names, paths)
     /// have none and skip the regular expressions. A property test holds it to `scrub`.
     static func mayHoldSecret(_ s: String) -> Bool {
         var previous: UInt8 = 0, beforeThat: UInt8 = 0
@@ -50,7 +50,6 @@ public enum Redaction {
             if previous == 0x2D, b == 0x70 || b == 0x2D { return true }        // -p, --
             let lower = b >= 0x41 && b <= 0x5A ? b + 0x20 : b
             for (w, word) in fastPathWords.enumerated() {
-                // The words have no repeated prefix, so restarting at their first letter is exact.
                 matched[w] = lower == word[matched[w]] ? matched[w] + 1 : (lower == word[0] ? 1 : 0)
                 if matched[w] == word.count { return true }
             }
@@ -59,7 +58,8 @@ public enum Redaction {
         return false
     }
 
-    static let fastPathWords: [[UInt8]] = ["authorization", "hook", "logic.azure"].map { Array($0.utf8) }
+    /// No word repeats its first letter, so restarting a match at that letter is exact.
+    static let fastPathWords: [[UInt8]] = ["authoriz", "hook", "logic.azure", "pass", "pwd", "secret", "token"].map { Array($0.utf8) }
 
     static let secretWords = ["password", "passwd", "pwd", "secret", "token", "passphrase", "credential", "private", "auth", "key"]
     /// `key` itself names a key (the facts' `documents`), not a secret.
@@ -85,7 +85,9 @@ public enum Redaction {
         out = out.replacing(/(?<lead>[?&;](?<name>[A-Za-z0-9_.\-]+)=)(?<value>[^&#\s'"]*)/) { m in
             isSecretKey(String(m.output.name)) || secretParameters.contains(m.output.name.lowercased()) ? "\(m.output.lead)\(mask)" : String(m.output.0)
         }
-        out = out.replacing(/(?i)(?<name>\b[A-Za-z_]*(?:password|passwd|pwd|secret|token|passphrase)[A-Za-z_]*)(?<eq>\s*=\s*)(?<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s;&'"]+)/) { m in
+        // `password=x` (DSNs), and `password: x` or `"token": "x"` (prose, JSON); a reference
+        // after a colon (`env:NAME`) says where the secret is and stays.
+        out = out.replacing(/(?i)(?<name>\b[A-Za-z_]*(?:password|passwd|pwd|secret|token|passphrase)[A-Za-z_]*)(?<eq>\s*=\s*|["']?\s*:(?!\/\/)\s*(?!(?:env|file|vault):))(?<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s;&'",}]+)/) { m in
             "\(m.output.name)\(m.output.eq)\(mask)"
         }
         out = out.replacing(/(?i)(?<host>hooks\.slack\.com\/(?:services|workflows|triggers)\/|discord(?:app)?\.com\/api\/webhooks\/|\.webhook\.office\.com\/webhookb2\/|outlook\.office\.com\/webhook\/|\.logic\.azure\.com(?::\d+)?\/workflows\/)(?<rest>[^\s'"?#]+)/) { m in

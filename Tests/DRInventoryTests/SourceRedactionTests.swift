@@ -128,7 +128,8 @@ struct RedactionFastPathTests {
     func fastPathIsSound() {
         var rng = SplitMix(seed: 17)
         let pieces = ["a", "p", "-", "--", ":", "/", "//", "=", " ", "@", "?", "&", "token", "password", "pwd", "Authorization", "AUTHOR",
-                      "bearer", "https", "://", "x", "hooks.slack.com/services/", "-p", "secret", "'", "\"", "1", "é"]
+                      "bearer", "https", "://", "x", "hooks.slack.com/services/", "-p", "secret", "'", "\"", "1", "é",
+                      ": ", "\"token\": ", "passphrase:", "authorizauthorization", "env:", "Pass", "hook", "logic.azure.com/workflows/"]
         var skipped = 0
         for _ in 0..<5_000 {
             let s = (0..<Int(rng.next() % 8)).map { _ in pieces[Int(rng.next() % UInt64(pieces.count))] }.joined()
@@ -138,6 +139,14 @@ struct RedactionFastPathTests {
             }
         }
         #expect(skipped > 250)
+    }
+
+    @Test("a secret's name with a colon: prose and JSON are masked, references and URLs stay")
+    func colonForms() {
+        #expect(Redaction.text("old password: hunter22, rotated") == "old password: <redacted>, rotated")
+        #expect(Redaction.text(#"{"api_token": "abc123", "user": "bob"}"#) == #"{"api_token": <redacted>, "user": "bob"}"#)
+        #expect(Redaction.text("give secret_access_key: env:AWS_SECRET") == "give secret_access_key: env:AWS_SECRET")
+        #expect(Redaction.text("token://example") == "token://example")
     }
 
     @Test("secret-named keys, any case, apart from identifiers")

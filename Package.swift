@@ -67,7 +67,7 @@ let package = Package(
         // random mutator in an ordinary build.
         .target(name: "CFuzzShim", path: "Tests/Fuzz/Shim"),
         .executableTarget(name: "drplan-fuzz", dependencies: ["CFuzzShim", "CEL", "DRInventory", "DRPolicy", "DRRuns"], path: "Tests/Fuzz/Driver"),
-        .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL", "TestSupport", .product(name: "Yams", package: "Yams")], exclude: ["Fixtures"]),
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CELTests", dependencies: ["CEL"]),
         .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRReports", "DRFacts", "DRInventory", "CEL", "TestSupport"]),

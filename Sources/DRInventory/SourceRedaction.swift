@@ -30,29 +30,15 @@ public enum SourceRedaction {
         var edits: [Edit] = []
         var secrets: [String] = []
         var failure: String?
-        // Scalars by where they start, with whether a secret-named key holds them (lists inherit
-        // their key, maps do not). An alias shares its anchor's node and place, so a value is
-        // secret if any of the keys that reach it is.
-        // A job's `secret_args` reach every command in it.
+        // Scalars by where they start. An alias shares its anchor's node and place, so a value
+        // is secret if any of the keys that reach it is.
         var scalars: [Int: (scalar: Node.Scalar, line: Int, secret: Bool, flags: [String])] = [:]
-        var stack: [Visit] = [Visit(node: root, secret: false, flags: [])]
-        while let v = stack.popLast() {
-            switch v.node {
-            case .mapping(let m):
-                let flags = v.flags + secretArgs(m)
-                for (key, value) in m {
-                    stack.append(Visit(node: key, secret: false, flags: []))
-                    stack.append(Visit(node: value, secret: key.scalar.map { Redaction.isSecretKey($0.string) } ?? false, flags: flags))
-                }
-            case .sequence(let s): for item in s { stack.append(Visit(node: item, secret: v.secret, flags: v.flags)) }
-            case .scalar(let s):
-                guard let mark = v.node.mark, let start = doc.offset(line: mark.line, column: mark.column) else {
-                    failure = "a value has no position in the file"; continue
-                }
-                let before = scalars[start]
-                scalars[start] = (s, mark.line, v.secret || (before?.secret ?? false), v.flags + (before?.flags ?? []))
-            case .alias: continue
+        walk(root) { node, s, secret, flags in
+            guard let mark = node.mark, let start = doc.offset(line: mark.line, column: mark.column) else {
+                failure = "a value has no position in the file"; return
             }
+            let before = scalars[start]
+            scalars[start] = (s, mark.line, secret || (before?.secret ?? false), flags + (before?.flags ?? []))
         }
         for (start, entry) in scalars.sorted(by: { $0.key < $1.key }) {
             let value = entry.scalar.string
@@ -65,7 +51,7 @@ public enum SourceRedaction {
             }
             doc.quotedOrBlock.append(span)
             if cleaned != value {
-                edits.append(Edit(range: span, replacement: Document.doubleQuoted(cleaned)))
+                edits.append(Edit(range: span, replacement: Escape.yamlDoubleQuoted(cleaned)))
                 if masked { secrets.append(value) } else { secrets.append(contentsOf: Document.changedWords(value, cleaned)) }
             }
         }
@@ -96,8 +82,10 @@ public enum SourceRedaction {
         return list.compactMap { $0.scalar?.string }.filter(Redaction.isOptionName)
     }
 
-    /// What a redacted tree still holds that it should not, or nil.
-    static func leftover(_ root: Node) -> String? {
+    /// Calls `visit` on every scalar of a tree with whether a secret-named key holds it (lists
+    /// inherit their key, maps do not) and the `secret_args` of the mappings around it (a job's
+    /// reach every command in it). Iterative, so no nesting exhausts the stack.
+    static func walk(_ root: Node, _ visit: (Node, Node.Scalar, _ secret: Bool, _ flags: [String]) -> Void) {
         var stack: [Visit] = [Visit(node: root, secret: false, flags: [])]
         while let v = stack.popLast() {
             switch v.node {
@@ -108,16 +96,25 @@ public enum SourceRedaction {
                     stack.append(Visit(node: value, secret: key.scalar.map { Redaction.isSecretKey($0.string) } ?? false, flags: flags))
                 }
             case .sequence(let s): for item in s { stack.append(Visit(node: item, secret: v.secret, flags: v.flags)) }
-            case .scalar(let s):
-                let line = v.node.mark?.line ?? 0
-                if v.secret, !s.string.isEmpty, s.string != Redaction.mask, SecretRef.classify(s.string) == .literal {
-                    return "a literal secret at line \(line) is still in the copy"
-                }
-                if Redaction.command(s.string, secretFlags: v.flags) != s.string { return "a secret at line \(line) is still in the copy" }
+            case .scalar(let s): visit(v.node, s, v.secret, v.flags)
             case .alias: continue
             }
         }
-        return nil
+    }
+
+    /// What a redacted tree still holds that it should not, or nil.
+    static func leftover(_ root: Node) -> String? {
+        var problem: String?
+        walk(root) { node, s, secret, flags in
+            guard problem == nil else { return }
+            let line = node.mark?.line ?? 0
+            if secret, !s.string.isEmpty, s.string != Redaction.mask, SecretRef.classify(s.string) == .literal {
+                problem = "a literal secret at line \(line) is still in the copy"
+            } else if Redaction.command(s.string, secretFlags: flags) != s.string {
+                problem = "a secret at line \(line) is still in the copy"
+            }
+        }
+        return problem
     }
 
     struct Edit {
@@ -243,31 +240,10 @@ public enum SourceRedaction {
             return String(out)
         }
 
-        /// A YAML double-quoted scalar holding `s` exactly.
-        static func doubleQuoted(_ s: String) -> String {
-            var out = "\""
-            for c in s.unicodeScalars {
-                switch c {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\t": out += "\\t"
-                case "\r": out += "\\r"
-                default:
-                    if c.value < 0x20 || c.value == 0x7F { out += "\\x" + String(c.value, radix: 16).leftPadded(2) } else { out.unicodeScalars.append(c) }
-                }
-            }
-            return out + "\""
-        }
-
         /// The words of `before` that redaction removed (to check that none survives elsewhere).
         static func changedWords(_ before: String, _ after: String) -> [String] {
             let kept = Set(after.split(whereSeparator: { " /:@?&=;,'\"".contains($0) }).map(String.init))
             return before.split(whereSeparator: { " /:@?&=;,'\"".contains($0) }).map(String.init).filter { !kept.contains($0) }
         }
     }
-}
-
-extension String {
-    fileprivate func leftPadded(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }

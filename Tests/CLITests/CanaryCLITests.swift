@@ -59,6 +59,25 @@ struct CanaryCLITests {
               - { id: orders-kv, kind: database, site: office, tier: high, source: { postgres: "host=127.0.0.1 port=1 dbname=orders user=app password=\(c(18))" } }
 
             """)
+        // Storage nothing writes to (so no backup tries it), an asset no job covers and a
+        // restore test's labels: fields that reach the facts, reports and the bundle only.
+        yaml = yaml.replacingOccurrences(of: "storage:\n", with: """
+            storage:
+              - id: vault
+                kind: cloud-object
+                site: home
+                url: "s3://bucket/prefix?X-Amz-Signature=\(c(23))"
+                endpoint: "https://minio:\(c(24))@minio.example.invalid"
+                credentials: { access_key_id: AKIAEXAMPLE, secret_access_key: "\(c(25))", session_token: "\(c(26))" }
+                encryption: { at_rest: true, passphrase: "\(c(27))" }
+
+            """)
+        yaml = yaml.replacingOccurrences(of: "restore_tests:\n", with: "restore_tests:\n  - { id: canary-test, job: export, labels: { auth_header: \"Bearer \(c(30))\" } }\n")
+        yaml = yaml.replacingOccurrences(of: "assets:\n", with: """
+            assets:
+              - { id: exported, kind: application, site: office, source: { command: "dump --token \(c(28))" }, labels: { ticket: "https://jira.example/x?apikey=\(c(29))" } }
+
+            """)
         yaml += """
 
             waivers:
@@ -100,10 +119,12 @@ struct CanaryCLITests {
         }
     }
 
-    @Test("22 canaries: none in any output, report, evidence byte, bundle or child process command line")
+    @Test("30 canaries: none in any output, report, evidence byte, bundle or child process command line")
     func noLeak() throws {
         let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
         let inv = try Self.inventory(dir)
+        let written = try String(contentsOfFile: inv, encoding: .utf8)
+        for n in 1...30 { #expect(written.contains(Self.canary(n)), "canary \(n) was never planted") }
         let validate = try CLITests.run(["validate", "-i", inv], cwd: dir.path)
         #expect(validate.status == 0, "\(validate.stderr)")
         let sampler = CmdlineSampler()
@@ -139,7 +160,7 @@ struct CanaryCLITests {
         files.append(dir.path + "/demo/alerts.log")
         #expect(files.contains { $0.hasSuffix("evidence.sqlite") } && files.contains { $0.hasSuffix("report.html") })
         var leaks: [String] = []
-        for n in 1...22 {
+        for n in 1...30 {
             let secret = Self.canary(n)
             for (what, text) in outputs where text.contains(secret) { leaks.append("canary \(n) in `drplan \(what)`") }
             for f in files {

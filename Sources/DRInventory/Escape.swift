@@ -83,6 +83,14 @@ public enum Escape {
         return out
     }
 
+    /// One CSV field, quoted (RFC 4180). A field that a spreadsheet would read as a formula
+    /// (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`, as
+    /// OWASP advises: a command's output or an error is not to run in an auditor's Excel.
+    public static func csvField(_ s: String) -> String {
+        let formula = s.unicodeScalars.first.map { "=+-@\t\r".unicodeScalars.contains($0) } ?? false
+        return "\"" + (formula ? "'" : "") + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
     static func xmlAllowed(_ u: Unicode.Scalar) -> Bool {
         switch u.value {
         case 0x9, 0xA, 0xD, 0x20...0xD7FF, 0xE000...0xFFFD, 0x10000...0x10FFFF: return true

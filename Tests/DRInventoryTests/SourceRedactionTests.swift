@@ -157,8 +157,16 @@ struct RedactionFastPathTests {
     }
 }
 
-@Suite("YAML double-quoted strings")
+@Suite("Escaping: YAML double-quoted strings, CSV fields")
 struct YAMLQuotingTests {
+    @Test("CSV fields are quoted, and one a spreadsheet would run as a formula is defused")
+    func csv() {
+        #expect(Escape.csvField("plain") == "\"plain\"")
+        #expect(Escape.csvField("say \"hi\"") == "\"say \"\"hi\"\"\"")
+        for f in ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] { #expect(Escape.csvField(f).hasPrefix("\"'"), "\(f)") }
+        #expect(Escape.csvField("") == "\"\"")
+    }
+
     /// (U+FEFF is left out: escaped or not, libyaml drops it at the start of a value.)
     @Test("every character reads back as itself")
     func roundTrip() throws {

@@ -406,8 +406,7 @@ struct EvidenceExportCommand: ParsableCommand {
 
     /// RFC 4180: every field quoted, quotes doubled.
     static func csv(_ runs: [RunRecord]) -> String {
-        let quote: (String) -> String = { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
-        return ([columns] + runs.map(fields)).map { $0.map(quote).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+        ([columns] + runs.map(fields)).map { $0.map(Escape.csvField).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
     }
 
     static func runsJSON(_ runs: [RunRecord]) -> String {

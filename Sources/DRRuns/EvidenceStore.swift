@@ -63,12 +63,47 @@ public final class EvidenceStore: @unchecked Sendable {
 
     private init(memory: Void) throws(EvidenceError) {
         path = ":memory:"
+        isReadOnly = false
         do {
             db = try DatabaseQueue()
             try Self.migrator.migrate(db)
         } catch {
             throw EvidenceError(kind: .unreadable, message: "cannot open an in-memory evidence store: \(error)")
         }
+    }
+
+    /// Opened by `reading(_:)`: nothing is ever written, and runs whose process is gone are
+    /// shown as interrupted without being marked so.
+    public let isReadOnly: Bool
+
+    /// Opens the store at `path` for commands that only read (`check`, `facts`, `plan`,
+    /// `report`, `history`, `eval`, `evidence verify`): no migration, no marking of
+    /// interrupted runs, no lock, nothing written, so reading evidence never changes it. A
+    /// store an older drplan wrote is upgraded in a copy in memory (SQLite's backup API); the
+    /// file is upgraded by the next command that records.
+    public static func reading(_ path: String) throws(EvidenceError) -> EvidenceStore {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw EvidenceError(kind: .unreadable, message: "no evidence store at \(path)")
+        }
+        do {
+            var config = Configuration()
+            config.readonly = true
+            config.busyMode = .timeout(30)
+            let file = try DatabaseQueue(path: path, configuration: config)
+            if try file.read({ try Self.migrator.hasCompletedMigrations($0) }) { return EvidenceStore(path: path, readOnly: file) }
+            let copy = try DatabaseQueue()
+            try file.backup(to: copy)
+            try Self.migrator.migrate(copy)
+            return EvidenceStore(path: path, readOnly: copy)
+        } catch {
+            throw EvidenceError(kind: .unreadable, message: "the evidence store \(path) cannot be read: \(error); check the path and its permissions, or pass another with --evidence")
+        }
+    }
+
+    private init(path: String, readOnly db: DatabaseQueue) {
+        self.path = path
+        self.db = db
+        isReadOnly = true
     }
 
     /// Excerpts of engine output are cut to this many characters.
@@ -78,6 +113,7 @@ public final class EvidenceStore: @unchecked Sendable {
     /// `running` by a process that no longer exists as `interrupted`.
     public init(path: String, create: Bool = true) throws(EvidenceError) {
         self.path = path
+        isReadOnly = false
         do {
             if !create && !FileManager.default.fileExists(atPath: path) {
                 throw EvidenceError(kind: .unreadable, message: "no evidence store at \(path)")
@@ -410,6 +446,11 @@ public final class EvidenceStore: @unchecked Sendable {
                 r.asset = row["asset"]
                 r.bytesRead = row["bytes_read"]; r.bytesWritten = row["bytes_written"]; r.files = row["files"]; r.snapshot = row["snapshot"]
                 r.verifiedFiles = row["verified_files"]; r.verifiedBytes = row["verified_bytes"]; r.error = row["error"]; r.output = row["output"]
+                // What markInterrupted would record, shown without writing it.
+                if isReadOnly, r.status == .running, !Self.alive(r.pid, host: r.host) {
+                    r.status = .interrupted
+                    r.error = r.error ?? "the process running it ended before it finished"
+                }
                 return r
             }
         }

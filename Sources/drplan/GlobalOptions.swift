@@ -69,7 +69,7 @@ struct GlobalOptions: ParsableArguments {
     func measured() throws(CommandFailure) -> MeasuredEvidence {
         guard FileManager.default.fileExists(atPath: evidencePath) else { return MeasuredEvidence() }
         do {
-            return try EvidenceStore(path: evidencePath, create: false).measured()
+            return try EvidenceStore.reading(evidencePath).measured()
         } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)

@@ -23,6 +23,30 @@ struct EvidenceStoreTests {
         #expect(try store.verifyAudit().isEmpty)
     }
 
+    @Test("a store an older drplan wrote is read through a migrated copy in memory; the file stays as it was, and writing to it fails loudly")
+    func readingOldStore() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let path = dir.path + "/old.sqlite"
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try EvidenceStore.migrator.migrate(queue, upTo: "v2")
+            try queue.write { db in
+                try db.execute(sql: "INSERT INTO runs (id, kind, job, engine, host, pid, started_at, status) VALUES ('r1', 'backup', 'nightly', 'builtin', 'h', 1, '2026-11-30T10:00:00.000Z', 'success')")
+            }
+        }
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        let store = try EvidenceStore.reading(path)
+        #expect(try store.runs().map(\.id) == ["r1"])
+        _ = try store.measured()   // reads v3–v5's columns and tables, which the file does not have
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+        #expect(store.isReadOnly)
+        // A fresh store opened for reading refuses writes instead of dropping them.
+        let fresh = dir.path + "/fresh.sqlite"
+        _ = try EvidenceStore(path: fresh)
+        #expect(throws: EvidenceError.self) { _ = try EvidenceStore.reading(fresh).begin(RunRecord(kind: .backup, job: "j", engine: "builtin", storage: "s")) }
+        #expect(throws: EvidenceError.self) { _ = try EvidenceStore.reading(dir.path + "/none.sqlite") }
+    }
+
     @Test("two runs of one job never overlap: the second is told who holds the lock")
     func lock() throws {
         let dir = try TempDir(); defer { dir.cleanup() }

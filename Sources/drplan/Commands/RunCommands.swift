@@ -129,7 +129,7 @@ struct HistoryCommand: ParsableCommand {
         if FileManager.default.fileExists(atPath: global.evidencePath) {
             do {
                 let sinceDate = since.flatMap { try? Timestamp.parse($0) }.map { Date(timeIntervalSince1970: TimeInterval($0.seconds)) }
-                runs = try EvidenceStore(path: global.evidencePath, create: false).runs(job: job, since: sinceDate)
+                runs = try EvidenceStore.reading(global.evidencePath).runs(job: job, since: sinceDate)
             } catch {
                 Console.error("drplan: error: \(error.message)")
                 throw CommandFailure(status: .environment)
@@ -201,7 +201,7 @@ struct EvidenceVerifyCommand: ParsableCommand {
             throw CommandFailure(status: .environment)
         }
         let problems: [String]
-        do { problems = try EvidenceStore(path: global.evidencePath, create: false).verifyAudit() } catch {
+        do { problems = try EvidenceStore.reading(global.evidencePath).verifyAudit() } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
         }

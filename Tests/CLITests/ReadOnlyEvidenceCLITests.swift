@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Commands that only read open the evidence store read-only (docs/evidence.md): the store's
+/// bytes, and what else is in its folder, are the same after them.
+@Suite("Command line: reading evidence never changes it")
+struct ReadOnlyEvidenceCLITests {
+    /// Every file of a folder, by name, with its bytes. SQLite's shared-memory index (`-shm`)
+    /// and an empty `-wal`, which a read-only connection to a WAL database may create and
+    /// which hold no evidence, are left out.
+    func snapshot(_ dir: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
+            if name.hasSuffix("-shm") { continue }
+            if name.hasSuffix("-wal"), (try FileManager.default.attributesOfItem(atPath: dir + "/" + name)[.size] as? Int) == 0 { continue }
+            let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name))
+            out[name] = data.base64EncodedString()
+        }
+        return out
+    }
+
+    @Test("check, facts, plan, report, history, eval and evidence verify leave the store byte-identical, and show a dead run as interrupted without marking it")
+    func byteIdentical() throws {
+        let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
+        let inv = dir.path + "/demo/drplan.yaml"
+        #expect(try CLITests.run(["backup", "-i", inv], cwd: dir.path).status == 0)
+        let store = dir.path + "/demo/.drplan/evidence.sqlite"
+        // A run left `running` by a process that is gone (pid 2^22 + 1 exceeds Linux's pid_max).
+        guard Tools.hasPython(module: "sqlite3") else {
+            _ = Tools.skip("the read-only evidence test", because: "python3's sqlite3 module is missing; it plants the dead run") { Issue.record(Comment(rawValue: $0)) }
+            return
+        }
+        let plant = try Tools.run("python3", ["-c", """
+            import sqlite3, socket
+            db = sqlite3.connect('\(store)')
+            db.execute("INSERT INTO runs (id, kind, job, engine, host, pid, started_at, status) VALUES ('dead-run', 'backup', 'documents-nightly', 'builtin', ?, 4194305, '2026-11-30T10:00:00.000Z', 'running')", (socket.gethostname(),))
+            db.commit(); db.close()
+            """])
+        #expect(plant.status == 0, "\(plant.stderr)")
+        let before = try snapshot(dir.path + "/demo/.drplan")
+        for args in [["check"], ["facts"], ["plan"], ["report", "-o", dir.path + "/reports"], ["history"], ["history", "--format", "json"],
+                     ["eval", "--", "inventory.jobs.size()"]] {
+            let r = try CLITests.run([args[0], "-i", inv] + args.dropFirst(), cwd: dir.path)
+            #expect(r.status == 0 || (args[0] == "check" && r.status == 1), "drplan \(args.joined(separator: " ")): \(r.stderr.prefix(300))")
+            if args == ["history"] { #expect(r.stdout.contains("interrupted"), "\(r.stdout)") }
+            let after = try snapshot(dir.path + "/demo/.drplan")
+            #expect(after == before, "drplan \(args[0]) changed the evidence folder: \(Set(after.keys).symmetricDifference(before.keys).sorted()) appeared or went, \(after.keys.filter { before[$0] != nil && before[$0] != after[$0] }.sorted()) changed")
+        }
+        let verify = try CLITests.run(["evidence", "verify", "-i", inv], cwd: dir.path)
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        #expect(try snapshot(dir.path + "/demo/.drplan") == before, "evidence verify changed the evidence folder")
+        // The next command that records marks the run, as before.
+        _ = try CLITests.run(["backup", "-i", inv], cwd: dir.path)
+        let rows = try Tools.run("python3", ["-c", "import sqlite3; print(sqlite3.connect('\(store)').execute(\"SELECT status FROM runs WHERE id = 'dead-run'\").fetchone()[0])"])
+        #expect(rows.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "interrupted")
+    }
+}

@@ -272,6 +272,16 @@ public final class EvidenceStore: @unchecked Sendable {
         }
     }
 
+    /// The last audit entry's sequence number and hash (0 and zeros for an empty log): what
+    /// `evidence verify` prints so that someone can write it down, and later see that the log
+    /// still reaches it.
+    public func auditHead() throws(EvidenceError) -> (seq: Int64, hash: String) {
+        try read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") else { return (0, String(repeating: "0", count: 64)) }
+            return (row["seq"], row["hash"])
+        }
+    }
+
     // MARK: runs and locks
 
     /// Records a new run and takes its job's lock; a live holder is named in the error.

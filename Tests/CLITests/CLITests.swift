@@ -16,6 +16,13 @@ struct CLITests {
 
     typealias Result = Tools.Output
 
+    /// This instant, as `--to` of an evidence export takes it (a period must have ended).
+    static func nowStamp() -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: Date())
+    }
+
     static func run(_ args: [String], cwd: String = root, env: [String: String] = [:]) throws -> Result {
         try Tools.run(executable: binary, args, cwd: cwd, env: env)
     }

@@ -140,7 +140,7 @@ struct CanaryCLITests {
         for args in [["validate"], ["facts"], ["check"], ["check", "--format", "json"], ["check", "--format", "sarif"], ["check", "--format", "junit"],
                      ["check", "--format", "markdown"], ["check", "--format", "html"], ["plan"], ["plan", "--format", "json"], ["plan", "--format", "markdown"],
                      ["report", "-o", reports], ["history"], ["history", "--format", "json"], ["eval", "--", "inventory"], ["eval", "--", "inventory.assets"],
-                     ["evidence", "export", "--from", "2026-01-01", "--to", "2030-01-01", "-o", dir.path + "/bundle.zip"]] {
+                     ["evidence", "export", "--from", "2026-01-01", "--to", CLITests.nowStamp(), "-o", dir.path + "/bundle.zip"]] {
             let words = args[0] == "evidence" ? 2 : 1   // `-i` goes after the (sub)command
             let r = try CLITests.run(Array(args.prefix(words)) + ["-i", inv] + args.dropFirst(words), cwd: dir.path)
             outputs.append((args.joined(separator: " "), r.stdout + r.stderr))

@@ -75,7 +75,7 @@ struct RunsCLITests {
 
         // The evidence bundle for the period: reports, runs, inventory, audit log, manifest.
         let zip = dir.path + "/evidence.zip"
-        let export = try run(["evidence", "export", "--from", "2026-01-01", "--to", "2030-01-01", "-o", zip], dir)
+        let export = try run(["evidence", "export", "--from", "2026-01-01", "--to", CLITests.nowStamp(), "-o", zip], dir)
         #expect(export.status == 0, "\(export.stderr)")
         #expect(try CLITests.run(["evidence", "verify", zip]).status == 0)
         let listing = try Tools.run("unzip", ["-l", zip])
@@ -90,6 +90,12 @@ struct RunsCLITests {
         _ = try Tools.run("sh", ["-c", "cd \(unpacked) && rm -f ../forged.zip && zip -q -r ../forged.zip ."])
         let forged = try CLITests.run(["evidence", "verify", dir.path + "/forged.zip"])
         #expect(forged.status == 1 && forged.stderr.contains("runs.csv does not match its SHA-256"))
+        // A period that has not ended, or runs backwards, is refused before anything is written.
+        let future = try run(["evidence", "export", "--from", "2026-01-01", "--to", "2030-12-31", "-o", dir.path + "/future.zip"], dir)
+        #expect(future.status == 2 && future.stderr.contains("--to 2030-12-31 is in the future"), "\(future.stderr)")
+        let backwards = try run(["evidence", "export", "--from", "2026-06-01", "--to", "2026-05-01", "-o", dir.path + "/b.zip"], dir)
+        #expect(backwards.status == 2 && backwards.stderr.contains("--from 2026-06-01 is after --to 2026-05-01"), "\(backwards.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/future.zip") && !FileManager.default.fileExists(atPath: dir.path + "/b.zip"))
     }
 
     @Test("a backup killed with SIGKILL leaves earlier snapshots restorable and is recorded as interrupted")

@@ -141,7 +141,7 @@ struct S3CLITests {
         var outputs: [String] = []
         for args in [["backup", "-v"], ["restore-test", "--from", "bucket"], ["snapshots"], ["check-repository", "--read-data"], ["history", "--format", "json"],
                      ["facts"], ["check", "--format", "json"], ["plan", "--format", "markdown"], ["report", "-o", dir.path + "/reports"],
-                     ["evidence", "export", "--from", "2026-01-01", "--to", "2030-01-01", "-o", dir.path + "/bundle.zip"]] {
+                     ["evidence", "export", "--from", "2026-01-01", "--to", CLITests.nowStamp(), "-o", dir.path + "/bundle.zip"]] {
             let r = try CLITests.run(args + ["-i", inv])
             outputs.append(r.stdout + r.stderr)
         }

@@ -200,16 +200,24 @@ struct EvidenceVerifyCommand: ParsableCommand {
             Console.error("drplan: error: no evidence store at \(global.evidencePath); record runs with 'drplan backup' first, or pass --evidence")
             throw CommandFailure(status: .environment)
         }
-        let problems: [String]
-        do { problems = try EvidenceStore.reading(global.evidencePath).verifyAudit() } catch {
+        let problems: [String], head: (seq: Int64, hash: String)
+        do {
+            let store = try EvidenceStore.reading(global.evidencePath)
+            problems = try store.verifyAudit()
+            head = try store.auditHead()
+        } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
         }
+        // The head, always: written down somewhere else, it shows later whether entries were
+        // removed from the end (which no chain can show by itself).
+        let headLine = "head: entry \(head.seq), sha256 \(head.hash)"
         if problems.isEmpty {
-            if !global.quiet { Console.out("ok: the audit log of \(global.evidencePath) is intact") }
+            if !global.quiet { Console.out("ok: the audit log of \(global.evidencePath) is intact; \(headLine)") }
             return
         }
         for p in problems { Console.error("drplan: \(global.evidencePath): \(p)") }
+        Console.out("FAILED: the audit log of \(global.evidencePath) has \(problems.count) problem(s); \(headLine)")
         throw CommandFailure(status: .findings)
     }
 }
@@ -325,6 +333,9 @@ struct EvidenceExportCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Limit findings and control matrices to a framework (repeatable).", valueName: "name"))
     var framework: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("Add the policy files under this directory (repeatable), as 'check' does: the bundle judges what the CI gate judges.", valueName: "dir"))
+    var policies: [String] = []
+
     @Option(name: .short, help: ArgumentHelp("The zip file to write.", valueName: "file"))
     var output: String
 
@@ -333,14 +344,26 @@ struct EvidenceExportCommand: ParsableCommand {
             do { _ = try Timestamp.parse(v) } catch { throw ValidationError("invalid \(flag) '\(v)': \(error.reason)") }
         }
         for f in framework where Framework(rawValue: f) == nil { throw ValidationError("invalid --framework '\(f)'") }
+        if let (start, end) = period() {
+            // Evidence of a period that has not ended cannot be complete, and a bundle dated
+            // in the future would claim what nobody has seen yet.
+            if end > global.instant() { throw ValidationError("--to \(to) is in the future (now is \(global.instant())); an evidence period must have ended") }
+            if start > end { throw ValidationError("--from \(from) is after --to \(to)") }
+        }
+    }
+
+    /// The period as instants: a date alone means from its first second to its last.
+    func period() -> (Timestamp, Timestamp)? {
+        guard let start = try? Timestamp.parse(from), var end = try? Timestamp.parse(to) else { return nil }
+        if to.count == 10 { end = end.adding(seconds: 86_399) }
+        return (start, end)
     }
 
     func run() throws {
         global.apply()
-        guard let start = try? Timestamp.parse(from), var end = try? Timestamp.parse(to) else { throw CommandFailure(status: .badInput) }
-        if to.count == 10 { end = end.adding(seconds: 86_399) }   // a date means the whole day
+        guard let (start, end) = period() else { throw CommandFailure(status: .badInput) }
         let inventory = try global.loadInventory()
-        let policies = try Loaders.policies([], quiet: global.quiet)
+        let policies = try Loaders.policies(self.policies, quiet: global.quiet)
         let (startDate, endDate) = (Date(timeIntervalSince1970: TimeInterval(start.seconds)), Date(timeIntervalSince1970: TimeInterval(end.seconds)))
         var runs: [RunRecord] = []
         var audit: [[String: String]] = []

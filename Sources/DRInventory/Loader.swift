@@ -22,8 +22,12 @@ public enum InventoryLoader {
                 continue
             }
             if isDir.boolValue {
-                let entries = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
-                    .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+                let listed: [String]
+                do { listed = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
+                    state.sink.add(SourceLocation(file: path, line: 0, column: 0), Messages.unreadableDirectory(path, reason: "\(error.localizedDescription)"))
+                    continue
+                }
+                let entries = listed.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
                 if entries.isEmpty { state.sink.add(SourceLocation(file: path, line: 0, column: 0), Messages.emptyDirectory(path)) }
                 for e in entries { state.readFile(display: join(path, e), chain: []) }
             } else {

@@ -16,6 +16,10 @@ public enum Messages {
     static func invalidUTF8(byte: UInt8) -> String {
         String(format: "the file is not UTF-8 text (byte 0x%02X cannot start or continue a character); save it as UTF-8", byte)
     }
+    static func unreadableDirectory(_ path: String, reason: String) -> String {
+        "cannot list the inventory directory \(path): \(reason); check its permissions"
+    }
+
     static func emptyDirectory(_ path: String) -> String {
         "directory '\(path)' holds no *.yaml or *.yml files; point -i at an inventory file"
     }

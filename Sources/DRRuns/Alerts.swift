@@ -1,3 +1,4 @@
+import CEL
 import DRInventory
 import Foundation
 #if canImport(FoundationNetworking)
@@ -9,7 +10,7 @@ import FoundationNetworking
 public enum Alerts {
     /// The JSON every alert carries.
     public static func payload(_ r: RunRecord) -> Data {
-        var body: [String: Any] = [
+        var body: [String: String] = [
             "event": "drplan.run.\(r.status.rawValue)", "run": r.id, "kind": r.kind.rawValue, "engine": r.engine,
             "status": r.status.rawValue, "host": r.host, "started_at": EvidenceStore.iso(r.startedAt),
         ]
@@ -18,7 +19,9 @@ public enum Alerts {
         if let v = r.storage { body["storage"] = v }
         if let v = r.error { body["error"] = Redaction.text(v) }
         if let v = r.finishedAt { body["finished_at"] = EvidenceStore.iso(v) }
-        return (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()
+        // drplan's own JSON writer: it cannot fail, so no alert goes out empty.
+        let fields = body.map { ($0.key, Value.string($0.value)) }.sorted { $0.0 < $1.0 }
+        return Data(JSONWriter(pretty: false).string(.object(fields)).utf8)
     }
 
     /// Sends one alert per URI; returns a problem sentence for each that failed.

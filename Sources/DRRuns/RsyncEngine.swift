@@ -76,7 +76,9 @@ public struct RsyncEngine: BackupEngine {
         var args = ["-a"]
         if let chosen {
             let list = target.deletingLastPathComponent().appendingPathComponent(".drplan-files-\(UUID().uuidString)")
-            try? chosen.sorted().joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8)
+            do { try chosen.sorted().joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8) } catch {
+                throw RepositoryError(.io, "cannot write rsync's file list \(list.path): \(error)")
+            }
             defer { try? FileManager.default.removeItem(at: list) }
             args += ["--files-from=\(list.path)"]
             _ = try run(args + [mirror.path + "/", target.path + "/"])

@@ -394,7 +394,7 @@ struct EvidenceExportCommand: ParsableCommand {
             ("runs.json", Data(Self.runsJSON(inPeriod).utf8)),
             ("runs.csv", Data(Self.csv(inPeriod).utf8)),
             ("restore-tests.csv", Data(Self.csv(inPeriod.filter { $0.kind == .restoreTest }).utf8)),
-            ("audit-log.json", (try? JSONSerialization.data(withJSONObject: audit, options: [.prettyPrinted, .sortedKeys])) ?? Data()),
+            ("audit-log.json", Data((JSONWriter().string(.list(audit.map { e in .object(e.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }) })) + "\n").utf8)),
         ]
         // The inventory as it was written, with every secret masked where it stands (the
         // bundle leaves the machine; the report's inventory_sha256 is of the original bytes).

@@ -56,6 +56,9 @@ public struct CheckResult: Sendable {
     public var options: CheckOptions
     /// Passing judgements per rule (`subject` or `subject/related`), for JUnit.
     public var passedJudgements: [String: [String]]
+    /// Why the measured evidence behind this result failed verification, when it was used
+    /// anyway (`--allow-unverified-evidence`); every report says so at its top.
+    public var unverifiedEvidence: [String] = []
 
     public var active: [Finding] { findings.filter { $0.status == .active } }
     public func count(_ s: Severity) -> Int { active.filter { $0.severity == s }.count }

@@ -46,10 +46,16 @@ public enum JSONFormat: ReportFormat {
         }
         let counts = Severity.allCases.map { ($0.rawValue, Value.int(Int64(r.count($0)))) }
         let protected = r.facts.assets.filter { $0["protected"] == .bool(true) }.count
-        return [
+        // Present only when the evidence failed verification and was used anyway.
+        let unverified: [(String, JSONWriter.Member)] = r.unverifiedEvidence.isEmpty ? [] : [
+            ("evidence", .value(.object([("verified", .bool(false)), ("problems", .strings(r.unverifiedEvidence))]))),
+        ]
+        let head: [(String, JSONWriter.Member)] = [
             ("schema", .value(.string("drplan.report/v1"))),
             ("tool", .value(.object([("name", .string("drplan")), ("version", .string(context.toolVersion))]))),
             ("as_of", .value(.timestamp(r.facts.asOf))),
+        ]
+        return head + unverified + [
             ("inventory", .value(.object([
                 ("files", .strings(r.inventory.files.map(\.path))), ("organization", r.inventory.organization.map(Value.string) ?? .null),
                 ("sha256", .string(r.inventorySHA256)),

@@ -22,6 +22,10 @@ public enum MarkdownFormat: ReportFormat {
         if r.count(.info) > 0 { counts.append("\(r.count(.info)) info") }
         out.append("**\(r.active.count) active finding\(r.active.count == 1 ? "" : "s")** (\(counts.joined(separator: ", "))), \(r.waived) waived" + (r.existing > 0 ? ", \(r.existing) existing" : "") + ". Fails on **\(r.failOn)** and above.")
         out.append("")
+        if !r.unverifiedEvidence.isEmpty {
+            out.append("> **Warning:** judged from evidence that fails verification (\(r.unverifiedEvidence.count) problem(s); `--allow-unverified-evidence`): \(Escape.markdown(r.unverifiedEvidence[0]))")
+            out.append("")
+        }
         out.append("As of \(r.facts.asOf) · \(r.inventory.assets.count) assets, \(r.inventory.jobs.count) jobs, \(r.inventory.storage.count) storage · inventory SHA-256 `\(r.inventorySHA256.prefix(16))…` · drplan \(context.toolVersion)")
         out.append("")
         let shown = r.findings.filter { $0.status == .active } + r.findings.filter { $0.status != .active }

@@ -20,6 +20,9 @@ public enum TextFormat: ReportFormat {
             return s
         }
         var out: [String] = []
+        if !r.unverifiedEvidence.isEmpty {
+            out += ["WARNING: judged from evidence that fails verification (\(r.unverifiedEvidence.count) problem(s); --allow-unverified-evidence): \(Escape.line(r.unverifiedEvidence[0]))", ""]
+        }
         for sev in Severity.allCases {
             let group = r.findings.filter { $0.severity == sev && $0.status == .active }
             if group.isEmpty { continue }

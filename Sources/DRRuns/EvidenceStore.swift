@@ -272,6 +272,66 @@ public final class EvidenceStore: @unchecked Sendable {
         }
     }
 
+    /// The columns of a run that are evidence (all but `alert_pending`, bookkeeping for alerts).
+    static let runColumns = ["id", "kind", "job", "restore_test", "asset", "engine", "storage", "host", "pid", "started_at", "finished_at", "status",
+                             "bytes_read", "bytes_written", "files", "snapshot", "verified_files", "verified_bytes", "error", "output"]
+
+    /// SHA-256 of a run row's canonical JSON (its evidence columns, sorted, nulls kept): what
+    /// each run's audit entries hold, so that a row changed, backdated or added outside drplan
+    /// no longer matches the log.
+    static func rowDigest(_ db: Database, _ id: String) throws -> String {
+        guard let row = try Row.fetchOne(db, sql: "SELECT \(runColumns.joined(separator: ", ")) FROM runs WHERE id = ?", arguments: [id]) else {
+            throw EvidenceError(kind: .unreadable, message: "run \(id) vanished while it was being recorded")
+        }
+        return rowDigest(row)
+    }
+
+    static func rowDigest(_ row: Row) -> String {
+        let fields: [(String, Value)] = runColumns.sorted().map { c in
+            let v = row[c] as DatabaseValue
+            switch v.storage {
+            case .null: return (c, .null)
+            case .int64(let i): return (c, .int(i))
+            case .double(let d): return (c, .double(d))
+            case .string(let t): return (c, .string(t))
+            case .blob(let b): return (c, .string(b.base64EncodedString()))
+            }
+        }
+        return JSONWriter.hex(SHA256.hash(data: Data(JSONWriter(pretty: false).string(.object(fields)).utf8)))
+    }
+
+    /// Runs against the audit log: each run row must match the digest its last audit entry
+    /// recorded; a row without any entry was added outside drplan, and an entry whose row is
+    /// gone was deleted. Runs recorded before runs were bound to the log (entries without a
+    /// digest) are counted in `unbound`, not judged.
+    public func verifyRuns() throws(EvidenceError) -> (problems: [String], unbound: Int) {
+        try read { db in
+            var last: [String: String?] = [:]   // run → digest of its last entry (nil: an entry without one)
+            var problems: [String] = []
+            for row in try Row.fetchAll(db, sql: "SELECT seq, event, detail FROM audit WHERE event IN ('run.started', 'run.finished', 'run.interrupted') ORDER BY seq") {
+                let detail: String = row["detail"], seq: Int64 = row["seq"]
+                guard let obj = (try JSONSerialization.jsonObject(with: Data(detail.utf8))) as? [String: String], let run = obj["run"] else {
+                    problems.append("audit entry \(seq) does not name its run"); continue
+                }
+                last[run] = .some(obj["row_sha256"])
+            }
+            var unbound = 0
+            var seen = Set<String>()
+            for row in try Row.fetchAll(db, sql: "SELECT \(Self.runColumns.joined(separator: ", ")) FROM runs ORDER BY started_at, id") {
+                let id: String = row["id"]
+                seen.insert(id)
+                guard let entry = last[id] else { problems.append("run \(id) has no entry in the audit log: it was added outside drplan"); continue }
+                guard let digest = entry else { unbound += 1; continue }
+                if Self.rowDigest(row) != digest {
+                    let status: String = row["status"], started: String = row["started_at"]
+                    problems.append("run \(id) (now \(status), started \(started)) differs from what drplan recorded: it was changed after it was written")
+                }
+            }
+            for id in last.keys.sorted() where !seen.contains(id) { problems.append("run \(id) is in the audit log but not among the runs: it was deleted") }
+            return (problems, unbound)
+        }
+    }
+
     /// The last audit entry's sequence number and hash (0 and zeros for an empty log): what
     /// `evidence verify` prints so that someone can write it down, and later see that the log
     /// still reaches it.
@@ -307,7 +367,8 @@ public final class EvidenceStore: @unchecked Sendable {
                 INSERT INTO runs (id, kind, job, restore_test, asset, engine, storage, host, pid, started_at, status)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')
                 """, arguments: [run.id, run.kind.rawValue, run.job, run.restoreTest, run.asset, run.engine, run.storage, run.host, run.pid, Self.iso(run.startedAt)])
-            try Self.append(db, "run.started", ["run": run.id, "kind": run.kind.rawValue, "job": run.job ?? "", "restore_test": run.restoreTest ?? ""])
+            try Self.append(db, "run.started", ["run": run.id, "kind": run.kind.rawValue, "job": run.job ?? "", "restore_test": run.restoreTest ?? "",
+                                                 "row_sha256": try Self.rowDigest(db, run.id)])
             return run
         }
     }
@@ -328,7 +389,7 @@ public final class EvidenceStore: @unchecked Sendable {
                 """, arguments: [Self.iso(r.finishedAt ?? Date()), r.status.rawValue, r.bytesRead, r.bytesWritten, r.files, r.snapshot,
                                  r.verifiedFiles, r.verifiedBytes, r.error, r.output, r.id])
             try db.execute(sql: "DELETE FROM locks WHERE run_id = ?", arguments: [r.id])
-            try Self.append(db, "run.finished", ["run": r.id, "status": r.status.rawValue, "snapshot": r.snapshot ?? ""])
+            try Self.append(db, "run.finished", ["run": r.id, "status": r.status.rawValue, "snapshot": r.snapshot ?? "", "row_sha256": try Self.rowDigest(db, r.id)])
         }
     }
 
@@ -341,7 +402,7 @@ public final class EvidenceStore: @unchecked Sendable {
                 try db.execute(sql: "UPDATE runs SET status = 'interrupted', alert_pending = 1, finished_at = ?, error = 'the process running it ended before it finished' WHERE id = ?",
                                arguments: [Self.iso(Date()), id])
                 try db.execute(sql: "DELETE FROM locks WHERE run_id = ?", arguments: [id])
-                try Self.append(db, "run.interrupted", ["run": id])
+                try Self.append(db, "run.interrupted", ["run": id, "row_sha256": try Self.rowDigest(db, id)])
             }
         }
     }

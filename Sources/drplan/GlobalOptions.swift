@@ -28,6 +28,9 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Print what is read and done.")
     var verbose = false
 
+    @Flag(name: .long, help: "Use measured evidence even from a store that fails verification (the report says so).")
+    var allowUnverifiedEvidence = false
+
     /// The inventory paths, defaulting to ./drplan.yaml.
     var inventoryPaths: [String] { inventory.isEmpty ? ["drplan.yaml"] : inventory }
 
@@ -65,15 +68,31 @@ struct GlobalOptions: ParsableArguments {
     var evidencePath: String { evidence ?? baseDirectory + "/.drplan/evidence.sqlite" }
 
     /// Measured evidence for the facts. Commands that only read never create the store: a
-    /// missing store is an empty one.
-    func measured() throws(CommandFailure) -> MeasuredEvidence {
-        guard FileManager.default.fileExists(atPath: evidencePath) else { return MeasuredEvidence() }
-        do {
-            return try EvidenceStore.reading(evidencePath).measured()
+    /// missing store is an empty one. A store whose audit log or runs fail verification is
+    /// refused (exit 3): judging from edited evidence is what a forger wants. With
+    /// `--allow-unverified-evidence` it is used, and `unverified` says why, for the report.
+    func measured() throws(CommandFailure) -> MeasuredEvidence { try measuredEvidence().evidence }
+
+    func measuredEvidence() throws(CommandFailure) -> (evidence: MeasuredEvidence, unverified: [String]) {
+        guard FileManager.default.fileExists(atPath: evidencePath) else { return (MeasuredEvidence(), []) }
+        let problems: [String], evidence: MeasuredEvidence
+        do throws(EvidenceError) {
+            let store = try EvidenceStore.reading(evidencePath)
+            problems = try store.verifyAudit() + store.verifyRuns().problems
+            evidence = try store.measured()
         } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
         }
+        if !problems.isEmpty {
+            for p in problems.prefix(20) { Console.error("drplan: \(evidencePath): \(p)") }
+            guard allowUnverifiedEvidence else {
+                Console.error("drplan: error: the evidence store \(evidencePath) fails verification (\(problems.count) problem(s)); nothing was judged from it. Investigate with 'drplan evidence verify', or pass --allow-unverified-evidence to use it anyway")
+                throw CommandFailure(status: .environment)
+            }
+            Console.error("drplan: warning: using evidence that fails verification (--allow-unverified-evidence)")
+        }
+        return (evidence, problems)
     }
 
     /// Opens (creating) the evidence store, for commands that record runs.

@@ -105,9 +105,11 @@ enum Loaders {
             }
             options.baseline = try Loaders.report(Check.baselineFingerprints(data))
         }
-        let measured = try global.measured()
+        let (measured, unverified) = try global.measuredEvidence()
         do throws(RuleEvaluationError) {
-            return try Check.run(inventory: inventory, policies: policySet, now: global.instant(), measured: measured, options: options)
+            var result = try Check.run(inventory: inventory, policies: policySet, now: global.instant(), measured: measured, options: options)
+            result.unverifiedEvidence = unverified
+            return result
         } catch {
             Console.error(error.description)
             throw CommandFailure(status: .badInput)

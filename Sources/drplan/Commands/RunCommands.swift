@@ -200,10 +200,12 @@ struct EvidenceVerifyCommand: ParsableCommand {
             Console.error("drplan: error: no evidence store at \(global.evidencePath); record runs with 'drplan backup' first, or pass --evidence")
             throw CommandFailure(status: .environment)
         }
-        let problems: [String], head: (seq: Int64, hash: String)
+        let problems: [String], head: (seq: Int64, hash: String), unbound: Int
         do {
             let store = try EvidenceStore.reading(global.evidencePath)
-            problems = try store.verifyAudit()
+            let runs = try store.verifyRuns()
+            problems = try store.verifyAudit() + runs.problems
+            unbound = runs.unbound
             head = try store.auditHead()
         } catch {
             Console.error("drplan: error: \(error.message)")
@@ -212,8 +214,9 @@ struct EvidenceVerifyCommand: ParsableCommand {
         // The head, always: written down somewhere else, it shows later whether entries were
         // removed from the end (which no chain can show by itself).
         let headLine = "head: entry \(head.seq), sha256 \(head.hash)"
+            + (unbound > 0 ? "; \(unbound) run(s) recorded before runs were bound to the log are not checked" : "")
         if problems.isEmpty {
-            if !global.quiet { Console.out("ok: the audit log of \(global.evidencePath) is intact; \(headLine)") }
+            if !global.quiet { Console.out("ok: the audit log of \(global.evidencePath) is intact and every run matches it; \(headLine)") }
             return
         }
         for p in problems { Console.error("drplan: \(global.evidencePath): \(p)") }

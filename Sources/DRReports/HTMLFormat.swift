@@ -112,7 +112,7 @@ public enum HTMLFormat: ReportFormat {
         return [
             "organization": r.inventory.organization ?? "inventory", "asOf": r.facts.asOf.description, "asOfDate": String(r.facts.asOf.description.prefix(10)),
             "generatedAt": Timestamp(seconds: context.generatedAt.seconds).description,
-            "unverified": r.unverifiedEvidence.isEmpty ? "" : "Judged from evidence that fails verification (\(r.unverifiedEvidence.count) problem(s); --allow-unverified-evidence): \(r.unverifiedEvidence[0])", "toolVersion": context.toolVersion, "sha256": r.inventorySHA256,
+            "hasUnverified": !r.unverifiedEvidence.isEmpty, "unverified": r.unverifiedEvidence.isEmpty ? "" : "Judged from evidence that fails verification (\(r.unverifiedEvidence.count) problem(s); --allow-unverified-evidence): \(r.unverifiedEvidence[0])", "toolVersion": context.toolVersion, "sha256": r.inventorySHA256,
             "verdict": r.passed ? "PASS" : "FAIL", "verdictClass": r.passed ? "pass" : "fail", "failOn": r.failOn.description,
             "counts": Severity.allCases.map { ["severity": $0.rawValue, "count": r.count($0)] as [String: Any] },
             "waived": r.waived, "existing": r.existing, "hasExisting": r.existing > 0,

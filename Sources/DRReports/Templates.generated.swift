@@ -71,8 +71,7 @@ footer { color: var(--muted); font-size: 12px; padding: 0 32px 30px; }
 <body>
 <header>
   <h1>Disaster-recovery audit: {{organization}}</h1>
-  {{#unverified}}<div class="meta" id="unverified" style="color:#b00020;font-weight:bold">⚠ {{unverified}}</div>{{/unverified}}
-  <div class="meta">As of {{asOf}} · generated {{generatedAt}} by drplan {{toolVersion}} · inventory SHA-256 <code id="sha256">{{sha256}}</code></div>
+  {{#hasUnverified}}<div class="meta" id="unverified" style="color:#b00020;font-weight:bold">⚠ {{unverified}}</div>{{/hasUnverified}}<div class="meta">As of {{asOf}} · generated {{generatedAt}} by drplan {{toolVersion}} · inventory SHA-256 <code id="sha256">{{sha256}}</code></div>
 </header>
 <main>
 <section id="summary">

@@ -43,5 +43,10 @@ struct EvidenceTamperCLITests {
         let evidence = json?["evidence"] as? [String: Any]
         #expect(evidence?["verified"] as? Bool == false && (evidence?["problems"] as? [String])?.first?.contains(expected) == true, "\(what): \(allowed.stdout.prefix(300))")
         #expect(try CLITests.run(["check", "-i", inv, "--allow-unverified-evidence"], cwd: dir.path).stdout.hasPrefix("WARNING: judged from evidence that fails verification"))
+        let report = try CLITests.run(["report", "-i", inv, "--allow-unverified-evidence", "-o", dir.path + "/reports"], cwd: dir.path)
+        #expect(report.status == 0, "\(report.stderr)")
+        let html = try String(contentsOfFile: dir.path + "/reports/report.html", encoding: .utf8)
+        #expect(html.contains("id=\"unverified\"") && html.contains("fails verification"))
+        #expect(try CLITests.run(["report", "-i", inv, "-o", dir.path + "/refused"], cwd: dir.path).status == 3)
     }
 }

@@ -98,23 +98,33 @@ struct RunsCLITests {
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/future.zip") && !FileManager.default.fileExists(atPath: dir.path + "/b.zip"))
     }
 
+    /// Starts a backup of documents-nightly over 240 MB of new data and kills it with SIGKILL
+    /// once its run is recorded as running (history is polled: a fixed sleep raced the
+    /// backup's start on a loaded machine), leaving a run whose process is gone.
+    static func killBackupMidRun(_ dir: TempDir) throws {
+        let big = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        for i in 0..<6 { try dir.write("demo/data/big-\(i).bin", try big.read(upToCount: 40 << 20) ?? Data()) }
+        let inv = dir.path + "/demo/drplan.yaml"
+        let before = try CLITests.run(["history", "-i", inv], cwd: dir.path).stdout.components(separatedBy: "running").count
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLITests.binary)
+        p.arguments = ["backup", "documents-nightly", "-q", "-i", inv]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, p.isRunning, try CLITests.run(["history", "-i", inv], cwd: dir.path).stdout.components(separatedBy: "running").count == before {
+            usleep(50_000)
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .uncaughtSignal, "the backup finished before it could be killed")
+    }
+
     @Test("a backup killed with SIGKILL leaves earlier snapshots restorable and is recorded as interrupted")
     func killed() throws {
         let dir = try Self.demo(); defer { dir.cleanup() }
         #expect(try run(["backup", "documents-nightly"], dir).status == 0)
-        // Enough new data that the second backup is still running when it is killed.
-        let big = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
-        for i in 0..<6 { try dir.write("demo/data/big-\(i).bin", try big.read(upToCount: 40 << 20) ?? Data()) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLITests.binary)
-        p.arguments = ["backup", "documents-nightly", "-q", "-i", dir.path + "/demo/drplan.yaml"]
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        var rng = SplitMix(seed: UInt64(Date().timeIntervalSince1970))
-        usleep(UInt32(200_000 + rng.next() % 600_000))
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        #expect(p.terminationReason == .uncaughtSignal)
+        try Self.killBackupMidRun(dir)
         let history = try run(["history", "--format", "json"], dir)
         let runs = try #require((try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as? [String: Any])?["runs"] as? [[String: Any]])
         let statuses = runs.map { $0["status"] as? String ?? "" }
@@ -126,7 +136,8 @@ struct RunsCLITests {
         let test = try run(["restore-test"], dir)
         #expect(test.status == 0, "\(test.stderr)")
         #expect(try run(["evidence", "verify"], dir).status == 0)
-        // `history` found the interruption; the next run sends the alert it owes, once.
+        // `history` only showed the interruption (it reads); the next recording command marks
+        // it and sends the alert it owes, once.
         _ = try run(["restore-test"], dir)
         let alerts = (try? String(contentsOfFile: dir.path + "/demo/alerts.log", encoding: .utf8)) ?? ""
         #expect(alerts.components(separatedBy: "\"event\":\"drplan.run.interrupted\"").count - 1 == statuses.filter { $0 == "interrupted" }.count, "\(alerts)")

@@ -72,10 +72,15 @@ def main():
         (n0, _, _, c0, _, _), (n1, _, _, c1, _, _) = rows[0], rows[-1]
         lines += ["", f"Growth of `check` from {n0:,} to {n1:,} assets ({n1 / n0:.0f}× the input): {c1[0] / c0[0]:.1f}× the time, "
                   f"{c1[1] / c0[1]:.1f}× the memory."]
+    publish(a, "checker", lines)
+
+
+def publish(a, section, lines):
+    """Prints the table, and writes it into docs/benchmarks.md unless --no-write."""
     table = "\n".join(lines)
     print("\n" + table)
     if not a.no_write:
-        write_section("checker", table)
+        write_section(section, table)
 
 
 def chain(a):
@@ -101,10 +106,7 @@ def chain(a):
     (_, f0, c0, p0), (_, f1, c1, p1) = rows
     lines += ["", f"The chain costs {f1[0] / f0[0]:.2f}× the time of no dependencies for `facts`, {c1[0] / c0[0]:.2f}× for `check` "
               f"and {p1[0] / p0[0]:.2f}× for `plan`."]
-    table = "\n".join(lines)
-    print("\n" + table)
-    if not a.no_write:
-        write_section("checker-chain", table)
+    publish(a, "checker-chain", lines)
 
 
 if __name__ == "__main__":

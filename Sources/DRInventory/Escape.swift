@@ -7,38 +7,42 @@ public enum Escape {
     /// holds can start a forged `FILE:LINE:COL: error:` line or hide text.
     public static func line(_ s: String) -> String {
         guard s.unicodeScalars.contains(where: needsEscape) else { return s }
-        var out = ""
-        for u in s.unicodeScalars {
+        return replacing(s) { u in
             switch u {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where needsEscape(u): out += "\\u{" + String(u.value, radix: 16) + "}"
-            default: out.unicodeScalars.append(u)
+            case "\n": return "\\n"
+            case "\r": return "\\r"
+            case "\t": return "\\t"
+            default: return needsEscape(u) ? "\\u{" + String(u.value, radix: 16) + "}" : nil
             }
         }
-        return out
     }
 
     /// A YAML double-quoted scalar that reads back as `s` exactly (the evidence bundle's
     /// redacted inventory writes its replacements so).
     public static func yamlDoubleQuoted(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
+        "\"" + replacing(s) { u in
             switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
+            case "\"": return "\\\""
+            case "\\": return "\\\\"
+            case "\n": return "\\n"
+            case "\t": return "\\t"
+            case "\r": return "\\r"
             case _ where u.value < 0x20 || (0x7F...0x9F).contains(u.value) || u.value == 0x2028 || u.value == 0x2029 || u.value == 0xFEFF:
                 // Not printable for YAML: written as an escape.
                 let hex = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(u)
+                return "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: return nil
             }
+        } + "\""
+    }
+
+    /// `s` with each scalar for which `escape` gives text replaced by it.
+    static func replacing(_ s: String, _ escape: (Unicode.Scalar) -> String?) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            if let e = escape(u) { out += e } else { out.unicodeScalars.append(u) }
         }
-        return out + "\""
+        return out
     }
 
     static func needsEscape(_ u: Unicode.Scalar) -> Bool {
@@ -76,11 +80,7 @@ public enum Escape {
     /// writer escapes markup characters itself.
     public static func xml(_ s: String) -> String {
         guard s.unicodeScalars.contains(where: { !xmlAllowed($0) }) else { return s }
-        var out = ""
-        for u in s.unicodeScalars {
-            if xmlAllowed(u) { out.unicodeScalars.append(u) } else { out += "\\u{" + String(u.value, radix: 16) + "}" }
-        }
-        return out
+        return replacing(s) { u in xmlAllowed(u) ? nil : "\\u{" + String(u.value, radix: 16) + "}" }
     }
 
     /// One CSV field, quoted (RFC 4180). A field that a spreadsheet would read as a formula

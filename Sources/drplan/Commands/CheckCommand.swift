@@ -1,5 +1,6 @@
 import ArgumentParser
 import CEL
+import DRFacts
 import DRInventory
 import DRPolicy
 import DRReports
@@ -92,7 +93,10 @@ enum Loaders {
 
     /// Loads the inventory and policies, reads the baseline, and evaluates: what `check` and
     /// `report` share. Every failure is printed and mapped to its exit status.
-    static func check(_ global: GlobalOptions, _ evaluation: EvaluationOptions) throws(CommandFailure) -> CheckResult {
+    /// `evidence`: measured evidence already read and verified (by `report`, which also plans
+    /// from it), so that the store is read and verified once.
+    static func check(_ global: GlobalOptions, _ evaluation: EvaluationOptions,
+                      evidence: (evidence: MeasuredEvidence, unverified: [String])? = nil) throws(CommandFailure) -> CheckResult {
         let inventory = try global.loadInventory()
         let policySet = try Loaders.policies(evaluation.policies, quiet: global.quiet)
         var options = CheckOptions()
@@ -105,7 +109,9 @@ enum Loaders {
             }
             options.baseline = try Loaders.report(Check.baselineFingerprints(data))
         }
-        let (measured, unverified) = try global.measuredEvidence()
+        let read: (evidence: MeasuredEvidence, unverified: [String])
+        if let evidence { read = evidence } else { read = try global.measuredEvidence() }
+        let (measured, unverified) = read
         do throws(RuleEvaluationError) {
             var result = try Check.run(inventory: inventory, policies: policySet, now: global.instant(), measured: measured, options: options)
             result.unverifiedEvidence = unverified

@@ -33,10 +33,11 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         global.apply()
-        let result = try Loaders.check(global, evaluation)
+        let evidence = try global.measuredEvidence()
+        let result = try Loaders.check(global, evaluation, evidence: evidence)
         // The default scenarios' verdicts go into the HTML report, linked to the runbook written beside it.
         // A copy the evidence shows was never made is no source to recover from, here as in `plan`.
-        let measured = try global.measured()
+        let measured = evidence.evidence
         let planner = Planner(result.inventory, measuredRates: measured.restoreRates.mapValues(\.bytesPerSecond),
                               unproven: FactDeriver(result.inventory, now: result.facts.asOf, measured: measured).unprovenCopies())
         let plans = Scenario.defaults(for: result.inventory).map { planner.plan($0) }

@@ -89,7 +89,16 @@ public enum Redaction {
     /// recognised: too many tools have `-p…` options that are not passwords).
     public static func text(_ s: String) -> String {
         // Fast path: text with none of the shapes a secret takes here.
-        mayHoldSecret(s) ? scrub(s) : s
+        guard mayHoldSecret(s) else { return s }
+        // Until nothing changes: one mask can expose the rest of a value to another pattern
+        // (fuzzing found `secret_key: "a: ["…KEY"`, whose unquoted tail survived one pass).
+        var out = s
+        for _ in 0..<8 {
+            let next = scrub(out)
+            if next == out { break }
+            out = next
+        }
+        return out
     }
 
     /// `text` without its fast path (a test checks that the fast path skips only text this

@@ -150,6 +150,13 @@ struct RedactionFastPathTests {
         #expect(Redaction.text("token://example") == "token://example")
     }
 
+    @Test("redaction is idempotent: a value whose first quoted part is masked loses its tail too (found by fuzzing)")
+    func idempotent() {
+        let s = #"# secret_key: "wJalrXUtnFEude: ["*.yaMI/K7MDENG/bPxRfiCYEXAMPLEKEY""#
+        let once = Redaction.text(s)
+        #expect(!once.contains("EXAMPLEKEY") && Redaction.text(once) == once, "\(once)")
+    }
+
     @Test("secret-named keys, any case, apart from identifiers")
     func keys() {
         for k in ["password", "DB_PASSWORD", "apiToken", "secret_access_key", "Passphrase", "x-auth", "privateKey", "pwd"] { #expect(Redaction.isSecretKey(k), "\(k)") }

@@ -80,7 +80,6 @@ public enum Redaction {
     nonisolated(unsafe) static let flagPattern = /(?<lead>(?:^|\s)--?(?:password|passwd|pass|pwd|token|secret|api-key|apikey|auth|passphrase)(?:=|\s+))(?<value>'[^']*'|"[^"]*"|[^\s'"]+)/
     nonisolated(unsafe) static let shortPPattern = /(?<lead>(?:^|\s)-p\s+)(?<value>[^\s-]\S*)/
     nonisolated(unsafe) static let optionNamePattern = /--?[A-Za-z0-9][A-Za-z0-9_.\-]*/
-    nonisolated(unsafe) static let optionValuePattern = /(?:^|\s)(?<flag>--?[A-Za-z0-9][A-Za-z0-9_.\-]*)(?:=|\s+)(?<value>'[^']*'|"(?:[^"\\]|\\.)*"|[^\s'"]+)/
     nonisolated(unsafe) static let optionMaskPattern = /(?<lead>(?:^|\s)(?<flag>--?[A-Za-z0-9][A-Za-z0-9_.\-]*)(?:=|\s+))(?<value>'[^']*'|"(?:[^"\\]|\\.)*"|[^\s'"]+)/
 
     /// Free text with its secrets masked: URL userinfo, secret-named query parameters,
@@ -147,7 +146,7 @@ public enum Redaction {
     public static func optionValues(_ command: String, flags: [String]) -> [String] {
         guard !flags.isEmpty else { return [] }
         var out: [String] = []
-        for m in command.matches(of: Self.optionValuePattern)
+        for m in command.matches(of: Self.optionMaskPattern)
         where flags.contains(String(m.output.flag)) {
             var v = String(m.output.value)
             if v.count >= 2, let f = v.first, f == "'" || f == "\"", v.last == f { v = String(v.dropFirst().dropLast()) }

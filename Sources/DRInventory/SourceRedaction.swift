@@ -57,16 +57,16 @@ public enum SourceRedaction {
         }
         if let failure { return .withheld(reason: failure) }
         edits += doc.commentEdits()
-        if secrets.contains(where: { $0.count >= 4 && doc.outsideEdits(edits).contains($0) }) {
-            return .withheld(reason: "a secret value appears elsewhere in the file (in a comment or another value)")
-        }
         let out = doc.applying(edits)
         // Check the copy as a reader would see it.
         do {
             guard let again = try Parser(yaml: out, resolver: .basic).nextRoot() else { return .withheld(reason: "the redacted copy is empty") }
             if let problem = leftover(again) { return .withheld(reason: problem) }
         } catch { return .withheld(reason: "the redacted copy would not parse") }
-        if secrets.contains(where: { $0.count >= 4 && out.contains($0) }) { return .withheld(reason: "a masked value still appears in the copy") }
+        // Anywhere in the copy: a comment, another value, or what a replacement kept.
+        if secrets.contains(where: { $0.count >= 4 && out.contains($0) }) {
+            return .withheld(reason: "a masked value still appears in the copy (in a comment or another value)")
+        }
         return .redacted(out, masked: edits.count)
     }
 
@@ -221,11 +221,6 @@ public enum SourceRedaction {
                 }
             }
             return out
-        }
-
-        /// The text that `edits` leave as it is.
-        func outsideEdits(_ edits: [Edit]) -> String {
-            applying(edits.map { Edit(range: $0.range, replacement: "\u{0}") })
         }
 
         func applying(_ edits: [Edit]) -> String {

@@ -343,28 +343,29 @@ struct EvidenceExportCommand: ParsableCommand {
     var output: String
 
     func validate() throws {
-        for (flag, v) in [("--from", from), ("--to", to)] {
-            do { _ = try Timestamp.parse(v) } catch { throw ValidationError("invalid \(flag) '\(v)': \(error.reason)") }
-        }
+        let (start, end) = try period()
         for f in framework where Framework(rawValue: f) == nil { throw ValidationError("invalid --framework '\(f)'") }
-        if let (start, end) = period() {
-            // Evidence of a period that has not ended cannot be complete, and a bundle dated
-            // in the future would claim what nobody has seen yet.
-            if end > global.instant() { throw ValidationError("--to \(to) is in the future (now is \(global.instant())); an evidence period must have ended") }
-            if start > end { throw ValidationError("--from \(from) is after --to \(to)") }
-        }
+        // Evidence of a period that has not ended cannot be complete, and a bundle dated in
+        // the future would claim what nobody has seen yet.
+        if end > global.instant() { throw ValidationError("--to \(to) is in the future (now is \(global.instant())); an evidence period must have ended") }
+        if start > end { throw ValidationError("--from \(from) is after --to \(to)") }
     }
 
-    /// The period as instants: a date alone means from its first second to its last.
-    func period() -> (Timestamp, Timestamp)? {
-        guard let start = try? Timestamp.parse(from), var end = try? Timestamp.parse(to) else { return nil }
+    /// The period as instants: a date alone means from its first second to its last. A value
+    /// that does not parse is the usage error that names the flag.
+    func period() throws(ValidationError) -> (Timestamp, Timestamp) {
+        func parse(_ flag: String, _ v: String) throws(ValidationError) -> Timestamp {
+            do { return try Timestamp.parse(v) } catch { throw ValidationError("invalid \(flag) '\(v)': \(error.reason)") }
+        }
+        let start = try parse("--from", from)
+        var end = try parse("--to", to)
         if to.count == 10 { end = end.adding(seconds: 86_399) }
         return (start, end)
     }
 
     func run() throws {
         global.apply()
-        guard let (start, end) = period() else { throw CommandFailure(status: .badInput) }
+        let (start, end) = try period()
         let inventory = try global.loadInventory()
         let policies = try Loaders.policies(self.policies, quiet: global.quiet)
         let (startDate, endDate) = (Date(timeIntervalSince1970: TimeInterval(start.seconds)), Date(timeIntervalSince1970: TimeInterval(end.seconds)))

@@ -29,32 +29,16 @@ public struct DependencySummary: Sendable, Equatable {
         var byID: [String: Asset] = [:]
         for a in assets where byID[a.id] == nil { byID[a.id] = a }
         var done: [String: DependencySummary] = [:]
-        var onPath = Set<String>()
-        for root in assets where done[root.id] == nil {
-            var work: [(id: String, next: Int)] = [(root.id, 0)]
-            onPath.insert(root.id)
-            while let (id, next) = work.last {
-                let deps = byID[id]?.dependsOn ?? []
-                if next < deps.count {
-                    work[work.count - 1].next += 1
-                    let d = deps[next]
-                    if done[d] == nil, byID[d] != nil, !onPath.contains(d) {
-                        onPath.insert(d)
-                        work.append((d, 0))
-                    }
-                    continue
-                }
-                work.removeLast()
-                onPath.remove(id)
-                var summary = DependencySummary(depth: 0, slowest: nil)
-                for d in deps {
-                    guard let dep = byID[d], let below = done[d] else { continue }
-                    summary.depth = max(summary.depth, below.depth + 1)
-                    summary.consider(Slowest(id: d, rto: dep.rto, via: d))
-                    if let s = below.slowest { summary.consider(Slowest(id: s.id, rto: s.rto, via: d)) }
-                }
-                done[id] = summary
+        DependencyWalk.postOrder(assets.map(\.id), next: { byID[$0]?.dependsOn ?? [] },
+                                 enter: { done[$0] == nil && byID[$0] != nil }) { id in
+            var summary = DependencySummary(depth: 0, slowest: nil)
+            for d in byID[id]?.dependsOn ?? [] {
+                guard let dep = byID[d], let below = done[d] else { continue }
+                summary.depth = max(summary.depth, below.depth + 1)
+                summary.consider(Slowest(id: d, rto: dep.rto, via: d))
+                if let s = below.slowest { summary.consider(Slowest(id: s.id, rto: s.rto, via: d)) }
             }
+            done[id] = summary
         }
         return done
     }
@@ -71,6 +55,39 @@ public struct DependencySummary: Sendable, Equatable {
         case (.some, nil): return false
         case let (x?, y?) where x.seconds != y.seconds: return x.seconds > y.seconds
         default: return (a.id, a.via) < (b.id, b.via)
+        }
+    }
+}
+
+/// A depth-first walk of `depends_on`, children before parents, without recursion (so no
+/// chain exhausts the stack): what the facts' summaries and the planner's waits-for both
+/// compute over.
+public enum DependencyWalk {
+    /// Calls `finish` on each root `enter` admits and on what it leads to through `next`, each
+    /// after everything below it. A node `enter` refuses (done already, unknown, not to be
+    /// crossed) is not entered, and an edge back onto the current path (a cycle, which the
+    /// validator reports) is skipped. `enter` is asked again before each node, so it can
+    /// consult what `finish` recorded.
+    public static func postOrder(_ roots: [String], next: (String) -> [String], enter: (String) -> Bool, finish: (String) -> Void) {
+        var onPath = Set<String>()
+        for root in roots where enter(root) {
+            var work: [(id: String, next: Int)] = [(root, 0)]
+            onPath.insert(root)
+            while let (id, i) = work.last {
+                let deps = next(id)
+                if i < deps.count {
+                    work[work.count - 1].next += 1
+                    let d = deps[i]
+                    if !onPath.contains(d), enter(d) {
+                        onPath.insert(d)
+                        work.append((d, 0))
+                    }
+                    continue
+                }
+                work.removeLast()
+                onPath.remove(id)
+                finish(id)
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import DRFacts
 import DRInventory
 import HeapModule
 
@@ -11,30 +12,12 @@ extension Planner {
     /// however many lost assets need it.
     func lostDependencies(_ rows: [PlanRow], lost: [String: Int]) -> [[String]] {
         var through: [String: Set<String>] = [:]   // intact asset → lost assets reached through it
-        var onPath = Set<String>()
         func reach(_ d: String) -> Set<String>? { lost[d] != nil ? [d] : through[d] }
-        for row in rows {
-            for root in assets[row.asset]?.dependsOn ?? [] where lost[root] == nil && through[root] == nil && assets[root] != nil {
-                var work: [(id: String, next: Int)] = [(root, 0)]
-                onPath.insert(root)
-                while let (id, next) = work.last {
-                    let deps = assets[id]?.dependsOn ?? []
-                    if next < deps.count {
-                        work[work.count - 1].next += 1
-                        let d = deps[next]
-                        if lost[d] == nil, through[d] == nil, assets[d] != nil, !onPath.contains(d) {
-                            onPath.insert(d)
-                            work.append((d, 0))
-                        }
-                        continue
-                    }
-                    work.removeLast()
-                    onPath.remove(id)
-                    var set = Set<String>()
-                    for d in deps { if let r = reach(d) { set.formUnion(r) } }
-                    through[id] = set
-                }
-            }
+        DependencyWalk.postOrder(rows.flatMap { assets[$0.asset]?.dependsOn ?? [] }, next: { assets[$0]?.dependsOn ?? [] },
+                                 enter: { lost[$0] == nil && through[$0] == nil && assets[$0] != nil }) { id in
+            var set = Set<String>()
+            for d in assets[id]?.dependsOn ?? [] { if let r = reach(d) { set.formUnion(r) } }
+            through[id] = set
         }
         return rows.map { row in
             var set = Set<String>()

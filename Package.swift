@@ -8,7 +8,8 @@ import PackageDescription
 //   DRPolicy     — policy files, the built-in catalog, load-time checks, findings
 //   DRReports    — one file per report format (text, JSON, SARIF, JUnit, Markdown, HTML)
 //   DRPlanning   — disaster scenarios, recovery waves and runbooks (`drplan plan`)
-//   DRRuns       — backup engines; so far the builtin repository (the runs issue continues it)
+//   DRRuns       — backup engines, the builtin repository, the evidence store and its anchors
+//   DREvidence   — what an auditor takes away: bundles, attestations, period figures, control tables, bundle verification
 //   drplan       — the command line: parses flags, calls one core function, maps errors to exit codes
 let package = Package(
     name: "drplan",
@@ -55,11 +56,18 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"), .product(name: "ZIPFoundation", package: "ZIPFoundation"), "DRInventory", "DRFacts", "CEL", "CZstd",
             ]
         ),
+        .target(
+            name: "DREvidence",
+            dependencies: [
+                "DRInventory", "DRFacts", "DRPolicy", "DRReports", "DRPlanning", "DRRuns", "CEL",
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+            ]
+        ),
         .executableTarget(
             name: "drplan",
             dependencies: [
-                "DRInventory", "DRFacts", "DRPolicy", "DRReports", "DRPlanning", "DRRuns", "CEL",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "DRInventory", "DRFacts", "DRPolicy", "DRReports", "DRPlanning", "DRRuns", "DREvidence", "CEL",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
@@ -75,6 +83,8 @@ let package = Package(
         .testTarget(name: "DRPlanningTests", dependencies: ["DRPlanning", "DRInventory", "TestSupport"]),
         .testTarget(name: "DRReportsTests", dependencies: ["DRReports", "DRPolicy", "DRFacts", "DRInventory", "DRPlanning", "CEL", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),
+        .testTarget(name: "DREvidenceTests", dependencies: ["DREvidence", "DRRuns", "DRPolicy", "DRInventory", "CEL", "TestSupport",
+                                                            .product(name: "Crypto", package: "swift-crypto"), .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -68,13 +68,21 @@ public struct FactDeriver {
         // (Display text such as the organization was scrubbed when the inventory was read;
         // `yaml` masks secret-named options itself, before they become numbers.)
         let r: (Value) -> Value = { Redaction.value($0) }
-        return Facts(
+        var facts = Facts(
             asOf: now, organization: inv.organization, policy: policyValue(),
             sites: inv.sites.map(siteValue).map(r), storage: inv.storage.map(storageValue).map(r), assets: inv.assets.map(assetValue).map(r),
             jobs: jobFacts.map(r), restoreTests: inv.restoreTests.map(testValue).map(r), waivers: inv.waivers.map(waiverValue).map(r),
             documents: inv.secretKeys.map { k in
                 .object([("id", .string(k.path)), ("path", .string(k.path)), ("key", .string(String(k.path.split(separator: ".").last ?? ""))), ("literal", .bool(k.isLiteral))])
             })
+        if measured.store != nil || inv.evidence.firstRun != nil {
+            let s = measured.store
+            facts.evidence = [.object([
+                ("id", .string("evidence")), ("chain_started", opt(s?.chainStarted, Value.timestamp)), ("oldest_run", opt(s?.oldestRun, Value.timestamp)),
+                ("runs", .int(Int64(s?.runs ?? 0))), ("first_run", opt(inv.evidence.firstRun, Value.timestamp)), ("retention", dur(inv.policy.evidenceRetention)),
+            ])]
+        }
+        return facts
     }
 
     // MARK: derived numbers, exposed for tests and other layers
@@ -196,7 +204,7 @@ public struct FactDeriver {
         return .object([
             ("frameworks", .strings(p.frameworks.map(\.rawValue))), ("fail_on", .string(p.failOn.rawValue)),
             ("restore_test_every", dur(p.restoreTestEvery)), ("min_recovery_window", dur(p.minRecoveryWindow)),
-            ("capacity_threshold", .double(p.capacityThreshold)),
+            ("capacity_threshold", .double(p.capacityThreshold)), ("evidence_retention", dur(p.evidenceRetention)),
             ("retention", .object(p.retention.map { ($0.dataClass, .object([("min", opt($0.bounds.min, dur)), ("max", opt($0.bounds.max, dur))])) })),
             ("restore_rates", .object(Media.allCases.map { ($0.rawValue, .int(p.restoreRate(for: $0))) })),
         ])

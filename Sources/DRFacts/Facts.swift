@@ -50,6 +50,14 @@ public struct MeasuredEvidence: Sendable {
         public init(at: Timestamp, bytesPerSecond: Double, bytes: Int64) { self.at = at; self.bytesPerSecond = bytesPerSecond; self.bytes = bytes }
     }
     public var restoreRates: [String: RestoreRate] = [:]
+    /// The evidence store itself, when there is one: when its log began and its oldest run.
+    public struct Store: Sendable {
+        public var chainStarted: Timestamp?
+        public var oldestRun: Timestamp?
+        public var runs: Int
+        public init(chainStarted: Timestamp?, oldestRun: Timestamp?, runs: Int) { self.chainStarted = chainStarted; self.oldestRun = oldestRun; self.runs = runs }
+    }
+    public var store: Store?
     /// A restore test must restore at least this much for its rate to stand for the storage:
     /// below it, start-up and key derivation dominate and the rate says nothing about bulk.
     public static let minimumRateSample: Int64 = 64 << 20
@@ -102,6 +110,9 @@ public struct Facts: Sendable {
     public var waivers: [Value]
     /// Secret-named keys (DR703's subjects): `{id, path, key, literal}`, never the value.
     public var documents: [Value]
+    /// The evidence store (DR910's subject), when one was read or `evidence.first_run` says
+    /// one should exist: `{id, chain_started, oldest_run, runs, first_run, retention}`.
+    public var evidence: [Value] = []
 
     /// The whole document, as `drplan facts` prints it.
     public var document: Value {
@@ -109,6 +120,7 @@ public struct Facts: Sendable {
             ("as_of", .timestamp(asOf)), ("organization", organization.map(Value.string) ?? .null), ("policy", policy),
             ("sites", .list(sites)), ("storage", .list(storage)), ("assets", .list(assets)), ("jobs", .list(jobs)),
             ("restore_tests", .list(restoreTests)), ("waivers", .list(waivers)), ("documents", .list(documents)),
+            ("evidence", .list(evidence)),
         ])
     }
 

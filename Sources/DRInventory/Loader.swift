@@ -180,6 +180,7 @@ struct LoadState {
     var declared: [String: Declared] = [:]
     var loaded: Set<String> = []
     var organizationAt: SourceLocation?
+    var evidenceAt: SourceLocation?
     var policyAt: SourceLocation?
 
     mutating func readFile(display: String, chain: [(canonical: String, display: String)]) {
@@ -241,6 +242,10 @@ struct LoadState {
         if let p = s.policyRead {
             if let first = policyAt { ctx.sink.add(p.1, Messages.onlyOnce("policy", first: first)) }
             else { inventory.policy = p.0; policyAt = p.1 }
+        }
+        if let e = s.evidenceRead {
+            if let first = evidenceAt { ctx.sink.add(e.1, Messages.onlyOnce("evidence", first: first)) }
+            else { inventory.evidence = e.0; evidenceAt = e.1 }
         }
         for (id, d) in s.declared {
             if let first = declared[id] {

@@ -71,6 +71,9 @@ public enum Messages {
         if let suggestion { s += " (did you mean '\(suggestion)'?)" }
         return s
     }
+    static func signingKeyReference() -> String {
+        "'signing_key' in 'evidence' must say where the key is: file:PATH (written by 'drplan evidence keygen') or env:NAME; a key written into the inventory signs nothing anyone can trust"
+    }
     static func onlyOnce(_ key: String, first: SourceLocation) -> String {
         "'\(key)' may appear in one inventory file only; it is already set at \(first)"
     }

@@ -79,6 +79,9 @@ public struct Policy: Sendable {
     public var capacityThreshold: Double = 0.8
     public var retention: [(dataClass: String, bounds: RetentionBounds)] = []
     public var restoreRates: [Media: Int64] = [:]
+    /// How long evidence is kept (`policy.evidence_retention`): six years by default, after
+    /// HIPAA 164.316(b)(2)(i). drplan itself never deletes evidence.
+    public var evidenceRetention: TimeSpan = .days(6 * 365)
     public var origin: Origin?
     public init() {}
 
@@ -87,6 +90,18 @@ public struct Policy: Sendable {
         .disk: 200_000_000, .removable: 100_000_000, .tape: 150_000_000, .object: 50_000_000, .optical: 20_000_000,
     ]
     public func restoreRate(for media: Media) -> Int64 { restoreRates[media] ?? Policy.defaultRestoreRates[media] ?? 1 }
+}
+
+/// The top-level `evidence:` section: how evidence is anchored.
+public struct EvidenceSettings: Sendable {
+    /// `signing_key: file:…` (or `env:…`): the Ed25519 private key that signs checkpoints
+    /// after each run (`drplan evidence keygen` writes one).
+    public var signingKey: SecretRef?
+    /// `first_run`: when the organization first recorded evidence; a store whose log starts
+    /// later has been reset or replaced (rule DR910).
+    public var firstRun: Timestamp?
+    public var origin: Origin?
+    public init() {}
 }
 
 public struct Site: Sendable {
@@ -331,6 +346,7 @@ public struct Inventory: Sendable {
     public var files: [InventoryFile] = []
     public var organization: String?
     public var policy = Policy()
+    public var evidence = EvidenceSettings()
     public var sites: [Site] = []
     public var storage: [Storage] = []
     public var assets: [Asset] = []

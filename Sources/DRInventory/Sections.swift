@@ -7,6 +7,7 @@ struct SectionReader {
     let ctx: ReadContext
     var organization: (String, SourceLocation)?
     var policyRead: (Policy, SourceLocation)?
+    var evidenceRead: (EvidenceSettings, SourceLocation)?
     var declared: [(String, Declared)] = []
     var sites: [Site] = []
     var storage: [Storage] = []
@@ -18,7 +19,7 @@ struct SectionReader {
 
     init(ctx: ReadContext) { self.ctx = ctx }
 
-    static let topKeys = ["drplan", "organization", "policy", "include", "sites", "storage", "assets", "jobs", "restore_tests", "waivers"]
+    static let topKeys = ["drplan", "organization", "policy", "evidence", "include", "sites", "storage", "assets", "jobs", "restore_tests", "waivers"]
 
     /// Reads the top level and returns the `include:` entries for the loader to follow.
     mutating func readDocument(_ root: Node) -> [(String, Node)] {
@@ -37,6 +38,7 @@ struct SectionReader {
         // Display-only text is scrubbed as it is read: reports print it from the model.
         if let org = top.string("organization"), let k = top.keyNode("organization") { organization = (Redaction.text(org), ctx.location(k)) }
         if let p = top.object("policy"), let k = top.keyNode("policy") { policyRead = (readPolicy(p), ctx.location(k)) }
+        if let e = top.object("evidence"), let k = top.keyNode("evidence") { evidenceRead = (readEvidence(e), ctx.location(k)) }
         readList(top, "sites", singular: "site") { $0.readSite($1) }
         readList(top, "storage", singular: "storage") { $0.readStorage($1) }
         readList(top, "assets", singular: "asset") { $0.readAsset($1) }
@@ -89,6 +91,7 @@ struct SectionReader {
         if let s: Severity = r.choice("fail_on") { p.failOn = s }
         if let d = r.duration("restore_test_every") { p.restoreTestEvery = d }
         if let d = r.duration("min_recovery_window") { p.minRecoveryWindow = d }
+        if let d = r.duration("evidence_retention") { p.evidenceRetention = d }
         if let c = r.parsed("capacity_threshold", shape: "a percent", Percent.parse) { p.capacityThreshold = c }
         if let m = r.object("retention") {
             for e in m.entries {
@@ -113,8 +116,24 @@ struct SectionReader {
             }
             l.finish(allowed: ["steps", "memory"])
         }
-        r.finish(allowed: ["frameworks", "fail_on", "restore_test_every", "min_recovery_window", "capacity_threshold", "retention", "restore_rates", "limits"])
+        r.finish(allowed: ["frameworks", "fail_on", "restore_test_every", "min_recovery_window", "capacity_threshold", "retention", "restore_rates", "limits", "evidence_retention"])
         return p
+    }
+
+    func readEvidence(_ r: ObjectReader) -> EvidenceSettings {
+        r.what = "'evidence'"
+        var e = EvidenceSettings()
+        e.origin = r.origin
+        if let key = r.secret("signing_key") {
+            switch key {
+            case .file, .env: e.signingKey = key
+            case .vault, .literal:
+                if let n = r.value("signing_key") { ctx.error(n, Messages.signingKeyReference()) }
+            }
+        }
+        e.firstRun = r.timestamp("first_run")
+        r.finish(allowed: ["signing_key", "first_run"])
+        return e
     }
 
     func readBounds(_ b: ObjectReader) -> RetentionBounds {

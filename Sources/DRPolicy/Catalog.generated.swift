@@ -259,6 +259,48 @@ rules:
             storage: [{ id: nas, kind: nas, site: hq }]
             waivers: [{ rule: DR702, subject: nas, reason: VLAN change pending, approved_by: ciso, expires: 2026-11-22 }]
           findings: [nas/DR702]
+
+  - id: DR910
+    name: evidence-retained
+    title: The evidence store reaches back to the organization's first recorded run
+    severity: high
+    subject: evidence
+    when:
+      - { expr: "evidence.first_run != null", reason: "no evidence.first_run declared, so a reset store cannot be told from a new one" }
+      - { expr: "evidence.first_run <= now", reason: "evidence.first_run lies in the future" }
+    assert: >-
+      (evidence.chain_started != null && evidence.chain_started <= evidence.first_run + duration('24h'))
+      || (evidence.oldest_run != null && evidence.oldest_run <= now - evidence.retention)
+    message: "the evidence store's log starts {{evidence.chain_started}}, after the first run the organization declared ({{evidence.first_run}}), and its oldest run is younger than the retention of {{evidence.retention}}: evidence younger than that was lost, or the store was reset or replaced"
+    controls: ["hipaa:164.316(b)(2)(i)", "nist-800-53:AU-11", "iso27001:A.5.33", "soc2:CC7.2"]
+    rationale: >-
+      Evidence must be kept for the retention period (six years by default, after HIPAA
+      164.316(b)(2)(i)); drplan itself never deletes it. A log that begins after the first run
+      the organization declared means the history before it is gone — the store was deleted,
+      reset or swapped for a fresh one — and every "passed" before that can no longer be shown.
+    examples:
+      pass:
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+            evidence: { first_run: 2025-03-01 }
+          evidence_store: { chain_started: 2025-03-01T02:00:00Z, oldest_run: 2025-03-01T02:00:00Z, runs: 900 }
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+          evidence_store: { chain_started: 2026-11-01T02:00:00Z, oldest_run: 2026-11-01T02:00:00Z, runs: 20 }
+      fail:
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+            evidence: { first_run: 2025-03-01 }
+          evidence_store: { chain_started: 2026-11-01T02:00:00Z, oldest_run: 2026-11-01T02:00:00Z, runs: 20 }
+          findings: [evidence]
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+            evidence: { first_run: 2025-03-01 }
+          findings: [evidence]
 """###),
         ("policies/objectives.yaml", ###"""
 # Recovery objectives: declared, achievable by the schedules, shown by evidence and tests.

@@ -44,6 +44,16 @@ public struct ControlStatus: Sendable {
     public var findings: Int
 }
 
+/// The state of the measured evidence behind a result, as the reports' headers show it.
+public struct EvidenceStatus: Sendable {
+    /// "verified and signed", "verified and unsigned" or "unverified".
+    public var state: String
+    /// "head: entry N, sha256 …".
+    public var head: String
+    public var problems: [String]
+    public init(state: String, head: String, problems: [String]) { self.state = state; self.head = head; self.problems = problems }
+}
+
 /// Everything `drplan check` and the reports need, computed once.
 public struct CheckResult: Sendable {
     public var inventory: Inventory
@@ -59,6 +69,8 @@ public struct CheckResult: Sendable {
     /// Why the measured evidence behind this result failed verification, when it was used
     /// anyway (`--allow-unverified-evidence`); every report says so at its top.
     public var unverifiedEvidence: [String] = []
+    /// The evidence store's verification state and head, when one was read.
+    public var evidenceStatus: EvidenceStatus?
 
     public var active: [Finding] { findings.filter { $0.status == .active } }
     public func count(_ s: Severity) -> Int { active.filter { $0.severity == s }.count }

@@ -98,6 +98,7 @@ public struct Engine {
         case .restoreTest: return facts.restoreTests
         case .waiver: return facts.waivers
         case .document: return facts.documents
+        case .evidence: return facts.evidence
         }
     }
 
@@ -231,6 +232,8 @@ public struct Engine {
             return inventory.secretKeys.first { $0.path == naturalId }?.location
         case .waiver:
             return nil
+        case .evidence:
+            return inventory.evidence.origin?.location
         default:
             guard let origin = origins[naturalId] else { return nil }
             if let related {

@@ -64,9 +64,10 @@ public enum FactModel {
             "expired": .bool,
         ],
         "document": ["id": .string, "path": .string, "key": .string, "literal": .bool],
+        "evidence": ["id": .string, "chain_started": .timestamp, "oldest_run": .timestamp, "runs": .int, "first_run": .timestamp, "retention": .duration],
         "policy": [
             "frameworks": strings, "fail_on": .string, "restore_test_every": .duration, "min_recovery_window": .duration,
-            "capacity_threshold": .double, "retention": .map(.string, .object("retention_bounds")), "restore_rates": .map(.string, .int),
+            "capacity_threshold": .double, "evidence_retention": .duration, "retention": .map(.string, .object("retention_bounds")), "restore_rates": .map(.string, .int),
         ],
         "inventory": [
             "organization": .string, "sites": .list(.object("site")), "storage": .list(.object("storage")),

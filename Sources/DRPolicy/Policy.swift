@@ -1,9 +1,10 @@
 import CEL
+import DRFacts
 import DRInventory
 
 /// What a rule is about. Expressions see the subject under this name.
 public enum SubjectKind: String, CaseIterable, Sendable {
-    case asset, job, storage, site, waiver, document
+    case asset, job, storage, site, waiver, document, evidence
     case restoreTest = "restore_test"
 }
 
@@ -35,6 +36,8 @@ public struct RuleExample: Sendable {
     public var runs: [ExampleRun] = []
     /// Object Lock checks the example's facts see (`lock_checks: [{storage, ok, at}]`).
     public var lockChecks: [(storage: String, ok: Bool, at: Timestamp)] = []
+    /// `evidence_store: {chain_started, oldest_run, runs}`: the store the example's facts see.
+    public var store: MeasuredEvidence.Store?
 }
 
 /// A backup run in a rule example (`runs: [{job, target, status, at}]`).
@@ -84,7 +87,23 @@ public struct Override: Sendable {
 public struct PolicySet: Sendable {
     public var rules: [Rule] = []
     public var overrides: [Override] = []
+    /// The policy files read besides the built-in catalog, in load order, with their exact
+    /// bytes: an attestation names each with its SHA-256, and a bundle carries them.
+    public var files: [(path: String, bytes: [UInt8])] = []
     public init() {}
 
     public func rule(_ id: String) -> Rule? { rules.first { $0.id == id } }
+}
+
+extension PolicySet {
+    /// SHA-256 of the built-in catalog as compiled into this drplan: each file's name and
+    /// text, in order. Two binaries with the same hash judge with the same built-in rules.
+    public static var catalogSHA256: String {
+        Digests.sha256Hex(Catalog.files.flatMap { [Array($0.name.utf8), [0], Array($0.text.utf8), [0]] })
+    }
+}
+
+extension PolicySet {
+    /// The built-in catalog's files (name and text), as compiled in: a bundle carries them.
+    public static var builtinFiles: [(name: String, text: String)] { Catalog.files }
 }

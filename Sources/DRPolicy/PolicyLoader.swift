@@ -1,4 +1,5 @@
 import CEL
+import DRFacts
 import DRInventory
 import Foundation
 import Yams
@@ -31,7 +32,10 @@ public struct PolicyLoader {
     public static func load(texts: [(name: String, text: String)], builtin: Bool = false) throws(InputError) -> PolicySet {
         var loader = PolicyLoader()
         if builtin { for (name, text) in Catalog.files { loader.read(text: text, file: name) } }
-        for (name, text) in texts { loader.read(text: text, file: name) }
+        for (name, text) in texts {
+            loader.set.files.append((name, Array(text.utf8)))
+            loader.read(text: text, file: name)
+        }
         loader.applyOverrides()
         if !loader.sink.isEmpty { throw InputError(loader.sink.items) }
         loader.set.rules.sort { $0.id < $1.id }
@@ -60,6 +64,7 @@ public struct PolicyLoader {
                     continue
                 }
                 guard let text = InventoryLoader.decodeUTF8([UInt8](data), file: f, sink: loader.sink) else { continue }
+                loader.set.files.append((f, [UInt8](data)))
                 loader.read(text: text, file: f)
             }
         }
@@ -287,7 +292,12 @@ public struct PolicyLoader {
                         }
                     } else { ctx.error(v, "'lock_checks' of an example of rule \(rule) must be a list of {storage, ok, at}") }
                 }
-                e.finish(allowed: ["inventory", "now", "findings", "runs", "lock_checks"])
+                var store: MeasuredEvidence.Store?
+                if let s = e.object("evidence_store") {
+                    store = MeasuredEvidence.Store(chainStarted: s.timestamp("chain_started"), oldestRun: s.timestamp("oldest_run"), runs: s.int("runs") ?? 0)
+                    s.finish(allowed: ["chain_started", "oldest_run", "runs"])
+                }
+                e.finish(allowed: ["inventory", "now", "findings", "runs", "lock_checks", "evidence_store"])
                 guard let inv = e.value("inventory") else { e.missing("inventory"); continue }
                 var node = inv
                 if case .mapping(var m) = inv, m["drplan"] == nil {
@@ -298,7 +308,7 @@ public struct PolicyLoader {
                     ctx.error(inv, "example inventory of rule \(rule) could not be read")
                     continue
                 }
-                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs, lockChecks: lockChecks))
+                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs, lockChecks: lockChecks, store: store))
             }
         }
         return out

@@ -57,6 +57,9 @@ public struct EvidenceError: Error, Sendable, CustomStringConvertible {
 public final class EvidenceStore: @unchecked Sendable {
     let db: any DatabaseWriter
     public let path: String
+    /// Set once, before recording, by `useSigningKey(_:)`: each finished run is then anchored
+    /// by a signed checkpoint.
+    var signer: Curve25519.Signing.PrivateKey?
     /// An empty store in memory, for commands that only read repositories and must not
     /// create an evidence file (`drplan snapshots`, `check-repository` without a store).
     public static func ephemeral() throws(EvidenceError) -> EvidenceStore { try EvidenceStore(memory: ()) }
@@ -201,13 +204,13 @@ public final class EvidenceStore: @unchecked Sendable {
         try write { db in try db.execute(sql: "UPDATE runs SET alert_pending = 0 WHERE id = ?", arguments: [id]) }
     }
 
-    static func iso(_ d: Date) -> String {
+    public static func iso(_ d: Date) -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f.string(from: d)
     }
 
-    static func date(_ s: String?) -> Date? {
+    public static func date(_ s: String?) -> Date? {
         guard let s else { return nil }
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
@@ -230,118 +233,6 @@ public final class EvidenceStore: @unchecked Sendable {
         }
     }
 
-    // MARK: audit log
-
-    static func chainHash(prev: String, at: String, event: String, detail: String) -> String {
-        let text = [prev, at, event, detail].joined(separator: "\n")
-        return JSONWriter.hex(SHA256.hash(data: Data(text.utf8)))
-    }
-
-    /// Appends an audit entry, chained to the previous one.
-    public func audit(_ event: String, _ detail: [String: String]) throws(EvidenceError) {
-        try write { db in try Self.append(db, event, detail) }
-    }
-
-    static func append(_ db: Database, _ event: String, _ detail: [String: String]) throws {
-        let prev = try String.fetchOne(db, sql: "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1") ?? String(repeating: "0", count: 64)
-        let at = iso(Date())
-        let clean = Dictionary(uniqueKeysWithValues: detail.map { ($0.key, Redaction.value($0.value, key: $0.key)) })
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]), as: UTF8.self)
-        try db.execute(sql: "INSERT INTO audit (at, event, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
-                       arguments: [at, event, json, prev, chainHash(prev: prev, at: at, event: event, detail: json)])
-    }
-
-    /// Recomputes the chain. Returns the problems found: an edited entry breaks its own hash, a
-    /// deleted one breaks the next entry's link and leaves a gap in the sequence.
-    public func verifyAudit() throws(EvidenceError) -> [String] {
-        try read { db in
-            var problems: [String] = []
-            var prev = String(repeating: "0", count: 64)
-            var expectedSeq: Int64 = 1
-            for row in try Row.fetchAll(db, sql: "SELECT seq, at, event, detail, prev_hash, hash FROM audit ORDER BY seq") {
-                let seq: Int64 = row["seq"]
-                if seq != expectedSeq { problems.append("entries \(expectedSeq)…\(seq - 1) are missing") }
-                let at: String = row["at"], event: String = row["event"], detail: String = row["detail"]
-                let prevHash: String = row["prev_hash"], hash: String = row["hash"]
-                if prevHash != prev { problems.append("entry \(seq) does not follow the entry before it (an entry was deleted or edited)") }
-                if Self.chainHash(prev: prevHash, at: at, event: event, detail: detail) != hash { problems.append("entry \(seq) (\(event)) was edited after it was written") }
-                prev = hash
-                expectedSeq = seq + 1
-            }
-            return problems
-        }
-    }
-
-    /// The columns of a run that are evidence (all but `alert_pending`, bookkeeping for alerts).
-    static let runColumns = ["id", "kind", "job", "restore_test", "asset", "engine", "storage", "host", "pid", "started_at", "finished_at", "status",
-                             "bytes_read", "bytes_written", "files", "snapshot", "verified_files", "verified_bytes", "error", "output"]
-
-    /// SHA-256 of a run row's canonical JSON (its evidence columns, sorted, nulls kept): what
-    /// each run's audit entries hold, so that a row changed, backdated or added outside drplan
-    /// no longer matches the log.
-    static func rowDigest(_ db: Database, _ id: String) throws -> String {
-        guard let row = try Row.fetchOne(db, sql: "SELECT \(runColumns.joined(separator: ", ")) FROM runs WHERE id = ?", arguments: [id]) else {
-            throw EvidenceError(kind: .unreadable, message: "run \(id) vanished while it was being recorded")
-        }
-        return rowDigest(row)
-    }
-
-    static func rowDigest(_ row: Row) -> String {
-        let fields: [(String, Value)] = runColumns.sorted().map { c in
-            let v = row[c] as DatabaseValue
-            switch v.storage {
-            case .null: return (c, .null)
-            case .int64(let i): return (c, .int(i))
-            case .double(let d): return (c, .double(d))
-            case .string(let t): return (c, .string(t))
-            case .blob(let b): return (c, .string(b.base64EncodedString()))
-            }
-        }
-        return JSONWriter.hex(SHA256.hash(data: Data(JSONWriter(pretty: false).string(.object(fields)).utf8)))
-    }
-
-    /// Runs against the audit log: each run row must match the digest its last audit entry
-    /// recorded; a row without any entry was added outside drplan, and an entry whose row is
-    /// gone was deleted. Runs recorded before runs were bound to the log (entries without a
-    /// digest) are counted in `unbound`, not judged.
-    public func verifyRuns() throws(EvidenceError) -> (problems: [String], unbound: Int) {
-        try read { db in
-            var last: [String: String?] = [:]   // run → digest of its last entry (nil: an entry without one)
-            var problems: [String] = []
-            for row in try Row.fetchAll(db, sql: "SELECT seq, event, detail FROM audit WHERE event IN ('run.started', 'run.finished', 'run.interrupted') ORDER BY seq") {
-                let detail: String = row["detail"], seq: Int64 = row["seq"]
-                guard let obj = (try JSONSerialization.jsonObject(with: Data(detail.utf8))) as? [String: String], let run = obj["run"] else {
-                    problems.append("audit entry \(seq) does not name its run"); continue
-                }
-                last[run] = .some(obj["row_sha256"])
-            }
-            var unbound = 0
-            var seen = Set<String>()
-            for row in try Row.fetchAll(db, sql: "SELECT \(Self.runColumns.joined(separator: ", ")) FROM runs ORDER BY started_at, id") {
-                let id: String = row["id"]
-                seen.insert(id)
-                guard let entry = last[id] else { problems.append("run \(id) has no entry in the audit log: it was added outside drplan"); continue }
-                guard let digest = entry else { unbound += 1; continue }
-                if Self.rowDigest(row) != digest {
-                    let status: String = row["status"], started: String = row["started_at"]
-                    problems.append("run \(id) (now \(status), started \(started)) differs from what drplan recorded: it was changed after it was written")
-                }
-            }
-            for id in last.keys.sorted() where !seen.contains(id) { problems.append("run \(id) is in the audit log but not among the runs: it was deleted") }
-            return (problems, unbound)
-        }
-    }
-
-    /// The last audit entry's sequence number and hash (0 and zeros for an empty log): what
-    /// `evidence verify` prints so that someone can write it down, and later see that the log
-    /// still reaches it.
-    public func auditHead() throws(EvidenceError) -> (seq: Int64, hash: String) {
-        try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") else { return (0, String(repeating: "0", count: 64)) }
-            return (row["seq"], row["hash"])
-        }
-    }
-
     // MARK: runs and locks
 
     /// Records a new run and takes its job's lock; a live holder is named in the error.
@@ -359,6 +250,9 @@ public final class EvidenceStore: @unchecked Sendable {
                         throw EvidenceError(kind: .locked, message: "job '\(job)' is already running: run \(holder) (pid \(pid) on \(host), since \(since)); wait for it to finish")
                     }
                     try db.execute(sql: "DELETE FROM locks WHERE job = ?", arguments: [job])
+                    let holder: String = row["run_id"], since: String = row["acquired_at"]
+                    try Self.append(db, "lock.broken", ["job": job, "holder": holder, "host": host, "pid": String(pid), "since": since,
+                                                         "reason": expired ? "held for more than 30 minutes by a host that cannot be asked" : "its process no longer runs"])
                 }
                 try db.execute(sql: "INSERT INTO locks (job, run_id, host, pid, acquired_at) VALUES (?, ?, ?, ?, ?)",
                                arguments: [job, run.id, run.host, run.pid, Self.iso(run.startedAt)])
@@ -391,6 +285,7 @@ public final class EvidenceStore: @unchecked Sendable {
             try db.execute(sql: "DELETE FROM locks WHERE run_id = ?", arguments: [r.id])
             try Self.append(db, "run.finished", ["run": r.id, "status": r.status.rawValue, "snapshot": r.snapshot ?? "", "row_sha256": try Self.rowDigest(db, r.id)])
         }
+        try checkpoint()
     }
 
     /// Runs still `running` whose process is gone (killed, crashed) become `interrupted`, never `success`.
@@ -403,17 +298,6 @@ public final class EvidenceStore: @unchecked Sendable {
                                arguments: [Self.iso(Date()), id])
                 try db.execute(sql: "DELETE FROM locks WHERE run_id = ?", arguments: [id])
                 try Self.append(db, "run.interrupted", ["run": id, "row_sha256": try Self.rowDigest(db, id)])
-            }
-        }
-    }
-
-    /// Audit entries in a period, oldest first, with their hashes, for evidence bundles.
-    public func auditEntries(from: Date, to: Date) throws(EvidenceError) -> [[String: String]] {
-        try read { db in
-            try Row.fetchAll(db, sql: "SELECT seq, at, event, detail, prev_hash, hash FROM audit WHERE at >= ? AND at <= ? ORDER BY seq",
-                             arguments: [Self.iso(from), Self.iso(to)]).map { row in
-                let seq: Int64 = row["seq"]
-                return ["seq": String(seq), "at": row["at"], "event": row["event"], "detail": row["detail"], "prev_hash": row["prev_hash"], "hash": row["hash"]]
             }
         }
     }
@@ -445,6 +329,7 @@ public final class EvidenceStore: @unchecked Sendable {
             for id in ids {
                 try db.execute(sql: "UPDATE repository_snapshots SET forgotten_at = ? WHERE repository = ? AND snapshot = ?", arguments: [Self.iso(Date()), repository, id])
             }
+            if !ids.isEmpty { try Self.append(db, "snapshots.forgotten", ["repository": repository, "snapshots": ids.sorted().joined(separator: " "), "count": String(ids.count)]) }
         }
     }
 
@@ -478,7 +363,9 @@ public final class EvidenceStore: @unchecked Sendable {
 
     /// Everything the facts measure from this store: runs and storage checks, up to `until`.
     public func measured(until: Date? = nil) throws(EvidenceError) -> MeasuredEvidence {
-        var m = MeasuredEvidence(runs: try runs().filter { r in until.map { r.startedAt <= $0 } ?? true })
+        let runs = try runs().filter { r in until.map { r.startedAt <= $0 } ?? true }
+        var m = MeasuredEvidence(runs: runs)
+        m.store = MeasuredEvidence.Store(chainStarted: try chainStart().map(Timestamp.init), oldestRun: runs.first.map { Timestamp($0.startedAt) }, runs: runs.count)
         for c in try storageChecks(until: until) {
             switch c.kind {
             case "object_lock": m.recordLockCheck(storage: c.storage, MeasuredEvidence.LockCheck(at: Timestamp(c.at), ok: c.ok, detail: c.detail))

@@ -1,5 +1,7 @@
 import ArgumentParser
 import CEL
+import Crypto
+import DRPolicy
 import DRFacts
 import DRInventory
 import DRRuns
@@ -68,22 +70,35 @@ struct GlobalOptions: ParsableArguments {
     var evidencePath: String { evidence ?? baseDirectory + "/.drplan/evidence.sqlite" }
 
     /// Measured evidence for the facts. Commands that only read never create the store: a
-    /// missing store is an empty one. A store whose audit log or runs fail verification is
-    /// refused (exit 3): judging from edited evidence is what a forger wants. With
-    /// `--allow-unverified-evidence` it is used, and `unverified` says why, for the report.
-    func measured() throws(CommandFailure) -> MeasuredEvidence { try measuredEvidence().evidence }
+    /// missing store is an empty one. A store whose audit log, runs or checkpoints fail
+    /// verification is refused (exit 3): judging from edited evidence is what a forger wants.
+    /// With `--allow-unverified-evidence` it is used, and `unverified` says why, for the report.
+    func measured(_ inventory: Inventory) throws(CommandFailure) -> MeasuredEvidence { try measuredEvidence(inventory).evidence }
 
-    func measuredEvidence() throws(CommandFailure) -> (evidence: MeasuredEvidence, unverified: [String]) {
-        guard FileManager.default.fileExists(atPath: evidencePath) else { return (MeasuredEvidence(), []) }
-        let problems: [String], evidence: MeasuredEvidence
-        do throws(EvidenceError) {
-            let store = try EvidenceStore.reading(evidencePath)
-            problems = try store.verifyAudit() + store.verifyRuns().problems
-            evidence = try store.measured()
+    func measuredEvidence(_ inventory: Inventory) throws(CommandFailure) -> ReadEvidence {
+        guard let (store, verification) = try verifiedStore(key: publicKey(inventory)) else { return ReadEvidence() }
+        let evidence: MeasuredEvidence
+        do { evidence = try store.measured() } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+        return ReadEvidence(evidence: evidence, unverified: verification.problems,
+                            status: EvidenceStatus(state: verification.state.rawValue, head: verification.headLine, problems: verification.problems))
+    }
+
+    /// The store opened read-only and verified (nil: there is none). Failing verification is
+    /// exit 3 with the problems printed, unless `--allow-unverified-evidence`.
+    func verifiedStore(key: Curve25519.Signing.PublicKey?) throws(CommandFailure) -> (EvidenceStore, StoreVerification)? {
+        guard FileManager.default.fileExists(atPath: evidencePath) else { return nil }
+        let store: EvidenceStore, verification: StoreVerification
+        do {
+            store = try EvidenceStore.reading(evidencePath)
+            verification = try store.verification(key: key)
         } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
         }
+        let problems = verification.problems
         if !problems.isEmpty {
             for p in problems.prefix(20) { Console.error("drplan: \(evidencePath): \(p)") }
             guard allowUnverifiedEvidence else {
@@ -92,12 +107,52 @@ struct GlobalOptions: ParsableArguments {
             }
             Console.error("drplan: warning: using evidence that fails verification (--allow-unverified-evidence)")
         }
-        return (evidence, problems)
+        return (store, verification)
+    }
+
+    /// The public half of the inventory's signing key, to check checkpoints' signatures with.
+    /// Where the private key cannot be read here (an auditor's machine), signatures are not
+    /// checked (the chain and checkpoints still are); `evidence verify --key` checks them.
+    func publicKey(_ inventory: Inventory) -> Curve25519.Signing.PublicKey? {
+        guard let ref = inventory.evidence.signingKey else { return nil }
+        do { return try EvidenceKeys.signer(ref, relativeTo: baseDirectory).publicKey } catch {
+            if verbose { Console.error("drplan: checkpoint signatures not checked: \(error.message)") }
+            return nil
+        }
+    }
+
+    /// The inventory's signing key, for commands that record: configured but unusable is an
+    /// error (exit 3), since evidence meant to be anchored would silently not be.
+    func signingKey(_ inventory: Inventory) throws(CommandFailure) -> Curve25519.Signing.PrivateKey? {
+        guard let ref = inventory.evidence.signingKey else { return nil }
+        do { return try EvidenceKeys.signer(ref, relativeTo: baseDirectory) } catch {
+            Console.error("drplan: error: \(error.message); nothing was run (evidence.signing_key is set, so every run must be anchored)")
+            throw CommandFailure(status: .environment)
+        }
+    }
+
+    /// Appends audit entries to the existing store (never creating one: a command that only
+    /// wrote a report has no evidence to start), then a checkpoint when a key is configured.
+    /// Any failure to record is exit 3: the artefact exists but its record does not.
+    func audit(_ inventory: Inventory, _ entries: [(event: String, detail: [String: String])]) throws(CommandFailure) {
+        guard !entries.isEmpty, FileManager.default.fileExists(atPath: evidencePath) else { return }
+        let key = try signingKey(inventory)
+        try recording { () throws(EvidenceError) in
+            let store = try EvidenceStore(path: evidencePath, create: false)
+            try store.useSigningKey(key)
+            for e in entries { try store.audit(e.event, e.detail) }
+            try store.checkpoint()
+        }
     }
 
     /// Opens (creating) the evidence store, for commands that record runs.
-    func openStore() throws(CommandFailure) -> EvidenceStore {
-        do { return try EvidenceStore(path: evidencePath) } catch {
+    func openStore(_ inventory: Inventory) throws(CommandFailure) -> EvidenceStore {
+        let key = try signingKey(inventory)
+        do {
+            let store = try EvidenceStore(path: evidencePath)
+            try store.useSigningKey(key)
+            return store
+        } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
         }
@@ -105,7 +160,7 @@ struct GlobalOptions: ParsableArguments {
 
     /// A runner over `inventory` that records into the evidence store and logs to stderr unless `-q`.
     func runner(_ inventory: Inventory) throws(CommandFailure) -> Runner {
-        var runner = Runner(inventory: inventory, baseDirectory: baseDirectory, store: try openStore())
+        var runner = Runner(inventory: inventory, baseDirectory: baseDirectory, store: try openStore(inventory))
         runner.verbose = verbose
         runner.lockWait = retryLock.flatMap { try? TimeSpan.parse($0) }.map { TimeInterval($0.seconds) } ?? 0
         let quiet = self.quiet
@@ -151,4 +206,12 @@ struct GlobalOptions: ParsableArguments {
             throw CommandFailure(status: .badInput)
         }
     }
+}
+
+/// Measured evidence as read for judging: the evidence, why it failed verification (when used
+/// anyway), and its state for the reports' headers (nil: no store).
+struct ReadEvidence {
+    var evidence = MeasuredEvidence()
+    var unverified: [String] = []
+    var status: EvidenceStatus?
 }

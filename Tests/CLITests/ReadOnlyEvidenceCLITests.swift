@@ -20,17 +20,20 @@ struct ReadOnlyEvidenceCLITests {
         return out
     }
 
-    @Test("check, facts, plan, report, history, eval and evidence verify leave the store byte-identical, and show a dead run as interrupted without marking it")
+    @Test("check, facts, plan, report, history, eval and evidence verify leave the store and its checkpoints byte-identical, and show a dead run as interrupted without marking it")
     func byteIdentical() throws {
         let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
         let inv = dir.path + "/demo/drplan.yaml"
+        // Signed, so that the checkpoint file beside the store is compared too.
+        let pub = try EvidenceAnchorCLITests.sign(dir)
         #expect(try CLITests.run(["backup", "-i", inv], cwd: dir.path).status == 0)
         // A run left `running` by a process that is gone.
         try RunsCLITests.killBackupMidRun(dir)
         let before = try snapshot(dir.path + "/demo/.drplan")
         for args in [["check"], ["facts"], ["plan"], ["report", "-o", dir.path + "/reports"], ["history"], ["history", "--format", "json"],
-                     ["eval", "--", "inventory.jobs.size()"]] {
-            let r = try CLITests.run([args[0], "-i", inv] + args.dropFirst(), cwd: dir.path)
+                     ["eval", "--", "inventory.jobs.size()"], ["evidence", "verify", "--key", pub]] {
+            let words = args[0] == "evidence" ? 2 : 1
+            let r = try CLITests.run(Array(args.prefix(words)) + ["-i", inv] + args.dropFirst(words), cwd: dir.path)
             #expect(r.status == 0 || (args[0] == "check" && r.status == 1), "drplan \(args.joined(separator: " ")): \(r.stderr.prefix(300))")
             if args == ["history"] { #expect(r.stdout.contains("interrupted"), "\(r.stdout)") }
             let after = try snapshot(dir.path + "/demo/.drplan")

@@ -96,8 +96,9 @@ enum Loaders {
     /// `evidence`: measured evidence already read and verified (by `report`, which also plans
     /// from it), so that the store is read and verified once.
     static func check(_ global: GlobalOptions, _ evaluation: EvaluationOptions,
-                      evidence: (evidence: MeasuredEvidence, unverified: [String])? = nil) throws(CommandFailure) -> CheckResult {
-        let inventory = try global.loadInventory()
+                      inventory loaded: Inventory? = nil, evidence: ReadEvidence? = nil) throws(CommandFailure) -> CheckResult {
+        let inventory: Inventory
+        if let loaded { inventory = loaded } else { inventory = try global.loadInventory() }
         let policySet = try Loaders.policies(evaluation.policies, quiet: global.quiet)
         var options = CheckOptions()
         options.failOn = evaluation.failOn.flatMap(FailThreshold.init)
@@ -109,12 +110,12 @@ enum Loaders {
             }
             options.baseline = try Loaders.report(Check.baselineFingerprints(data))
         }
-        let read: (evidence: MeasuredEvidence, unverified: [String])
-        if let evidence { read = evidence } else { read = try global.measuredEvidence() }
-        let (measured, unverified) = read
+        let read: ReadEvidence
+        if let evidence { read = evidence } else { read = try global.measuredEvidence(inventory) }
         do throws(RuleEvaluationError) {
-            var result = try Check.run(inventory: inventory, policies: policySet, now: global.instant(), measured: measured, options: options)
-            result.unverifiedEvidence = unverified
+            var result = try Check.run(inventory: inventory, policies: policySet, now: global.instant(), measured: read.evidence, options: options)
+            result.unverifiedEvidence = read.unverified
+            result.evidenceStatus = read.status
             return result
         } catch {
             Console.error(error.description)

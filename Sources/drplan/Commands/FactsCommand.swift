@@ -21,7 +21,7 @@ struct FactsCommand: ParsableCommand {
     func run() throws {
         global.apply()
         let inv = try global.loadInventory()
-        let facts = FactDeriver.derive(inv, now: global.instant(), measured: try global.measured())
+        let facts = FactDeriver.derive(inv, now: global.instant(), measured: try global.measured(inv))
         try Console.stream(to: output, what: "facts") { sink in
             try JSONWriter().stream(facts.document, to: sink)
             try sink([0x0A])

@@ -52,7 +52,7 @@ struct PlanCommand: ParsableCommand {
         }
         if scenarios.isEmpty { scenarios = Scenario.defaults(for: inventory) }
         // A copy the evidence shows was never made (its runs failed) is no source to recover from.
-        let measured = try global.measured()
+        let measured = try global.measured(inventory)
         let planner = Planner(inventory, measuredRates: measured.restoreRates.mapValues(\.bytesPerSecond),
                               unproven: FactDeriver(inventory, now: global.instant(), measured: measured).unprovenCopies())
         let plans = scenarios.map { planner.plan($0, parallel: parallel) }

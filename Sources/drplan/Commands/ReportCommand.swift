@@ -3,6 +3,7 @@ import CEL
 import DRFacts
 import DRInventory
 import DRPlanning
+import DREvidence
 import DRPolicy
 import DRReports
 import Foundation
@@ -22,6 +23,9 @@ struct ReportCommand: ParsableCommand {
 
     @OptionGroup var evaluation: EvaluationOptions
 
+    @Flag(name: .long, help: "Record the reports written (path, format, SHA-256) and the waivers they relied on in the evidence store's audit log. Without it, report only reads the store.")
+    var record = false
+
     @Option(name: .short, help: ArgumentHelp("The folder to write into.", valueName: "dir"))
     var output: String?
 
@@ -33,8 +37,9 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         global.apply()
-        let evidence = try global.measuredEvidence()
-        let result = try Loaders.check(global, evaluation, evidence: evidence)
+        let inventory = try global.loadInventory()
+        let evidence = try global.measuredEvidence(inventory)
+        let result = try Loaders.check(global, evaluation, inventory: inventory, evidence: evidence)
         // The default scenarios' verdicts go into the HTML report, linked to the runbook written beside it.
         // A copy the evidence shows was never made is no source to recover from, here as in `plan`.
         let measured = evidence.evidence
@@ -74,6 +79,14 @@ struct ReportCommand: ParsableCommand {
             Console.error("drplan: error: cannot write the report into '\(folder)': \(error.localizedDescription); check that the folder is writable")
             throw CommandFailure(status: .badInput)
         }
+        // What was handed out, and under which waivers, goes into the audit log (runs.md) when
+        // asked: by default a report is a read, and reading evidence never changes it.
+        var entries = rendered.map { name, text in
+            (event: "report.written", detail: ["path": folder + "/" + name, "format": (name as NSString).pathExtension,
+                                               "sha256": Digests.sha256Hex([Array(text.utf8)])])
+        }
+        entries += WaiverAudit.applied(result)
+        if record { try global.audit(result.inventory, entries) }
         if !global.quiet {
             for (name, _) in rendered { Console.out(folder + "/" + name) }
         }

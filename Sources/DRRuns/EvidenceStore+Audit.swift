@@ -1,0 +1,286 @@
+import CEL
+import Crypto
+import DRInventory
+import Foundation
+import GRDB
+
+/// The audit log: append-only, each entry holding the hash of the one before, runs bound to it
+/// by their rows' digests, and (with a signing key) anchored by signed checkpoints.
+extension EvidenceStore {
+    // MARK: audit log
+
+    public static func chainHash(prev: String, at: String, event: String, detail: String) -> String {
+        let text = [prev, at, event, detail].joined(separator: "\n")
+        return JSONWriter.hex(SHA256.hash(data: Data(text.utf8)))
+    }
+
+    /// Appends an audit entry, chained to the previous one.
+    public func audit(_ event: String, _ detail: [String: String]) throws(EvidenceError) {
+        try write { db in try Self.append(db, event, detail) }
+    }
+
+    static func append(_ db: Database, _ event: String, _ detail: [String: String]) throws {
+        let prev = try String.fetchOne(db, sql: "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1") ?? String(repeating: "0", count: 64)
+        let at = iso(Date())
+        let clean = Dictionary(uniqueKeysWithValues: detail.map { ($0.key, Redaction.value($0.value, key: $0.key)) })
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]), as: UTF8.self)
+        try db.execute(sql: "INSERT INTO audit (at, event, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [at, event, json, prev, chainHash(prev: prev, at: at, event: event, detail: json)])
+    }
+
+    /// Recomputes the chain. Returns the problems found: an edited entry breaks its own hash, a
+    /// deleted one breaks the next entry's link and leaves a gap in the sequence.
+    public func verifyAudit() throws(EvidenceError) -> [String] {
+        try read { db in
+            var problems: [String] = []
+            var prev = String(repeating: "0", count: 64)
+            var expectedSeq: Int64 = 1
+            for row in try Row.fetchAll(db, sql: "SELECT seq, at, event, detail, prev_hash, hash FROM audit ORDER BY seq") {
+                let seq: Int64 = row["seq"]
+                if seq != expectedSeq { problems.append("entries \(expectedSeq)…\(seq - 1) are missing") }
+                let at: String = row["at"], event: String = row["event"], detail: String = row["detail"]
+                let prevHash: String = row["prev_hash"], hash: String = row["hash"]
+                if prevHash != prev { problems.append("entry \(seq) does not follow the entry before it (an entry was deleted or edited)") }
+                if Self.chainHash(prev: prevHash, at: at, event: event, detail: detail) != hash { problems.append("entry \(seq) (\(event)) was edited after it was written") }
+                prev = hash
+                expectedSeq = seq + 1
+            }
+            return problems
+        }
+    }
+
+    /// The columns of a run that are evidence (all but `alert_pending`, bookkeeping for alerts).
+    static let runColumns = ["id", "kind", "job", "restore_test", "asset", "engine", "storage", "host", "pid", "started_at", "finished_at", "status",
+                             "bytes_read", "bytes_written", "files", "snapshot", "verified_files", "verified_bytes", "error", "output"]
+
+    /// SHA-256 of a run row's canonical JSON (its evidence columns, sorted, nulls kept): what
+    /// each run's audit entries hold, so that a row changed, backdated or added outside drplan
+    /// no longer matches the log.
+    static func rowDigest(_ db: Database, _ id: String) throws -> String {
+        guard let row = try Row.fetchOne(db, sql: "SELECT \(runColumns.joined(separator: ", ")) FROM runs WHERE id = ?", arguments: [id]) else {
+            throw EvidenceError(kind: .unreadable, message: "run \(id) vanished while it was being recorded")
+        }
+        return rowDigest(row)
+    }
+
+    static func rowDigest(_ row: Row) -> String { runDigest(canonicalRun(row)) }
+
+    /// SHA-256 of a run's canonical fields as compact JSON: what a bundle's verifier
+    /// recomputes from runs.json.
+    public static func runDigest(_ fields: [(String, Value)]) -> String {
+        JSONWriter.hex(SHA256.hash(data: Data(JSONWriter(pretty: false).string(.object(fields)).utf8)))
+    }
+
+    /// A run row's evidence columns, sorted by name, with their stored types.
+    static func canonicalRun(_ row: Row) -> [(String, Value)] {
+        runColumns.sorted().map { c in
+            let v = row[c] as DatabaseValue
+            switch v.storage {
+            case .null: return (c, .null)
+            case .int64(let i): return (c, .int(i))
+            case .double(let d): return (c, .double(d))
+            case .string(let t): return (c, .string(t))
+            case .blob(let b): return (c, .string(b.base64EncodedString()))
+            }
+        }
+    }
+
+    /// The runs started in a period, as their canonical rows (exactly what the log's digests
+    /// cover), oldest first.
+    public func runRows(from: Date, to: Date) throws(EvidenceError) -> [[(String, Value)]] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT \(Self.runColumns.joined(separator: ", ")) FROM runs WHERE started_at >= ? AND started_at <= ? ORDER BY started_at, id",
+                             arguments: [Self.iso(from), Self.iso(to)]).map(Self.canonicalRun)
+        }
+    }
+
+    /// One audit entry as stored.
+    public struct AuditEntry: Sendable, Equatable {
+        public var seq: Int64, at: String, event: String, detail: String, prevHash: String, hash: String
+        public init(seq: Int64, at: String, event: String, detail: String, prevHash: String, hash: String) {
+            self.seq = seq; self.at = at; self.event = event; self.detail = detail; self.prevHash = prevHash; self.hash = hash
+        }
+        /// Whether the entry's hash is what its fields hash to.
+        public var isIntact: Bool { EvidenceStore.chainHash(prev: prevHash, at: at, event: event, detail: detail) == hash }
+    }
+
+    /// Entries from `seq` on, oldest first.
+    public func audit(fromSeq seq: Int64) throws(EvidenceError) -> [AuditEntry] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT seq, at, event, detail, prev_hash, hash FROM audit WHERE seq >= ? ORDER BY seq", arguments: [seq]).map {
+                AuditEntry(seq: $0["seq"], at: $0["at"], event: $0["event"], detail: $0["detail"], prevHash: $0["prev_hash"], hash: $0["hash"])
+            }
+        }
+    }
+
+    /// The sequence number of the first entry written at or after `date` (nil: none).
+    public func firstSeq(atOrAfter date: Date) throws(EvidenceError) -> Int64? {
+        try read { db in try Int64.fetchOne(db, sql: "SELECT MIN(seq) FROM audit WHERE at >= ?", arguments: [Self.iso(date)]) }
+    }
+
+    /// The last entry written at or before `date` (nil: none).
+    public func head(atOrBefore date: Date) throws(EvidenceError) -> (seq: Int64, hash: String)? {
+        try read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit WHERE at <= ? ORDER BY seq DESC LIMIT 1", arguments: [Self.iso(date)]) else { return nil }
+            return (row["seq"], row["hash"])
+        }
+    }
+
+    /// When the log's first entry was written (nil: an empty log), for evidence retention.
+    public func chainStart() throws(EvidenceError) -> Date? {
+        try read { db in Self.date(try String.fetchOne(db, sql: "SELECT at FROM audit ORDER BY seq LIMIT 1")) }
+    }
+
+    /// Runs against the audit log: each run row must match the digest its last audit entry
+    /// recorded; a row without any entry was added outside drplan, and an entry whose row is
+    /// gone was deleted. Runs recorded before runs were bound to the log (entries without a
+    /// digest) are counted in `unbound`, not judged.
+    public func verifyRuns() throws(EvidenceError) -> (problems: [String], unbound: Int) {
+        try read { db in
+            var last: [String: String?] = [:]   // run → digest of its last entry (nil: an entry without one)
+            var problems: [String] = []
+            for row in try Row.fetchAll(db, sql: "SELECT seq, event, detail FROM audit WHERE event IN ('run.started', 'run.finished', 'run.interrupted') ORDER BY seq") {
+                let detail: String = row["detail"], seq: Int64 = row["seq"]
+                guard let obj = (try JSONSerialization.jsonObject(with: Data(detail.utf8))) as? [String: String], let run = obj["run"] else {
+                    problems.append("audit entry \(seq) does not name its run"); continue
+                }
+                last[run] = .some(obj["row_sha256"])
+            }
+            var unbound = 0
+            var seen = Set<String>()
+            for row in try Row.fetchAll(db, sql: "SELECT \(Self.runColumns.joined(separator: ", ")) FROM runs ORDER BY started_at, id") {
+                let id: String = row["id"]
+                seen.insert(id)
+                guard let entry = last[id] else { problems.append("run \(id) has no entry in the audit log: it was added outside drplan"); continue }
+                guard let digest = entry else { unbound += 1; continue }
+                if Self.rowDigest(row) != digest {
+                    let status: String = row["status"], started: String = row["started_at"]
+                    problems.append("run \(id) (now \(status), started \(started)) differs from what drplan recorded: it was changed after it was written")
+                }
+            }
+            for id in last.keys.sorted() where !seen.contains(id) { problems.append("run \(id) is in the audit log but not among the runs: it was deleted") }
+            return (problems, unbound)
+        }
+    }
+
+    /// The last audit entry's sequence number and hash (0 and zeros for an empty log): what
+    /// `evidence verify` prints so that someone can write it down, and later see that the log
+    /// still reaches it.
+    public func auditHead() throws(EvidenceError) -> (seq: Int64, hash: String) {
+        try read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") else { return (0, String(repeating: "0", count: 64)) }
+            return (row["seq"], row["hash"])
+        }
+    }
+
+    /// Audit entries in a period, oldest first, with their hashes, for evidence bundles.
+    public func auditEntries(from: Date, to: Date) throws(EvidenceError) -> [[String: String]] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT seq, at, event, detail, prev_hash, hash FROM audit WHERE at >= ? AND at <= ? ORDER BY seq",
+                             arguments: [Self.iso(from), Self.iso(to)]).map { row in
+                let seq: Int64 = row["seq"]
+                return ["seq": String(seq), "at": row["at"], "event": row["event"], "detail": row["detail"], "prev_hash": row["prev_hash"], "hash": row["hash"]]
+            }
+        }
+    }
+
+
+    // MARK: anchors
+
+    /// The checkpoint file beside this store.
+    public var checkpointPath: String { Checkpoints.path(forStore: path) }
+
+    /// Every entry's hash by sequence number, for checking checkpoints and extracts.
+    public func auditHashes() throws(EvidenceError) -> [Int64: String] {
+        try read { db in
+            var out: [Int64: String] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT seq, hash FROM audit") { out[row["seq"]] = row["hash"] }
+            return out
+        }
+    }
+
+    /// Sets the key that signs checkpoints from now on, and records in the log when it differs
+    /// from the key last in use (configured, changed or removed): an auditor sees when signing
+    /// began, which key took over, and when it stopped.
+    public func useSigningKey(_ key: Curve25519.Signing.PrivateKey?) throws(EvidenceError) {
+        signer = key
+        let current = key.map { EvidenceKeys.keyId($0.publicKey) }
+        let last: String? = try read { db in
+            guard let detail = try String.fetchOne(db, sql: "SELECT detail FROM audit WHERE event LIKE 'evidence.key.%' ORDER BY seq DESC LIMIT 1") else { return nil }
+            let obj = (try JSONSerialization.jsonObject(with: Data(detail.utf8))) as? [String: String]
+            return obj?["key"].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        guard current != last else { return }
+        switch (last, current) {
+        case (nil, let k?): try audit("evidence.key.configured", ["key": k])
+        case (let old?, let k?): try audit("evidence.key.changed", ["key": k, "previous": old])
+        case (let old?, nil): try audit("evidence.key.removed", ["key": "", "previous": old])
+        case (nil, nil): return
+        }
+        try checkpoint()
+    }
+
+    /// With a signing key, appends a signed checkpoint of the current head to the file beside
+    /// the store. A checkpoint that cannot be written fails the command: evidence meant to be
+    /// anchored and silently not anchored is what this is for.
+    public func checkpoint() throws(EvidenceError) {
+        guard let signer, !isReadOnly, path != ":memory:" else { return }
+        let head = try auditHead()
+        guard head.seq > 0 else { return }
+        if let last = try Checkpoints.read(checkpointPath).last, last.seq == head.seq, last.head == head.hash { return }
+        try Checkpoints.append(try Checkpoints.sign(seq: head.seq, head: head.hash, at: Date(), with: signer), to: checkpointPath)
+    }
+
+    /// The checkpoints beside the store, checked against its chain (and with `key`, their
+    /// signatures). Entries after the last checkpoint are `unanchored`.
+    public func verifyCheckpoints(key: Curve25519.Signing.PublicKey?) throws(EvidenceError) -> (problems: [String], checkpoints: [Checkpoint], unanchored: Int64) {
+        let cps = try Checkpoints.read(checkpointPath)
+        let head = try auditHead()
+        let hashes = try auditHashes()
+        var problems = Checkpoints.problems(cps, headSeq: head.seq, key: key) { hashes[$0] }
+        if key != nil && cps.isEmpty {
+            problems.append("there is no signed checkpoint in \(checkpointPath): nothing anchors this log (was the file deleted, or is no signing_key configured?)")
+        }
+        return (problems, cps, max(0, head.seq - (cps.map(\.seq).max() ?? 0)))
+    }
+}
+
+/// Everything `evidence verify` checks of a store, computed once and shared by every command
+/// that judges from measured evidence.
+public struct StoreVerification: Sendable {
+    public enum State: String, Sendable {
+        /// The chain, the runs and signed checkpoints all agree (signatures checked when a key was given).
+        case verifiedSigned = "verified and signed"
+        /// The chain and the runs agree; nothing signed anchors them.
+        case verifiedUnsigned = "verified and unsigned"
+        case unverified
+    }
+    public var problems: [String]
+    /// Runs recorded before runs were bound to the log.
+    public var unbound: Int
+    public var head: (seq: Int64, hash: String)
+    public var checkpoints: [Checkpoint]
+    /// Entries written after the last checkpoint.
+    public var unanchored: Int64
+    /// Whether the checkpoints' signatures were checked (a public key was available).
+    public var signaturesChecked: Bool
+
+    public var state: State {
+        if !problems.isEmpty { return .unverified }
+        return checkpoints.isEmpty ? .verifiedUnsigned : .verifiedSigned
+    }
+
+    /// "entry 42, sha256 ab12…": the head as anyone can write it down.
+    public var headLine: String { "head: entry \(head.seq), sha256 \(head.hash)" }
+}
+
+extension EvidenceStore {
+    /// The chain, the runs against it, and the checkpoints beside it (their signatures too
+    /// when `key` is given).
+    public func verification(key: Curve25519.Signing.PublicKey?) throws(EvidenceError) -> StoreVerification {
+        let runs = try verifyRuns()
+        let anchors = try verifyCheckpoints(key: key)
+        return StoreVerification(problems: try verifyAudit() + runs.problems + anchors.problems, unbound: runs.unbound, head: try auditHead(),
+                                 checkpoints: anchors.checkpoints, unanchored: anchors.unanchored, signaturesChecked: key != nil)
+    }
+}

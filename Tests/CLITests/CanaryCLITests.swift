@@ -173,5 +173,8 @@ struct CanaryCLITests {
             }
         }
         #expect(leaks.isEmpty, "\(leaks.count) leaks:\n\(leaks.joined(separator: "\n"))")
+        // Redacted, and still intact: the bundle verifies from the zip alone.
+        let verify = try CLITests.run(["evidence", "verify", dir.path + "/bundle.zip"], cwd: dir.path)
+        #expect(verify.status == 0 && verify.stdout.contains("was verified with drplan evidence verify"), "\(verify.stdout)\(verify.stderr)")
     }
 }

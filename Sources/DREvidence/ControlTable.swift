@@ -37,30 +37,18 @@ public struct ControlTable: Sendable {
         for w in inv.waivers { note("waiver:\(w.rule):\(w.subject)", w.origin) }
         var rows: [Row] = []
         for c in result.controls {
-            var subjects = Set<String>()
-            for rule in c.rules {
-                for j in result.passedJudgements[rule] ?? [] { subjects.insert(String(j.split(separator: "/").first ?? "")) }
-                for f in result.findings where f.rule == rule { subjects.insert(f.subject) }
-            }
-            subjects.remove("")
+            let subjects = Set(c.subjects)
             let related = runs.filter { r in [r.job, r.asset, r.storage, r.restoreTest].contains { $0.map(subjects.contains) ?? false } }
             let parts = c.control.split(separator: ":", maxSplits: 1).map(String.init)
-            rows.append(Row(framework: parts.first ?? "", control: parts.count > 1 ? parts[1] : c.control, status: c.status.rawValue,
-                            rules: c.rules.sorted(), subjects: subjects.sorted(),
+            rows.append(Row(framework: parts.first ?? "", control: parts.count > 1 ? parts[1] : c.control,
+                            status: c.status == .manual ? "manual evidence required" : c.status.rawValue,
+                            rules: c.rules.sorted(), subjects: c.subjects,
                             runs: related.filter { $0.kind != .restoreTest }.map(\.id),
                             restoreTests: Array(Set(related.compactMap(\.restoreTest))).sorted(),
                             snapshots: Array(Set(related.compactMap(\.snapshot))).sorted(),
-                            inventoryLines: subjects.compactMap { lines[$0] }.sorted { ($0.file, $0.line) < ($1.file, $1.line) }.map { "\($0.file):\($0.line)" },
-                            ask: nil))
+                            inventoryLines: c.subjects.compactMap { lines[$0] }.sorted { ($0.file, $0.line) < ($1.file, $1.line) }.map { "\($0.file):\($0.line)" },
+                            ask: c.ask))
         }
-        let frameworks = Set(result.controls.map { String($0.control.split(separator: ":").first ?? "") })
-        let shown = frameworks.isEmpty ? Set(result.options.frameworks.isEmpty ? inv.policy.frameworks.map(\.rawValue) : result.options.frameworks) : frameworks
-        let observed = Set(rows.map { "\($0.framework):\($0.control)" })
-        for m in ManualControls.all where shown.contains(m.framework) && !observed.contains("\(m.framework):\(m.control)") {
-            rows.append(Row(framework: m.framework, control: m.control, status: "manual evidence required", rules: [], subjects: [], runs: [],
-                            restoreTests: [], snapshots: [], inventoryLines: [], ask: m.ask))
-        }
-        rows.sort { ($0.framework, $0.control) < ($1.framework, $1.control) }
         return ControlTable(rows: rows)
     }
 
@@ -105,22 +93,4 @@ public struct ControlTable: Sendable {
         }
         return out + "</tbody></table></body></html>\n"
     }
-}
-
-/// Controls a backup tool cannot observe from an inventory and its runs, with what the
-/// auditor should ask for. (The catalog issue moves this into policies/controls/ as data.)
-enum ManualControls {
-    struct Entry { var framework: String, control: String, ask: String }
-    static let all: [Entry] = [
-        Entry(framework: "gdpr", control: "Art.32(1)(b)", ask: "the organization's assessment of ongoing confidentiality, integrity and availability of processing systems, and who reviews it"),
-        Entry(framework: "hipaa", control: "164.308(a)(7)(ii)(C)", ask: "the emergency mode operation plan: how critical processes continue while operating in emergency mode"),
-        Entry(framework: "hipaa", control: "164.308(a)(7)(ii)(E)", ask: "the applications and data criticality analysis, signed off by its owner"),
-        Entry(framework: "iso27001", control: "A.5.29", ask: "how information security is maintained during disruption: the plan and the record of its last exercise"),
-        Entry(framework: "iso27001", control: "A.6.3", ask: "training records showing the people named in the runbook know their recovery roles"),
-        Entry(framework: "nist-800-53", control: "CP-3", ask: "contingency training records for the roles the plan names"),
-        Entry(framework: "nist-800-53", control: "CP-8", ask: "telecommunications service agreements with priority-of-service provisions"),
-        Entry(framework: "soc2", control: "CC9.1", ask: "the risk mitigation activities for business disruption, including insurance"),
-        Entry(framework: "dora", control: "Art.11(6)", ask: "the ICT business continuity plan tests, with their scenarios and the management body's review"),
-        Entry(framework: "pci-dss", control: "12.10.1", ask: "the incident response plan, including business recovery and continuity procedures and data backup processes"),
-    ]
 }

@@ -82,12 +82,41 @@ public struct FactDeriver {
                 ("runs", .int(Int64(s?.runs ?? 0))), ("first_run", opt(inv.evidence.firstRun, Value.timestamp)), ("retention", dur(inv.policy.evidenceRetention)),
             ])]
         }
+        facts.assets = withRecoveryOrder(facts.assets)
+        let p = inv.plan
+        // drplan's own state (inventory, keys, policies, evidence) is an asset like any other:
+        // the ones that declare the data class `drplan-state`, and whether one has a copy offsite.
+        let state = facts.assets.filter { a in
+            if case .list(let classes)? = a["data_classes"] { return classes.contains(.string("drplan-state")) }
+            return false
+        }
+        let stateOffsite = state.contains { a in if case .int(let n)? = a["offsite_count"] { return n > 0 }; return false }
+        facts.plan = [.object([
+            ("state_assets", .list(state.compactMap { $0["id"] })), ("state_offsite", .bool(stateOffsite)),
+            ("id", .string("plan")), ("declared", .bool(p != nil)), ("approved_by", opt(p?.approvedBy, Value.string)),
+            ("approved_on", opt(p?.approvedOn, Value.timestamp)), ("review_every", dur(p?.reviewEvery ?? .days(365))),
+            ("contacts", .int(Int64(p?.contacts.count ?? 0))), ("out_of_band_contacts", .int(Int64(p?.contacts.filter(\.outOfBand).count ?? 0))),
+            ("emergency_mode", opt(p?.emergencyMode, Value.string)),
+        ])]
         return facts
     }
 
     // MARK: derived numbers, exposed for tests and other layers
 
     public func region(ofSite id: String) -> String { sites[id]?.region ?? id }
+
+    /// Who runs a storage: its own `provider`, else its site's.
+    func provider(_ s: Storage) -> String? { s.provider ?? sites[s.site]?.provider }
+
+    /// Whether a copy at site `b` survives what destroys site `a`: their regions differ (a site
+    /// without a region is its own), or both declare a `location` at least
+    /// `policy.min_site_distance` apart. Two site ids in one region are one place otherwise.
+    public func separate(_ a: String, _ b: String) -> Bool {
+        if a == b { return false }
+        if region(ofSite: a) != region(ofSite: b) { return true }
+        guard let p = sites[a]?.location, let q = sites[b]?.location else { return false }
+        return p.distance(to: q) >= inv.policy.minSiteDistance
+    }
 
     /// max_gap / min_gap of a job: its schedule's gaps, or its lag when continuous.
     public func gaps(_ j: Job) -> GapStats? {
@@ -204,7 +233,7 @@ public struct FactDeriver {
         return .object([
             ("frameworks", .strings(p.frameworks.map(\.rawValue))), ("fail_on", .string(p.failOn.rawValue)),
             ("restore_test_every", dur(p.restoreTestEvery)), ("min_recovery_window", dur(p.minRecoveryWindow)),
-            ("capacity_threshold", .double(p.capacityThreshold)), ("evidence_retention", dur(p.evidenceRetention)),
+            ("capacity_threshold", .double(p.capacityThreshold)), ("evidence_retention", dur(p.evidenceRetention)), ("min_site_distance", .double(p.minSiteDistance)), ("ransomware_dwell", dur(p.ransomwareDwell)),
             ("retention", .object(p.retention.map { ($0.dataClass, .object([("min", opt($0.bounds.min, dur)), ("max", opt($0.bounds.max, dur))])) })),
             ("restore_rates", .object(Media.allCases.map { ($0.rawValue, .int(p.restoreRate(for: $0))) })),
         ])
@@ -214,6 +243,7 @@ public struct FactDeriver {
         return .object([
             ("id", .string(s.id)), ("kind", .string(s.kind.rawValue)), ("region", .string(region(ofSite: s.id))),
             ("name", opt(s.name, Value.string)), ("labels", labels(s.labels)),
+            ("location", opt(s.location) { .object([("lat", .double($0.lat)), ("lon", .double($0.lon))]) }), ("provider", opt(s.provider, Value.string)),
             ("assets", .strings(assetsAtSite[s.id] ?? [])),
             ("storage", .strings(storageAtSite[s.id] ?? [])),
         ])
@@ -223,7 +253,18 @@ public struct FactDeriver {
     func lockVerified(_ s: Storage) -> Bool { s.objectLock != nil && measured.lockChecks[s.id]?.ok == true }
 
     /// Whether a copy on `s` counts as immutable or air-gapped (DR104).
-    func countsImmutable(_ s: Storage) -> Bool { s.airGapped || isImmutable(s) }
+    func countsImmutable(_ s: Storage) -> Bool { airGapHolds(s) || isImmutable(s) }
+
+    /// A declared air gap stands only for media that go offline (`rotation.offline`) and that
+    /// no job writes more often than they rotate: a drive written every night is online every
+    /// night, whatever the inventory says.
+    func airGapHolds(_ s: Storage) -> Bool {
+        guard s.airGapped, let rot = s.rotation, rot.offline else { return false }
+        return inv.jobs.filter { $0.targets.contains(s.id) }.allSatisfy { j in
+            if case .continuous = j.schedule { return false }
+            return (gaps(j)?.minGap ?? Int64.max) >= rot.every.seconds
+        }
+    }
 
     /// Whether drplan judges `s` immutable. A cloud copy is, only when its lock was verified,
     /// or when it is declared with an explanation of why drplan cannot verify it
@@ -247,9 +288,16 @@ public struct FactDeriver {
         return .object([
             ("id", .string(s.id)), ("kind", .string(s.kind.rawValue)), ("site", .string(s.site)), ("region", .string(region(ofSite: s.site))),
             ("media", .string(s.media.rawValue)), ("immutable", .bool(isImmutable(s))),
-            ("immutable_declared", .bool(s.declaresImmutable)), ("air_gapped", .bool(s.airGapped)),
+            ("immutable_declared", .bool(s.declaresImmutable)), ("air_gapped", .bool(s.airGapped)), ("air_gap_holds", .bool(airGapHolds(s))),
+            ("rotation", s.rotation.map { .object([("every", dur($0.every)), ("offline", .bool($0.offline))]) } ?? .null),
+            ("retrieval", opt(s.retrieval, dur)),
             ("encryption", .object([("at_rest", .bool(s.encryption.atRest)), ("in_transit", .bool(s.encryption.inTransit)), ("passphrase", opt(s.encryption.passphrase, secret))])),
-            ("access", .object([("mfa_delete", .bool(s.mfaDelete)), ("network_isolated", .bool(s.networkIsolated))])),
+            ("access", .object([("mfa_delete", .bool(s.mfaDelete)), ("network_isolated", .bool(s.networkIsolated)),
+                                ("admins", .strings(s.admins)), ("delete_requires", opt(s.deleteRequires, Value.string))])),
+            // Who can delete these backups and also administers what they protect: one stolen
+            // credential then takes the data and its copies.
+            ("admins_overlap", .strings(Array(Set(s.admins).intersection((holds[s.id] ?? []).flatMap { assets[$0]?.admins ?? [] })).sorted())),
+            ("provider", opt(provider(s), Value.string)),
             ("capacity", opt(s.capacity, Value.int)), ("used", opt(s.used, Value.int)), ("restore_rate", .int(rate(s))),
             ("path", opt(s.path, Value.string)), ("url", opt(s.url, Value.string)),
             ("credentials", .object(s.credentials.map { ($0.0, secret($0.1)) })), ("name", opt(s.name, Value.string)),
@@ -266,6 +314,52 @@ public struct FactDeriver {
         ])
     }
 
+    /// Adds `recovery_finish` to each asset: when it is back if its dependencies are restored
+    /// first, each from its fastest copy, all at once where they do not depend on each other
+    /// (the planner's waves with no limit on parallel restores): its own `rto_estimate` after
+    /// the latest `recovery_finish` of its direct dependencies. Null where the asset or a
+    /// dependency has no estimate. One post-order pass, linear in assets and edges.
+    func withRecoveryOrder(_ values: [Value]) -> [Value] {
+        var own: [String: Double] = [:]
+        for v in values {
+            if case .string(let id)? = v["id"], case .duration(let d)? = v["rto_estimate"] { own[id] = d.totalSeconds }
+        }
+        var finish: [String: Double?] = [:]
+        DependencyWalk.postOrder(inv.assets.map(\.id), next: { assets[$0]?.dependsOn ?? [] },
+                                 enter: { finish[$0] == nil && assets[$0] != nil }) { id in
+            guard var t = own[id] else { finish[id] = .some(nil); return }
+            var start = 0.0
+            for d in assets[id]?.dependsOn ?? [] where assets[d] != nil {
+                guard let f = finish[d] ?? nil else { finish[id] = .some(nil); return }
+                start = max(start, f)
+            }
+            t += start
+            finish[id] = .some(t)
+        }
+        return values.map { v in
+            guard case .map(var fields) = v, case .string(let id)? = v["id"] else { return v }
+            fields[.string("recovery_finish")] = opt(finish[id] ?? nil) { .duration(CELDuration(fractional: $0)) }
+            return .map(fields)
+        }
+    }
+
+    /// The copies of `a` (job targets) with no passed restore test within the test interval,
+    /// from measured runs (which name the copy they restored from); nil when no job of the
+    /// asset has a measured restore run, since declared results do not say which copy.
+    func untestedCopies(_ a: Asset, jobs: [Job]) -> [String]? {
+        guard jobs.contains(where: { measured.jobsWithRestoreRuns.contains($0.id) }) else { return nil }
+        var out: [String] = []
+        for j in jobs {
+            let tests = inv.restoreTests.filter { $0.job == j.id && ($0.asset == nil || $0.asset == a.id) }
+            let every = tests.map { $0.interval(policy: inv.policy).seconds }.min() ?? inv.policy.restoreTestEvery.seconds
+            for t in j.targets where !out.contains(t) {
+                let passed = measured.restoredTargets[MeasuredEvidence.key(job: j.id, target: t)]?.lastSuccess
+                if passed.map({ now.seconds - $0.seconds > every }) ?? true { out.append(t) }
+            }
+        }
+        return out
+    }
+
     func assetValue(_ a: Asset) -> Value {
         let jobs = jobsByAsset[a.id] ?? []
         let myRegion = region(ofSite: a.site)
@@ -273,6 +367,7 @@ public struct FactDeriver {
         var copies: [Value] = [.object([
             ("storage", .null), ("site", .string(a.site)), ("region", .string(myRegion)), ("media", .string(a.media.rawValue)),
             ("offsite", .bool(false)), ("immutable", .bool(false)), ("immutable_declared", .bool(false)), ("immutable_verified", .bool(false)),
+            ("provider", opt(sites[a.site]?.provider, Value.string)),
             ("lock_days", .int(0)), ("air_gapped", .bool(false)),
             ("encrypted_at_rest", .bool(false)), ("versioned", .bool(false)), ("primary", .bool(true)),
             ("evidence", .string("declared")), ("last_success", .null),
@@ -286,7 +381,8 @@ public struct FactDeriver {
             }
         }
         var media: Set<String> = [a.media.rawValue]
-        var offsite = 0, immutable = 0
+        var offsite = 0, immutable = 0, otherRegion = 0
+        var offsiteProviders: [String] = []   // "" for a copy whose provider is not declared
         var unproven: [Value] = []
         var rto: Double? = nil
         for id in order {
@@ -295,16 +391,21 @@ public struct FactDeriver {
             // The best evidence among the jobs writing this copy.
             let evidence = w.map { copyEvidence($0, target: id, asset: a) }.max { (Self.evidenceRank[$0.evidence] ?? 0, $0.lastSuccess ?? Timestamp(seconds: Int64.min)) < (Self.evidenceRank[$1.evidence] ?? 0, $1.lastSuccess ?? Timestamp(seconds: Int64.min)) }
             let counts = evidence.map { $0.evidence == "measured" || $0.evidence == "declared" } ?? true
-            let isOffsite = s.site != a.site
+            let isOffsite = separate(a.site, s.site)
             if counts {
                 media.insert(s.media.rawValue)
-                if isOffsite { offsite += 1 }
+                if isOffsite {
+                    offsite += 1
+                    offsiteProviders.append(provider(s) ?? "")
+                }
+                if region(ofSite: s.site) != myRegion { otherRegion += 1 }
                 if countsImmutable(s) { immutable += 1 }
-                if let size = a.size { rto = min(rto ?? .infinity, Double(size) / Double(rate(s))) }
+                if let size = a.size { rto = min(rto ?? .infinity, Double(size) / Double(rate(s)) + Double(s.retrieval?.seconds ?? 0)) }
             }
             let copy: Value = .object([
                 ("storage", .string(s.id)), ("site", .string(s.site)), ("region", .string(region(ofSite: s.site))), ("media", .string(s.media.rawValue)),
                 ("offsite", .bool(isOffsite)), ("immutable", .bool(isImmutable(s))), ("immutable_declared", .bool(s.declaresImmutable)),
+                ("provider", opt(provider(s), Value.string)),
                 ("immutable_verified", .bool(lockVerified(s))), ("lock_days", .int(Int64(s.objectLock?.days ?? 0))), ("air_gapped", .bool(s.airGapped)),
                 ("encrypted_at_rest", .bool(s.encryption.atRest || w.contains { $0.encryption.atRest })),
                 ("versioned", .bool(w.contains { $0.type.isVersioned })), ("primary", .bool(false)),
@@ -334,7 +435,9 @@ public struct FactDeriver {
             ("labels", labels(a.labels)),
             ("protected", .bool(!jobs.isEmpty)), ("jobs", .strings(jobs.map(\.id))), ("copies", .list(copies)),
             ("copy_count", .int(Int64(copies.count))), ("media_count", .int(Int64(media.count))),
-            ("offsite_count", .int(Int64(offsite))), ("immutable_count", .int(Int64(immutable))),
+            ("offsite_count", .int(Int64(offsite))), ("other_region_count", .int(Int64(otherRegion))),
+            ("offsite_providers", .strings(Array(Set(offsiteProviders)).sorted())), ("admins", .strings(a.admins)),
+            ("untested_copies", opt(untestedCopies(a, jobs: jobs), Value.strings)), ("immutable_count", .int(Int64(immutable))),
             ("rpo_achievable", opt(achievableRPO(jobs), { .duration(CELDuration(seconds: $0)) })),
             ("rto_estimate", opt(rto, { .duration(CELDuration(fractional: $0)) })),
             ("retention_effective", retention), ("retention_required_min", opt(requiredMin, dur)), ("retention_allowed_max", opt(allowedMax, dur)),
@@ -348,11 +451,49 @@ public struct FactDeriver {
         ])
     }
 
+    /// Key files (`passphrase: file:…` of the job or of its targets) that lie under a source
+    /// path of the job's assets or under one of its targets' paths: whoever takes the data or
+    /// the copy takes the key with it (DR203). Paths are resolved from the first inventory
+    /// file's folder, as the runner resolves them.
+    func keysBesideData(_ j: Job) -> [Value] {
+        let first = inv.files.first?.path ?? "."
+        let base = first.contains("/") ? String(first[..<(first.lastIndex(of: "/") ?? first.endIndex)]) : "."
+        // Lexical normalization (".", "..", repeated slashes): the facts read no file system.
+        func full(_ p: String) -> String {
+            var parts: [Substring] = []
+            for c in (p.hasPrefix("/") ? p : base + "/" + p).split(separator: "/") {
+                if c == "." { continue }
+                if c == "..", let last = parts.last, last != ".." { parts.removeLast(); continue }
+                parts.append(c)
+            }
+            return ((p.hasPrefix("/") || base.hasPrefix("/")) ? "/" : "") + parts.joined(separator: "/")
+        }
+        func under(_ file: String, _ dir: String) -> Bool { file == dir || file.hasPrefix(dir.hasSuffix("/") ? dir : dir + "/") }
+        var keys: [String] = []
+        if case .file(let p)? = j.encryption.passphrase { keys.append(p) }
+        for t in j.targets { if case .file(let p)? = storage[t]?.encryption.passphrase { keys.append(p) } }
+        var out: [Value] = []
+        for k in Set(keys).sorted() {
+            let file = full(k)
+            for a in j.assets {
+                guard case .paths(let paths, _)? = assets[a]?.source else { continue }
+                for p in paths where under(file, full(p)) {
+                    out.append(.object([("file", .string("file:" + k)), ("beside", .string(a)), ("place", .string("under the source path \(p) of \(a)"))]))
+                }
+            }
+            for t in j.targets {
+                guard let p = storage[t]?.path, under(file, full(p)) else { continue }
+                out.append(.object([("file", .string("file:" + k)), ("beside", .string(t)), ("place", .string("on the target \(t) (\(p))"))]))
+            }
+        }
+        return out
+    }
+
     func jobValue(_ j: Job, nextRun: Timestamp?) -> Value {
         let g = gaps(j)
         let last = jobLast(j)
         let jobSites = Set(j.assets.compactMap { assets[$0]?.site })
-        let offsite = j.targets.filter { t in storage[t].map { s in jobSites.contains { $0 != s.site } } ?? false }
+        let offsite = j.targets.filter { t in storage[t].map { s in jobSites.contains { separate($0, s.site) } } ?? false }
         var retention: Value = .null
         if let r = j.retention {
             retention = .object([
@@ -368,12 +509,16 @@ public struct FactDeriver {
             ("encryption", .object([
                 ("at_rest", .bool(j.encryption.atRest)), ("in_transit", .bool(j.encryption.inTransit)),
                 ("key_storage", opt(j.encryption.keyStorage, Value.string)), ("passphrase", opt(j.encryption.passphrase, secret)),
+                ("key_escrow", opt(j.encryption.keyEscrow, Value.string)),
             ])),
             ("monitoring", .object([("alert_on_failure", .strings(j.monitoring.alertOnFailure)), ("max_age", opt(j.monitoring.maxAge, dur))])),
             ("options", j.options.map { yaml($0, key: nil, secretArgs: j.secretArgs) } ?? .object([])), ("labels", labels(j.labels)),
             ("max_gap", opt(g?.maxGap, { .duration(CELDuration(seconds: $0)) })), ("min_gap", opt(g?.minGap, { .duration(CELDuration(seconds: $0)) })),
             ("retention_effective", dur(effectiveRetention(j))), ("versioned", .bool(j.type.isVersioned)),
-            ("offsite_targets", .strings(offsite)),
+            ("offsite_targets", .strings(offsite)), ("beside_data", .list(keysBesideData(j))),
+            ("escrow_site", opt(j.encryption.keyEscrow.map { storage[$0]?.site ?? $0 }, Value.string)),
+            ("escrow_on_target", .bool(j.encryption.keyEscrow.map(j.targets.contains) ?? false)),
+            ("asset_sites", .strings(Array(jobSites).sorted())),
             ("target_evidence", .list(j.targets.map { t in
                 let e = jobTargetEvidence(j, target: t)
                 return .object([("storage", .string(t)), ("evidence", .string(e.evidence)), ("last_success", opt(e.lastSuccess, Value.timestamp)),

@@ -76,6 +76,18 @@ public struct MeasuredEvidence: Sendable {
     /// sets the status, and the newest success is kept whatever came after it.
     /// A run of one asset is also recorded under (job, target, asset), so that each asset's
     /// copy is judged on its own runs.
+    /// Per job and target (`key(job:target:)`): the last restore test run from that copy, and
+    /// its last pass. Only measured runs name the copy they restored from.
+    public var restoredTargets: [String: JobRun] = [:]
+    /// Jobs with at least one measured restore-test run.
+    public var jobsWithRestoreRuns = Set<String>()
+
+    /// Records a restore test run of `job`'s copy on `target`.
+    public mutating func recordRestore(job: String, target: String, at: Timestamp, success: Bool) {
+        jobsWithRestoreRuns.insert(job)
+        Self.merge(&restoredTargets[Self.key(job: job, target: target)], at: at, success: success)
+    }
+
     public mutating func record(job: String, target: String?, asset: String? = nil, at: Timestamp, success: Bool) {
         Self.merge(&jobs[job], at: at, success: success)
         guard let target else { return }
@@ -113,6 +125,8 @@ public struct Facts: Sendable {
     /// The evidence store (DR910's subject), when one was read or `evidence.first_run` says
     /// one should exist: `{id, chain_started, oldest_run, runs, first_run, retention}`.
     public var evidence: [Value] = []
+    /// The DR plan's governance (DR802–DR804's subject): always one, declared or not.
+    public var plan: [Value] = []
 
     /// The whole document, as `drplan facts` prints it.
     public var document: Value {
@@ -120,7 +134,7 @@ public struct Facts: Sendable {
             ("as_of", .timestamp(asOf)), ("organization", organization.map(Value.string) ?? .null), ("policy", policy),
             ("sites", .list(sites)), ("storage", .list(storage)), ("assets", .list(assets)), ("jobs", .list(jobs)),
             ("restore_tests", .list(restoreTests)), ("waivers", .list(waivers)), ("documents", .list(documents)),
-            ("evidence", .list(evidence)),
+            ("evidence", .list(evidence)), ("plan", .list(plan)),
         ])
     }
 

@@ -181,6 +181,7 @@ struct LoadState {
     var loaded: Set<String> = []
     var organizationAt: SourceLocation?
     var evidenceAt: SourceLocation?
+    var planAt: SourceLocation?
     var policyAt: SourceLocation?
 
     mutating func readFile(display: String, chain: [(canonical: String, display: String)]) {
@@ -242,6 +243,10 @@ struct LoadState {
         if let p = s.policyRead {
             if let first = policyAt { ctx.sink.add(p.1, Messages.onlyOnce("policy", first: first)) }
             else { inventory.policy = p.0; policyAt = p.1 }
+        }
+        if let p = s.planRead {
+            if let first = planAt { ctx.sink.add(p.1, Messages.onlyOnce("plan", first: first)) }
+            else { inventory.plan = p.0; planAt = p.1 }
         }
         if let e = s.evidenceRead {
             if let first = evidenceAt { ctx.sink.add(e.1, Messages.onlyOnce("evidence", first: first)) }

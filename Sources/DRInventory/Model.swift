@@ -1,4 +1,5 @@
 import CEL
+import Foundation
 /// The inventory model (inventory-v1): what the loader produces once a file validates.
 /// Defaults from the spec are applied here, so later layers never guess.
 
@@ -82,6 +83,12 @@ public struct Policy: Sendable {
     /// How long evidence is kept (`policy.evidence_retention`): six years by default, after
     /// HIPAA 164.316(b)(2)(i). drplan itself never deletes evidence.
     public var evidenceRetention: TimeSpan = .days(6 * 365)
+    /// How far apart, in metres, two sites in the same region must be (by their `location`)
+    /// to count as separate: 50 km by default, after ISO/IEC 27002 8.13's "sufficient distance".
+    public var minSiteDistance: Double = 50_000
+    /// How long ransomware may sit unnoticed before it strikes (`policy.ransomware_dwell`):
+    /// an Object Lock shorter than this protects nothing it needs to.
+    public var ransomwareDwell: TimeSpan = .days(30)
     public var origin: Origin?
     public init() {}
 
@@ -90,6 +97,31 @@ public struct Policy: Sendable {
         .disk: 200_000_000, .removable: 100_000_000, .tape: 150_000_000, .object: 50_000_000, .optical: 20_000_000,
     ]
     public func restoreRate(for media: Media) -> Int64 { restoreRates[media] ?? Policy.defaultRestoreRates[media] ?? 1 }
+}
+
+/// How often removable media are swapped, and whether they are offline in between.
+public struct Rotation: Sendable, Hashable {
+    public var every: TimeSpan
+    public var offline: Bool
+    public init(every: TimeSpan, offline: Bool) { self.every = every; self.offline = offline }
+}
+
+/// The top-level `plan:` section: the DR plan's governance (who approved it and when, how
+/// often it is reviewed, whom to call, and how the business runs in emergency mode).
+public struct PlanGovernance: Sendable {
+    public struct Contact: Sendable {
+        public var name: String
+        public var role: String?
+        /// Reachable when the organization's own systems are down (a phone, a personal address).
+        public var outOfBand: Bool
+    }
+    public var approvedBy: String?
+    public var approvedOn: Timestamp?
+    public var reviewEvery: TimeSpan = .days(365)
+    public var contacts: [Contact] = []
+    public var emergencyMode: String?
+    public var origin: Origin?
+    public init() {}
 }
 
 /// The top-level `evidence:` section: how evidence is anchored.
@@ -111,6 +143,41 @@ public struct Site: Sendable {
     public var name: String?
     public var labels: [(String, String)]
     public var origin: Origin
+    /// `location: {lat, lon}`, for telling sites in one region apart by distance.
+    public var location: GeoPoint? = nil
+    /// `provider`: who runs the site (a cloud provider, a colocation company).
+    public var provider: String? = nil
+}
+
+/// A point on the Earth, in degrees.
+public struct GeoPoint: Sendable, Hashable {
+    public var lat: Double
+    public var lon: Double
+    public init(lat: Double, lon: Double) { self.lat = lat; self.lon = lon }
+
+    /// Great-circle distance in metres (haversine, mean Earth radius).
+    public func distance(to o: GeoPoint) -> Double {
+        let r = 6_371_008.8, rad = Double.pi / 180
+        let dLat = (o.lat - lat) * rad, dLon = (o.lon - lon) * rad
+        let a = sin(dLat / 2) * sin(dLat / 2) + cos(lat * rad) * cos(o.lat * rad) * sin(dLon / 2) * sin(dLon / 2)
+        return 2 * r * asin(min(1, a.squareRoot()))
+    }
+
+    static func degrees(_ t: String, limit: Double) throws(ScalarError) -> Double {
+        guard let v = Double(t.trimmingCharacters(in: .whitespaces)), v.isFinite, abs(v) <= limit else {
+            throw ScalarError("expected degrees between -\(Int(limit)) and \(Int(limit)), such as 51.5")
+        }
+        return v
+    }
+
+    /// "50km", "500 m": metres.
+    public static func parseDistance(_ text: String) throws(ScalarError) -> Double {
+        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        for (unit, factor) in [("km", 1000.0), ("m", 1.0)] where t.hasSuffix(unit) {
+            if let v = Double(t.dropLast(unit.count).trimmingCharacters(in: .whitespaces)), v.isFinite, v >= 0 { return v * factor }
+        }
+        throw ScalarError("expected a distance in km or m, such as 50km")
+    }
 }
 
 extension Storage {
@@ -136,6 +203,13 @@ public struct Storage: Sendable {
     public var encryption: StorageEncryption
     public var mfaDelete: Bool
     public var networkIsolated: Bool
+    /// `access.admins`: who can delete or overwrite the backups on this storage.
+    public var admins: [String] = []
+    /// `access.delete_requires`: what deleting takes besides those credentials (a second
+    /// person, a break-glass account).
+    public var deleteRequires: String? = nil
+    /// `provider`: who runs the storage (else its site's provider).
+    public var provider: String? = nil
     public var capacity: Int64?
     public var used: Int64?
     public var restoreRate: Int64?
@@ -156,6 +230,12 @@ public struct Storage: Sendable {
     public var insecureHTTP = false
     /// S3 Object Lock: the retention every object drplan writes gets (storage `object_lock`).
     public var objectLock: ObjectLock? = nil
+    /// `rotation: {every, offline}`: media taken offline between writes (a drive swapped
+    /// weekly). An air gap is only plausible when no job writes the storage more often.
+    public var rotation: Rotation? = nil
+    /// `retrieval`: how long it takes to bring the media back before a restore can start
+    /// (tapes in a vault, a drive at someone's home). Added to every restore from it.
+    public var retrieval: TimeSpan? = nil
     /// Why a copy declared immutable cannot be verified by drplan (DR104 accepts an
     /// unverified cloud copy only with this explanation).
     public var immutableReason: String? = nil
@@ -200,6 +280,9 @@ public struct Asset: Sendable {
     public var source: AssetSource?
     public var labels: [(String, String)]
     public var origin: Origin
+    /// `admins`: who administers the system in production (whose credentials ransomware or a
+    /// rogue insider would hold).
+    public var admins: [String] = []
 }
 
 public struct JobRetention: Sendable, Hashable {
@@ -218,6 +301,8 @@ public struct JobEncryption: Sendable {
     public var inTransit = false
     public var keyStorage: String?
     public var passphrase: SecretRef?
+    /// `key_escrow`: the storage or site where a copy of the key is kept for recovery.
+    public var keyEscrow: String?
     public init() {}
 }
 
@@ -347,6 +432,8 @@ public struct Inventory: Sendable {
     public var organization: String?
     public var policy = Policy()
     public var evidence = EvidenceSettings()
+    /// nil: the inventory declares no `plan:` section.
+    public var plan: PlanGovernance?
     public var sites: [Site] = []
     public var storage: [Storage] = []
     public var assets: [Asset] = []

@@ -63,7 +63,7 @@ public enum Redaction {
 
     static let secretWords = ["password", "passwd", "pwd", "secret", "token", "passphrase", "credential", "private", "auth", "key"]
     /// `key` itself names a key (the facts' `documents`), not a secret.
-    static let notSecret: Set<String> = ["key", "key_storage", "access_key_id", "aws_access_key_id", "key_id", "kms_key_id", "public_key", "keys",
+    static let notSecret: Set<String> = ["key", "key_storage", "key_escrow", "access_key_id", "aws_access_key_id", "key_id", "kms_key_id", "public_key", "keys",
                                          "monkey", "author", "authority", "keyboard", "hotkey", "secret_args"]
     /// Query parameters that carry signatures and credentials whatever their name says.
     static let secretParameters: Set<String> = ["sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "code", "apikey"]

@@ -8,6 +8,7 @@ struct SectionReader {
     var organization: (String, SourceLocation)?
     var policyRead: (Policy, SourceLocation)?
     var evidenceRead: (EvidenceSettings, SourceLocation)?
+    var planRead: (PlanGovernance, SourceLocation)?
     var declared: [(String, Declared)] = []
     var sites: [Site] = []
     var storage: [Storage] = []
@@ -19,7 +20,7 @@ struct SectionReader {
 
     init(ctx: ReadContext) { self.ctx = ctx }
 
-    static let topKeys = ["drplan", "organization", "policy", "evidence", "include", "sites", "storage", "assets", "jobs", "restore_tests", "waivers"]
+    static let topKeys = ["drplan", "organization", "policy", "evidence", "plan", "include", "sites", "storage", "assets", "jobs", "restore_tests", "waivers"]
 
     /// Reads the top level and returns the `include:` entries for the loader to follow.
     mutating func readDocument(_ root: Node) -> [(String, Node)] {
@@ -39,6 +40,7 @@ struct SectionReader {
         if let org = top.string("organization"), let k = top.keyNode("organization") { organization = (Redaction.text(org), ctx.location(k)) }
         if let p = top.object("policy"), let k = top.keyNode("policy") { policyRead = (readPolicy(p), ctx.location(k)) }
         if let e = top.object("evidence"), let k = top.keyNode("evidence") { evidenceRead = (readEvidence(e), ctx.location(k)) }
+        if let p = top.object("plan"), let k = top.keyNode("plan") { planRead = (readPlan(p), ctx.location(k)) }
         readList(top, "sites", singular: "site") { $0.readSite($1) }
         readList(top, "storage", singular: "storage") { $0.readStorage($1) }
         readList(top, "assets", singular: "asset") { $0.readAsset($1) }
@@ -92,6 +94,8 @@ struct SectionReader {
         if let d = r.duration("restore_test_every") { p.restoreTestEvery = d }
         if let d = r.duration("min_recovery_window") { p.minRecoveryWindow = d }
         if let d = r.duration("evidence_retention") { p.evidenceRetention = d }
+        if let d = r.duration("ransomware_dwell") { p.ransomwareDwell = d }
+        if let d = r.parsed("min_site_distance", shape: "a distance such as 50km", GeoPoint.parseDistance) { p.minSiteDistance = d }
         if let c = r.parsed("capacity_threshold", shape: "a percent", Percent.parse) { p.capacityThreshold = c }
         if let m = r.object("retention") {
             for e in m.entries {
@@ -116,7 +120,32 @@ struct SectionReader {
             }
             l.finish(allowed: ["steps", "memory"])
         }
-        r.finish(allowed: ["frameworks", "fail_on", "restore_test_every", "min_recovery_window", "capacity_threshold", "retention", "restore_rates", "limits", "evidence_retention"])
+        r.finish(allowed: ["frameworks", "fail_on", "restore_test_every", "min_recovery_window", "capacity_threshold", "retention", "restore_rates", "limits", "evidence_retention", "min_site_distance", "ransomware_dwell"])
+        return p
+    }
+
+    func readPlan(_ r: ObjectReader) -> PlanGovernance {
+        r.what = "'plan'"
+        var p = PlanGovernance()
+        p.origin = r.origin
+        p.approvedBy = r.string("approved_by")
+        p.approvedOn = r.timestamp("approved_on")
+        if let d = r.duration("review_every") { p.reviewEvery = d }
+        p.emergencyMode = r.string("emergency_mode")
+        if let v = r.value("contacts") {
+            if case .sequence(let items) = v {
+                for (i, item) in items.enumerated() {
+                    guard let c = ObjectReader(item, what: "contact #\(i + 1) of 'plan'", ctx: ctx) else { continue }
+                    let name = c.string("name", required: true)
+                    let contact = PlanGovernance.Contact(name: name ?? "", role: c.string("role"), outOfBand: c.bool("out_of_band") ?? false)
+                    c.finish(allowed: ["name", "role", "phone", "email", "out_of_band"])
+                    if name != nil { p.contacts.append(contact) }
+                }
+            } else {
+                ctx.error(v, Messages.expected("a list of contacts", for: "contacts", in: "'plan'", found: v.shapeDescription))
+            }
+        }
+        r.finish(allowed: ["approved_by", "approved_on", "review_every", "contacts", "emergency_mode"])
         return p
     }
 
@@ -151,9 +180,19 @@ struct SectionReader {
         let id = declare(r, kind: .site)
         let kind: SiteKind? = r.choice("kind", required: true)
         let region = r.string("region"), name = r.string("name"), labels = r.labels()
-        r.finish(allowed: ["id", "kind", "region", "name", "labels"])
+        var location: GeoPoint?
+        if let l = r.object("location") {
+            let lat = l.parsed("lat", required: true, shape: "a latitude in degrees", { (t: String) throws(ScalarError) -> Double in try GeoPoint.degrees(t, limit: 90) })
+            let lon = l.parsed("lon", required: true, shape: "a longitude in degrees", { (t: String) throws(ScalarError) -> Double in try GeoPoint.degrees(t, limit: 180) })
+            l.finish(allowed: ["lat", "lon"])
+            if let lat, let lon { location = GeoPoint(lat: lat, lon: lon) }
+        }
+        r.finish(allowed: ["id", "kind", "region", "name", "labels", "location", "provider"])
         guard let id else { return }
-        sites.append(Site(id: id, kind: kind ?? .datacenter, region: region, name: name, labels: labels, origin: r.origin))
+        var site = Site(id: id, kind: kind ?? .datacenter, region: region, name: name, labels: labels, origin: r.origin)
+        site.location = location
+        site.provider = r.string("provider")
+        sites.append(site)
     }
 
     mutating func readStorage(_ r: ObjectReader) {
@@ -168,11 +207,13 @@ struct SectionReader {
             enc.passphrase = e.secret("passphrase")
             e.finish(allowed: ["at_rest", "in_transit", "passphrase"])
         }
-        var mfa = false, isolated = false
+        var mfa = false, isolated = false, admins: [String] = [], deleteRequires: String?
         if let a = r.object("access") {
             mfa = a.bool("mfa_delete") ?? false
             isolated = a.bool("network_isolated") ?? false
-            a.finish(allowed: ["mfa_delete", "network_isolated"])
+            admins = a.list("admins")?.map(\.0) ?? []
+            deleteRequires = a.string("delete_requires")
+            a.finish(allowed: ["mfa_delete", "network_isolated", "admins", "delete_requires"])
         }
         var credentials: [(String, SecretRef)] = []
         if let c = r.object("credentials") {
@@ -195,11 +236,20 @@ struct SectionReader {
             endpoint: r.string("endpoint"), region: r.string("region"), pathStyle: r.bool("path_style"), insecureHTTP: r.bool("insecure_http") ?? false)
         s.objectLock = lock
         s.immutableReason = r.string("immutable_reason")
+        s.admins = admins
+        s.deleteRequires = deleteRequires
+        s.provider = r.string("provider")
+        s.retrieval = r.duration("retrieval")
+        if let rot = r.object("rotation") {
+            let every = rot.duration("every", required: true), offline = rot.bool("offline") ?? false
+            rot.finish(allowed: ["every", "offline"])
+            if let every { s.rotation = Rotation(every: every, offline: offline) }
+        }
         if lock != nil, !(s.url ?? "").hasPrefix("s3://"), let node = r.keyNode("object_lock") {
             r.ctx.error(node, "'object_lock' in storage '\(s.id)' needs an S3 bucket, 'url: s3://BUCKET/PREFIX': Object Lock is an S3 feature; for other storage say 'immutable: true' with an 'immutable_reason'")
         }
         r.finish(allowed: ["id", "kind", "site", "media", "immutable", "air_gapped", "encryption", "access", "capacity", "used", "restore_rate", "path", "url", "credentials", "name", "labels", "create",
-                           "endpoint", "region", "path_style", "insecure_http", "object_lock", "immutable_reason"])
+                           "endpoint", "region", "path_style", "insecure_http", "object_lock", "immutable_reason", "rotation", "provider", "retrieval"])
         guard id != nil else { return }
         storage.append(s)
     }
@@ -215,13 +265,14 @@ struct SectionReader {
         if backup == .none, reason == nil, let id, let n = r.value("backup") {
             ctx.error(n, Messages.reasonRequired(id))
         }
-        let a = Asset(
+        var a = Asset(
             id: id ?? "", kind: kind ?? .server, site: site ?? "", media: r.choice("media") ?? .disk, tier: r.choice("tier") ?? .medium,
             owner: r.string("owner"), name: r.string("name"), size: r.size("size"),
             dataClasses: r.list("data_classes")?.map(\.0) ?? [], rpo: r.duration("rpo"), rto: r.duration("rto"),
             dependsOn: r.idList("depends_on") ?? [], retention: retention, backup: backup, reason: reason,
             source: readSource(r), labels: r.labels(), origin: r.origin)
-        r.finish(allowed: ["id", "kind", "site", "media", "tier", "owner", "name", "size", "data_classes", "rpo", "rto", "depends_on", "retention", "backup", "reason", "source", "labels"])
+        a.admins = r.list("admins")?.map(\.0) ?? []
+        r.finish(allowed: ["id", "kind", "site", "media", "tier", "owner", "name", "size", "data_classes", "rpo", "rto", "depends_on", "retention", "backup", "reason", "source", "labels", "admins"])
         guard id != nil else { return }
         assets.append(a)
     }
@@ -284,7 +335,9 @@ struct SectionReader {
             enc.keyStorage = e.id("key_storage", required: false)
             if let k = enc.keyStorage { r.note("encryption", value: k, at: e.value("key_storage")) }
             enc.passphrase = e.secret("passphrase")
-            e.finish(allowed: ["at_rest", "in_transit", "key_storage", "passphrase"])
+            enc.keyEscrow = e.id("key_escrow", required: false)
+            if let k = enc.keyEscrow { r.note("encryption", value: k, at: e.value("key_escrow")) }
+            e.finish(allowed: ["at_rest", "in_transit", "key_storage", "passphrase", "key_escrow"])
         }
         var mon = Monitoring()
         if let m = r.object("monitoring") {

@@ -26,6 +26,10 @@ struct Validator {
                 sink.add(j.origin.of("target_engines", value: t), "'target_engines' in \(what) names '\(t)', which is not one of its targets (\(j.targets.joined(separator: ", "))); add it to 'targets' or remove it")
             }
             if let k = j.encryption.keyStorage { ref(k, .storage, key: "encryption", in: what, at: j.origin) }
+            // The escrow copy of a key is kept on a storage or at a site.
+            if let k = j.encryption.keyEscrow {
+                if let d = declared[k], d.kind == .site { } else { ref(k, .storage, key: "encryption", in: what + " (key_escrow: a storage or a site)", at: j.origin) }
+            }
         }
         let jobs = Dictionary(inventory.jobs.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         for t in inventory.restoreTests {

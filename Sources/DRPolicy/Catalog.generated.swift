@@ -19,7 +19,13 @@ rules:
       - { expr: "storage.holds.exists(a, inventory.by_id[a].tier in ['critical', 'high'])", reason: "holds no tier critical or high copy" }
     assert: "storage.immutable || storage.air_gapped || storage.access.mfa_delete"
     message: "{{storage.id}} holds copies of important assets but anyone with its credentials can delete them"
-    controls: ["gdpr:Art.32(1)(b)", "iso27001:A.8.13", "nist-800-53:CP-9", "dora:Art.12(3)"]
+    controls:
+      - "gdpr:Art.32(1)(b) Ongoing confidentiality, integrity, availability and resilience"
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "dora:Art.12(3) Restoring systems segregated from the source ICT system"
+      - "nist-800-53:CP-9(7) Dual Authorization for Deletion or Destruction"
+      - "hipaa:164.312(c)(1) Integrity"
     rationale: >-
       Attackers delete backups before they encrypt. Object lock, an air gap, or deletion that
       needs a second factor stops a stolen password from destroying every copy.
@@ -47,7 +53,10 @@ rules:
       - { expr: "storage.holds.exists(a, inventory.by_id[a].site == storage.site)", reason: "holds no copy of an asset at its own site" }
     assert: "storage.access.network_isolated"
     message: "{{storage.id}} sits on the same network as the assets it backs up at {{storage.site}}"
-    controls: ["iso27001:A.8.22", "nist-800-53:SC-7", "dora:Art.12(3)"]
+    controls:
+      - "iso27001:A.8.22 Segregation of networks"
+      - "nist-800-53:SC-7 Boundary Protection"
+      - "dora:Art.12(3) Restoring systems segregated from the source ICT system"
     rationale: >-
       Malware that spreads across the production network reaches backup storage on that same
       network. A separate VLAN or firewall zone keeps it out.
@@ -73,7 +82,12 @@ rules:
     subject: document
     assert: "!document.literal"
     message: "{{document.path}} holds a literal secret; use env:NAME, file:PATH or vault:PATH instead (the value is not shown)"
-    controls: ["iso27001:A.5.17", "nist-800-53:IA-5", "soc2:CC6.1"]
+    controls:
+      - "iso27001:A.5.17 Authentication information"
+      - "nist-800-53:IA-5 Authenticator Management"
+      - "soc2:CC6.1 Logical access security over protected information assets"
+      - "nist-800-53:IA-5(7) No Embedded Unencrypted Static Authenticators"
+      - "pci-dss:8.6.2 Passwords for application and system accounts are not hard-coded"
     rationale: >-
       Inventories live in version control and CI logs. A password written there is readable by
       everyone who can read the repository, forever. The finding never prints the value.
@@ -92,6 +106,47 @@ rules:
             sites: *sites
             assets: [{ id: db, kind: database, site: hq, labels: { db_password: "hunter22", api_token: "t0ken", key_storage: "vault" } }]
           findings: [assets.db.labels.db_password, assets.db.labels.api_token]
+
+  - id: DR704
+    name: credential-separation
+    title: Production admins cannot delete the backups of what they administer
+    severity: high
+    subject: storage
+    when:
+      - { expr: "storage.holds.exists(a, inventory.by_id[a].tier in ['critical', 'high'])", reason: "holds no tier critical or high copy" }
+    assert: "storage.access.admins.size() > 0 && storage.admins_overlap.size() == 0"
+    message: "{{storage.access.admins.size() == 0 ? storage.id + ' does not say who can delete its backups (access.admins)' : storage.id + ' can be emptied by ' + storage.admins_overlap[0] + ', who also administers what it protects'}}: one stolen credential takes the data and its copies"
+    controls:
+      - "nist-800-53:CP-9(7) Dual Authorization for Deletion or Destruction"
+      - "nist-800-53:AC-6 Least Privilege"
+      - "soc2:CC6.1 Logical access security over protected information assets"
+      - "dora:Art.12(3) Restoring systems segregated from the source ICT system"
+      - "iso27001:A.8.13 Information backup"
+    rationale: >-
+      Ransomware operators and rogue insiders use the production admin's credentials. When
+      those same credentials can delete the backups, the backups fall with production.
+      Declare who can delete each storage's backups (`access.admins`) and who administers each
+      asset (`admins`); the two lists must not meet.
+    examples:
+      pass:
+        - inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq, access: { admins: [backup-operator] } }]
+            assets: [{ id: db, kind: database, site: hq, tier: high, admins: [dba, domain-admins] }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+      fail:
+        - inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq, access: { admins: [domain-admins, backup-operator] } }]
+            assets: [{ id: db, kind: database, site: hq, tier: high, admins: [dba, domain-admins] }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+          findings: [nas]
+        - inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq }]
+            assets: [{ id: db, kind: database, site: hq, tier: high }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+          findings: [nas]
 """###),
         ("policies/encryption.yaml", ###"""
 # Encryption of copies at rest and in transit, and where the keys live.
@@ -115,7 +170,16 @@ rules:
         reason: "no classified data, onsite, on fixed disk"
     assert: "job.encryption.at_rest || inventory.by_id[target].encryption.at_rest"
     message: "job {{job.id}} writes unencrypted copies to {{target}}"
-    controls: ["hipaa:164.312(a)(2)(iv)", "gdpr:Art.32(1)(a)", "iso27001:A.8.24", "nist-800-53:CP-9(8)", "pci-dss:3.5.1"]
+    controls:
+      - "hipaa:164.312(a)(2)(iv) Encryption and decryption"
+      - "gdpr:Art.32(1)(a) Pseudonymisation and encryption of personal data"
+      - "iso27001:A.8.24 Use of cryptography"
+      - "nist-800-53:CP-9(8) Cryptographic Protection"
+      - "pci-dss:3.5.1 PAN is rendered unreadable anywhere it is stored"
+      - "nist-800-53:SC-28(1) Cryptographic Protection (of information at rest)"
+      - "iso27001:A.7.10 Storage media"
+      - "soc2:CC6.1 Logical access security over protected information assets"
+      - "soc2:CC6.7 Transmission and movement of information is restricted and protected"
     rationale: >-
       A copy of classified data, a copy offsite, or a copy on media that travels (tapes,
       removable drives, cloud buckets) is exposed to people outside your control. Encryption at
@@ -153,7 +217,12 @@ rules:
       - { expr: "inventory.by_id[target].media in ['disk', 'object']", reason: "media travels physically (see DR201)" }
     assert: "job.encryption.in_transit || inventory.by_id[target].encryption.in_transit"
     message: "job {{job.id}} sends copies to offsite {{target}} without encryption in transit"
-    controls: ["hipaa:164.312(e)(2)(ii)", "gdpr:Art.32(1)(a)", "iso27001:A.8.24", "nist-800-53:SC-8", "pci-dss:4.2.1"]
+    controls:
+      - "hipaa:164.312(e)(2)(ii) Encryption (in transmission)"
+      - "gdpr:Art.32(1)(a) Pseudonymisation and encryption of personal data"
+      - "iso27001:A.8.24 Use of cryptography"
+      - "nist-800-53:SC-8 Transmission Confidentiality and Integrity"
+      - "pci-dss:4.2.1 Strong cryptography protects PAN during transmission over open networks"
     rationale: >-
       A copy on its way to another site crosses networks you do not control. TLS, SSH or a VPN
       keeps it from being read or altered there.
@@ -178,16 +247,27 @@ rules:
     severity: medium
     subject: job
     when:
-      - { expr: "job.encryption.key_storage != null", reason: "no key storage declared" }
-    assert: "!(job.encryption.key_storage in job.targets)"
-    related: "job.encryption.key_storage"
-    message: "job {{job.id}} keeps its encryption key on {{job.encryption.key_storage}}, one of its own targets"
-    controls: ["gdpr:Art.32(1)(a)", "iso27001:A.8.24", "nist-800-53:SC-12"]
+      - { expr: "job.encryption.key_storage != null || job.beside_data.size() > 0", reason: "no key storage declared and no key file beside the data" }
+    assert: "(job.encryption.key_storage == null || !(job.encryption.key_storage in job.targets)) && job.beside_data.size() == 0"
+    related: "job.beside_data.size() > 0 ? job.beside_data[0].beside : job.encryption.key_storage"
+    message: "job {{job.id}} keeps its encryption key {{job.beside_data.size() > 0 ? job.beside_data[0].file + ' ' + job.beside_data[0].place : 'on ' + job.encryption.key_storage + ', one of its own targets'}}"
+    controls:
+      - "gdpr:Art.32(1)(a) Pseudonymisation and encryption of personal data"
+      - "iso27001:A.8.24 Use of cryptography"
+      - "nist-800-53:SC-12 Cryptographic Key Establishment and Management"
+      - "pci-dss:3.6.1 Procedures protect cryptographic keys against disclosure and misuse"
+      - "pci-dss:3.6.1.2 Secret and private keys are stored in the fewest possible forms (key-encrypting keys apart)"
     rationale: >-
       Whoever takes the storage takes the key with it, and a key lost with the storage makes
-      every other copy unreadable too.
+      every other copy unreadable too. A passphrase file kept under a folder the job backs up,
+      or on one of its targets, is the same mistake with a file instead of a storage.
     examples:
       pass:
+        - inventory:
+            sites: *sites
+            storage: [{ id: usb, kind: removable, site: dr, path: /mnt/usb }]
+            assets: [{ id: docs, kind: file-store, site: hq, source: { path: /srv/docs } }]
+            jobs: [{ id: j, assets: [docs], schedule: "@daily", targets: [usb], encryption: { at_rest: true, passphrase: "file:/etc/drplan/docs.key" } }]
         - inventory:
             sites: *sites
             storage: [{ id: nas, kind: nas, site: hq }, { id: hsm, kind: disk, site: dr }]
@@ -200,6 +280,66 @@ rules:
             assets: [{ id: db, kind: database, site: hq }]
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], encryption: { at_rest: true, key_storage: nas } }]
           findings: [j/nas]
+        # The passphrase file inside the folder it encrypts: a thief of the data has the key.
+        - inventory:
+            sites: *sites
+            storage: [{ id: usb, kind: removable, site: dr, path: /mnt/usb }]
+            assets: [{ id: docs, kind: file-store, site: hq, source: { path: /srv/docs } }]
+            jobs: [{ id: j, assets: [docs], schedule: "@daily", targets: [usb], encryption: { at_rest: true, passphrase: "file:/srv/docs/.backup-key" } }]
+          findings: [j/docs]
+        # ...or on the drive it protects.
+        - inventory:
+            sites: *sites
+            storage: [{ id: usb, kind: removable, site: dr, path: /mnt/usb }]
+            assets: [{ id: docs, kind: file-store, site: hq, source: { path: /srv/docs } }]
+            jobs: [{ id: j, assets: [docs], schedule: "@daily", targets: [usb], encryption: { at_rest: true, passphrase: "file:/mnt/usb/key.txt" } }]
+          findings: [j/usb]
+
+  - id: DR204
+    name: key-escrow
+    title: Every encryption key has an escrow copy at another site
+    severity: high
+    subject: job
+    when:
+      - { expr: "job.encryption.at_rest && (job.encryption.passphrase != null || job.encryption.key_storage != null)", reason: "no key of drplan's or a declared one to escrow" }
+    assert: >-
+      job.encryption.key_escrow != null && !job.escrow_on_target
+      && !(job.escrow_site in job.asset_sites)
+    message: "job {{job.id}}'s encryption key has no escrow copy {{job.encryption.key_escrow == null ? '(encryption.key_escrow is not set)' : 'away from its data and targets (' + job.encryption.key_escrow + ')'}}: lose the machine that holds the key and every copy is unreadable"
+    controls:
+      - "nist-800-53:SC-12 Cryptographic Key Establishment and Management"
+      - "iso27001:A.8.24 Use of cryptography"
+      - "pci-dss:3.6.1 Procedures protect cryptographic keys against disclosure and misuse"
+      - "hipaa:164.308(a)(7)(ii)(A) Data backup plan"
+    rationale: >-
+      An encrypted backup whose only key was on the laptop that was stolen, or on the server
+      that burned, cannot be restored. Keep an escrow copy of each key (`encryption.key_escrow`:
+      a storage or a site) at another site than the data, and not on the job's own targets.
+    examples:
+      pass:
+        - inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq }, { id: safe, kind: disk, site: dr }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], encryption: { at_rest: true, passphrase: "env:KEY", key_escrow: safe } }]
+        - inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], encryption: { at_rest: true, passphrase: "env:KEY", key_escrow: dr } }]
+      fail:
+        - inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], encryption: { at_rest: true, passphrase: "env:KEY" } }]
+          findings: [j]
+        - inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq }, { id: cloud, kind: cloud-object, site: dr }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas, cloud], encryption: { at_rest: true, passphrase: "env:KEY", key_escrow: cloud } }]
+          findings: [j]
 """###),
         ("policies/governance.yaml", ###"""
 # Accountability: owners for important assets, and waivers that do not outlive their approval.
@@ -217,7 +357,10 @@ rules:
       - { expr: "asset.tier in ['critical', 'high']", reason: "tier below high" }
     assert: "asset.owner != null"
     message: "{{asset.id}} is tier {{asset.tier}} but has no owner"
-    controls: ["iso27001:A.5.9", "nist-800-53:CP-2"]
+    controls:
+      - "iso27001:A.5.9 Inventory of information and other associated assets"
+      - "nist-800-53:CP-2 Contingency Plan"
+      - "nist-800-53:CM-8(4) Accountability Information"
     rationale: >-
       Someone must decide the objectives, approve waivers and answer the auditor. An asset
       nobody owns gets none of that.
@@ -232,6 +375,122 @@ rules:
             assets: [{ id: db, kind: database, site: hq, tier: critical }]
           findings: [db]
 
+  - id: DR802
+    name: plan-approved
+    title: The DR plan is approved, and reviewed on schedule
+    severity: medium
+    subject: plan
+    assert: "plan.approved_by != null && plan.approved_on != null && now - plan.approved_on <= plan.review_every"
+    message: "{{!plan.declared ? 'the inventory has no plan: section: nobody approved this DR plan' : (plan.approved_on == null || plan.approved_by == null ? 'the DR plan names no approver or approval date' : 'the DR plan was approved on ' + string(plan.approved_on) + ' and is due for review every ' + string(plan.review_every))}}"
+    controls:
+      - "nist-800-53:CP-2 Contingency Plan"
+      - "hipaa:164.308(a)(7)(ii)(D) Testing and revision procedures"
+      - "iso27001:A.5.30 ICT readiness for business continuity"
+    rationale: >-
+      A contingency plan is a management decision: someone with the authority approves it,
+      and it is reviewed as the systems change (CP-2 asks for review at an organization-defined
+      frequency, typically yearly). `plan: {approved_by, approved_on, review_every}` records it.
+    examples:
+      pass:
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+            plan: { approved_by: ciso, approved_on: 2026-03-01, review_every: 1y }
+      fail:
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+            plan: { approved_by: ciso, approved_on: 2025-03-01, review_every: 1y }
+          findings: [plan]
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+          findings: [plan]
+
+  - id: DR803
+    name: plan-contacts
+    title: The DR plan names a contact reachable when the systems are down
+    severity: medium
+    subject: plan
+    assert: "plan.out_of_band_contacts >= 1"
+    message: "the DR plan lists {{plan.contacts}} contact(s), none reachable out of band: when mail and chat are down with everything else, nobody knows whom to call"
+    controls:
+      - "nist-800-53:CP-2 Contingency Plan"
+      - "dora:Art.11(6)(b) Crisis communication plans"
+    rationale: >-
+      A disaster takes the company's own mail, chat and directory with it. The plan must name
+      at least one person reachable another way (`contacts: [{name, role, phone,
+      out_of_band: true}]`).
+    examples:
+      pass:
+        - inventory:
+            sites: *sites
+            plan: { contacts: [{ name: Ana, role: IT lead, phone: "+44 20 0000 0000", out_of_band: true }] }
+      fail:
+        - inventory:
+            sites: *sites
+            plan: { contacts: [{ name: Ana, role: IT lead, email: ana@example.com }] }
+          findings: [plan]
+
+  - id: DR804
+    name: emergency-mode
+    title: The DR plan says how the business runs in emergency mode
+    severity: low
+    subject: plan
+    assert: "plan.emergency_mode != null"
+    message: "the DR plan does not say how critical processes continue while systems are down (plan.emergency_mode)"
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(C) Emergency mode operation plan"
+      - "iso27001:A.5.29 Information security during disruption"
+    rationale: >-
+      Restoring takes hours or days; the clinic still sees patients meanwhile. HIPAA asks for
+      an emergency mode operation plan: write down, or point to, how the business works until
+      recovery (`plan.emergency_mode`). drplan checks that it is declared; the auditor reads it.
+    examples:
+      pass:
+        - inventory:
+            sites: *sites
+            plan: { emergency_mode: "paper charts and the printed schedule; see the binder in reception" }
+      fail:
+        - inventory:
+            sites: *sites
+            plan: { approved_by: ciso }
+          findings: [plan]
+
+  - id: DR805
+    name: backup-system-backed-up
+    title: drplan's own inventory, keys and evidence have a copy off their site
+    severity: medium
+    subject: plan
+    assert: "plan.state_offsite"
+    message: "{{plan.state_assets.size() == 0 ? 'no asset declares data class drplan-state' : 'no asset holding drplan-state has an offsite copy'}}: the inventory, the keys, the policies and the evidence store are lost with the site that runs drplan, and with them the plan to recover it"
+    controls:
+      - "nist-800-53:CP-9(3) Separate Storage for Critical Information"
+      - "iso27001:A.8.13 Information backup"
+      - "dora:Art.11(8) Records of activities before and during disruption events"
+    rationale: >-
+      The runbook, the encryption keys and the evidence are what a recovery starts from. Kept
+      only on the machine that runs drplan, they burn with it. Declare the folder that holds
+      them as an asset with `data_classes: [drplan-state]`, back it up like the rest, and keep
+      a copy at another site.
+    examples:
+      pass:
+        - inventory:
+            sites: [{ id: hq, kind: office, region: a }, { id: dr, kind: cloud-region, region: b }]
+            storage: [{ id: s3, kind: cloud-object, site: dr }]
+            assets: [{ id: drplan-home, kind: file-store, site: hq, data_classes: [drplan-state] }]
+            jobs: [{ id: j, assets: [drplan-home], schedule: "@daily", targets: [s3] }]
+      fail:
+        - inventory:
+            sites: [{ id: hq, kind: office, region: a }]
+            storage: [{ id: nas, kind: nas, site: hq }]
+            assets: [{ id: drplan-home, kind: file-store, site: hq, data_classes: [drplan-state] }]
+            jobs: [{ id: j, assets: [drplan-home], schedule: "@daily", targets: [nas] }]
+          findings: [plan]
+        - inventory:
+            sites: *sites
+          findings: [plan]
+
   - id: DR900
     name: waiver-expired
     title: Waivers are renewed or removed when they expire
@@ -241,7 +500,10 @@ rules:
     subject_id: "waiver.subject"
     related: "waiver.rule"
     message: "the waiver of {{waiver.rule}} for {{waiver.subject}} expired on {{waiver.expires}}; the finding it waived is active again"
-    controls: ["iso27001:A.5.9", "nist-800-53:CP-2"]
+    controls:
+      - "iso27001:6.1.3 Information security risk treatment (risk owners accept residual risk)"
+      - "nist-800-53:CA-5 Plan of Action and Milestones"
+      - "nist-800-53:RA-7 Risk Response"
     rationale: >-
       A waiver is an accepted risk with a deadline. After the deadline the risk must be fixed
       or accepted again by someone with the authority to do so.
@@ -272,7 +534,12 @@ rules:
       (evidence.chain_started != null && evidence.chain_started <= evidence.first_run + duration('24h'))
       || (evidence.oldest_run != null && evidence.oldest_run <= now - evidence.retention)
     message: "the evidence store's log starts {{evidence.chain_started}}, after the first run the organization declared ({{evidence.first_run}}), and its oldest run is younger than the retention of {{evidence.retention}}: evidence younger than that was lost, or the store was reset or replaced"
-    controls: ["hipaa:164.316(b)(2)(i)", "nist-800-53:AU-11", "iso27001:A.5.33", "soc2:CC7.2"]
+    controls:
+      - "hipaa:164.316(b)(2)(i) Time limit (retain documentation 6 years)"
+      - "nist-800-53:AU-11 Audit Record Retention"
+      - "iso27001:A.5.33 Protection of records"
+      - "soc2:CC7.2 System components are monitored for anomalies"
+      - "dora:Art.11(8) Records of activities before and during disruption events"
     rationale: >-
       Evidence must be kept for the retention period (six years by default, after HIPAA
       164.316(b)(2)(i)); drplan itself never deletes it. A log that begins after the first run
@@ -321,7 +588,13 @@ rules:
       - { expr: "asset.rpo_achievable != null", reason: "no schedule fires twice" }
     assert: "asset.rpo_achievable <= asset.rpo"
     message: "{{asset.id}} may lose up to {{asset.rpo_achievable}} of data between backups; its rpo is {{asset.rpo}}"
-    controls: ["hipaa:164.308(a)(7)(ii)(A)", "gdpr:Art.32(1)(c)", "iso27001:A.8.13", "nist-800-53:CP-9", "soc2:A1.2", "dora:Art.12(1)"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(A) Data backup plan"
+      - "gdpr:Art.32(1)(c) Restore availability and access in a timely manner"
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
+      - "dora:Art.12(1) Backup policies (scope and minimum frequency)"
     rationale: >-
       The largest gap between backups is the most data a failure just before the next one
       loses. drplan computes it exactly from the cron schedules of every covering job.
@@ -351,7 +624,13 @@ rules:
       - { expr: "asset.last_success != null", reason: "no evidence of a successful backup" }
     assert: "now - asset.last_success <= asset.rpo"
     message: "the last successful backup of {{asset.id}} was {{now - asset.last_success}} ago ({{asset.last_success_source}}); its rpo is {{asset.rpo}}"
-    controls: ["hipaa:164.308(a)(7)(ii)(A)", "gdpr:Art.32(1)(c)", "iso27001:A.8.13", "nist-800-53:CP-9", "soc2:A1.2", "dora:Art.12(1)"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(A) Data backup plan"
+      - "gdpr:Art.32(1)(c) Restore availability and access in a timely manner"
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
+      - "dora:Art.12(1) Backup policies (scope and minimum frequency)"
     rationale: >-
       A schedule is a plan; the last success is what happened. If it is older than the RPO,
       a failure now loses more than the business agreed to lose.
@@ -381,12 +660,20 @@ rules:
       - { expr: "asset.rto != null", reason: "no rto" }
       - { expr: "asset.size != null", reason: "no size" }
       - { expr: "asset.rto_estimate != null", reason: "no backup copy to restore from" }
-    assert: "asset.rto_estimate <= asset.rto"
-    message: "restoring {{asset.id}} from its fastest copy takes about {{asset.rto_estimate}}; its rto is {{asset.rto}}"
-    controls: ["hipaa:164.308(a)(7)(ii)(B)", "gdpr:Art.32(1)(c)", "iso27001:A.5.30", "nist-800-53:CP-10", "soc2:A1.3"]
+    assert: "(asset.recovery_finish == null ? asset.rto_estimate : asset.recovery_finish) <= asset.rto"
+    message: "restoring {{asset.id}} from its fastest copy takes about {{asset.rto_estimate}}, and with what it depends on restored first it is back after {{asset.recovery_finish == null ? asset.rto_estimate : asset.recovery_finish}}; its rto is {{asset.rto}}"
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(B) Disaster recovery plan"
+      - "gdpr:Art.32(1)(c) Restore availability and access in a timely manner"
+      - "iso27001:A.5.30 ICT readiness for business continuity"
+      - "nist-800-53:CP-10 System Recovery and Reconstitution"
+      - "soc2:A1.3 Recovery plan procedures are tested"
     rationale: >-
-      Size divided by the restore rate of the fastest copy is a lower bound on the restore
-      time. When even that exceeds the RTO, the objective cannot be met.
+      The estimate counts the order of recovery: an asset is back only after what it depends
+      on, each restored from its fastest copy (after `retrieval`, for media that must be
+      fetched first), in parallel where they do not depend on each other, as `drplan plan`
+      schedules them. Size divided by the restore rate of the fastest copy is a lower bound on
+      the restore time. When even that exceeds the RTO, the objective cannot be met.
     examples:
       pass:
         - inventory:
@@ -401,6 +688,15 @@ rules:
             assets: [{ id: db, kind: database, site: hq, size: 2TB, rto: 1h }]
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [s3] }]
           findings: [db]
+        # Fast alone, late in order: the directory it needs comes back from vaulted tape first.
+        - inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq }, { id: tapes, kind: tape, site: dr, retrieval: 4h }]
+            assets:
+              - { id: db, kind: database, site: hq, size: 100GB, rto: 2h, depends_on: [dir] }
+              - { id: dir, kind: server, site: hq, size: 10GB }
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }, { id: k, assets: [dir], schedule: "@daily", targets: [tapes] }]
+          findings: [db]
 
   - id: DR404
     name: rto-tested
@@ -414,7 +710,12 @@ rules:
       - { expr: "inventory.by_id[asset_id].rto != null", reason: "no rto" }
     assert: "restore_test.full_equivalent <= inventory.by_id[asset_id].rto"
     message: "restore test {{restore_test.id}} took the equivalent of {{restore_test.full_equivalent}} for all of {{asset_id}}; its rto is {{inventory.by_id[asset_id].rto}}"
-    controls: ["hipaa:164.308(a)(7)(ii)(B)", "gdpr:Art.32(1)(c)", "iso27001:A.5.30", "nist-800-53:CP-10", "soc2:A1.3"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(B) Disaster recovery plan"
+      - "gdpr:Art.32(1)(c) Restore availability and access in a timely manner"
+      - "iso27001:A.5.30 ICT readiness for business continuity"
+      - "nist-800-53:CP-10 System Recovery and Reconstitution"
+      - "soc2:A1.3 Recovery plan procedures are tested"
     rationale: >-
       A measured restore is the best evidence of recovery time. A sample test is scaled to the
       asset's full size.
@@ -454,7 +755,13 @@ rules:
     message: >-
       {{asset.id}} (rto {{asset.rto}}) depends on {{dependency}}{{inventory.by_id[dependency].rto == null || inventory.by_id[dependency].rto > asset.rto ? '' : ', which needs ' + inventory.by_id[dependency].slowest_dependency.id}},
       whose rto is {{inventory.by_id[dependency].rto == null || inventory.by_id[dependency].rto > asset.rto ? inventory.by_id[dependency].rto : inventory.by_id[dependency].slowest_dependency.rto}}
-    controls: ["hipaa:164.308(a)(7)(ii)(E)", "iso27001:A.5.30", "nist-800-53:CP-2", "dora:Art.11"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(E) Applications and data criticality analysis"
+      - "iso27001:A.5.30 ICT readiness for business continuity"
+      - "nist-800-53:CP-2 Contingency Plan"
+      - "dora:Art.12(6) Recovery time and recovery point objectives per function"
+      - "dora:Art.11(5) Business impact analysis"
+      - "dora:Art.8(1) Identification of ICT-supported business functions and assets"
     rationale: >-
       An application cannot come back before the database and identity service it needs.
       Each transitive dependency needs an RTO no larger than the asset's own; a finding names
@@ -498,7 +805,13 @@ rules:
       - { expr: "asset.tier in ['critical', 'high']", reason: "tier below high" }
     assert: "asset.rpo != null && asset.rto != null"
     message: "{{asset.id}} is tier {{asset.tier}} but declares no {{asset.rpo == null ? (asset.rto == null ? 'rpo or rto' : 'rpo') : 'rto'}}"
-    controls: ["hipaa:164.308(a)(7)(ii)(E)", "iso27001:A.5.30", "nist-800-53:CP-2", "dora:Art.11"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(E) Applications and data criticality analysis"
+      - "iso27001:A.5.30 ICT readiness for business continuity"
+      - "nist-800-53:CP-2 Contingency Plan"
+      - "dora:Art.12(6) Recovery time and recovery point objectives per function"
+      - "dora:Art.11(5) Business impact analysis"
+      - "dora:Art.8(1) Identification of ICT-supported business functions and assets"
     rationale: >-
       Without objectives no schedule, retention or test can be judged adequate, and nobody
       agreed how much loss and downtime the business accepts.
@@ -529,7 +842,10 @@ rules:
     subject: job
     assert: "size(job.monitoring.alert_on_failure) > 0"
     message: "job {{job.id}} alerts nobody when it fails"
-    controls: ["iso27001:A.8.16", "nist-800-53:CP-9", "soc2:A1.2"]
+    controls:
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
     rationale: >-
       Backups fail silently for months more often than they fail loudly. A failure that
       alerts someone is fixed before the backup is needed.
@@ -557,7 +873,9 @@ rules:
       - { expr: "storage.utilization != null", reason: "no capacity and used declared" }
     assert: "storage.utilization < policy.capacity_threshold"
     message: "{{storage.id}} is {{int(storage.utilization * 100.0)}}% full (threshold {{int(policy.capacity_threshold * 100.0)}}%)"
-    controls: ["iso27001:A.8.6", "soc2:A1.1"]
+    controls:
+      - "iso27001:A.8.6 Capacity management"
+      - "soc2:A1.1 Capacity is maintained, monitored and evaluated"
     rationale: >-
       A full target makes the next backup fail, and retention cannot be met on storage that
       has no room for it.
@@ -581,7 +899,10 @@ rules:
       - { expr: "job.last_status != null", reason: "no run recorded" }
     assert: "job.last_status != 'failed'"
     message: "the latest run of job {{job.id}} failed; the last success was {{job.last_success}}"
-    controls: ["iso27001:A.8.16", "nist-800-53:CP-9", "soc2:A1.2"]
+    controls:
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
     rationale: >-
       Until a failed job runs successfully again, every hour adds to the data a failure would lose.
     examples:
@@ -611,7 +932,11 @@ rules:
       - { expr: "copy.evidence != 'declared'", reason: "no measured runs of this job (or the target is written outside drplan): its copies are as declared" }
     assert: "copy.evidence == 'measured'"
     message: "job {{job.id}} has no successful run to {{copy.storage}} within {{copy.window}} ({{copy.evidence}}; last success {{copy.last_success}}): that copy is not counted"
-    controls: ["iso27001:A.8.13", "nist-800-53:CP-9", "soc2:A1.2", "dora:Art.12(1)"]
+    controls:
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
+      - "dora:Art.12(1) Backup policies (scope and minimum frequency)"
     rationale: >-
       A job that writes its first target and silently skips its second has one copy, not two.
       Evidence is kept per target, so a copy that is declared but never made (a bucket with no
@@ -661,7 +986,13 @@ rules:
       - { expr: "asset.backup == 'required'", reason: "backup: none" }
     assert: "asset.protected"
     message: "{{asset.id}} is covered by no backup job"
-    controls: ["hipaa:164.308(a)(7)(ii)(A)", "gdpr:Art.32(1)(c)", "iso27001:A.8.13", "nist-800-53:CP-9", "soc2:A1.2", "dora:Art.12(1)"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(A) Data backup plan"
+      - "gdpr:Art.32(1)(c) Restore availability and access in a timely manner"
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
+      - "dora:Art.12(1) Backup policies (scope and minimum frequency)"
     rationale: >-
       An asset no job covers cannot be restored. Assets that need no backup say so with
       `backup: none` and a reason, which the report shows.
@@ -687,7 +1018,12 @@ rules:
       - { expr: "asset.protected", reason: "not backed up (see DR001)" }
     assert: "asset.copy_count >= 3"
     message: "{{asset.id}} has {{asset.copy_count}} copies, counting the primary; keep at least 3"
-    controls: ["hipaa:164.308(a)(7)(ii)(A)", "gdpr:Art.32(1)(b)", "iso27001:A.8.13", "nist-800-53:CP-9", "soc2:A1.2"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(A) Data backup plan"
+      - "gdpr:Art.32(1)(b) Ongoing confidentiality, integrity, availability and resilience"
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
     rationale: >-
       The 3 of 3-2-1: with the primary and two backups, one failure or one bad backup still
       leaves a copy to restore from.
@@ -715,7 +1051,12 @@ rules:
       - { expr: "asset.protected", reason: "not backed up (see DR001)" }
     assert: "asset.media_count >= 2"
     message: "every copy of {{asset.id}} is on {{asset.copies[0].media}}; keep one on other media"
-    controls: ["hipaa:164.308(a)(7)(ii)(A)", "gdpr:Art.32(1)(b)", "iso27001:A.8.13", "nist-800-53:CP-9", "soc2:A1.2"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(A) Data backup plan"
+      - "gdpr:Art.32(1)(b) Ongoing confidentiality, integrity, availability and resilience"
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
     rationale: >-
       The 2 of 3-2-1: one kind of media shares failure modes (a firmware bug, a bad batch of
       disks); a second kind does not.
@@ -743,9 +1084,20 @@ rules:
       - { expr: "asset.protected", reason: "not backed up (see DR001)" }
     assert: "asset.offsite_count >= 1"
     message: "no copy of {{asset.id}} outside site {{asset.site}}"
-    controls: ["hipaa:164.308(a)(7)(ii)(B)", "gdpr:Art.32(1)(c)", "iso27001:A.8.13", "nist-800-53:CP-6", "nist-800-53:CP-9(3)", "soc2:A1.2", "dora:Art.12(3)"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(B) Disaster recovery plan"
+      - "gdpr:Art.32(1)(c) Restore availability and access in a timely manner"
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-6 Alternate Storage Site"
+      - "nist-800-53:CP-9(3) Separate Storage for Critical Information"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
+      - "dora:Art.12(3) Restoring systems segregated from the source ICT system"
+      - "nist-800-53:CP-6(1) Separation from Primary Site"
     rationale: >-
-      The 1 of 3-2-1: a fire, flood or theft at one site takes every copy kept there.
+      The 1 of 3-2-1: a fire, flood or theft at one site takes every copy kept there. A copy is
+      offsite when its site is in another region, or declares a `location` at least
+      `policy.min_site_distance` (50 km) away: two folders, or two offices on one street, share
+      the same fire and the same flood.
     examples:
       pass:
         - inventory:
@@ -753,12 +1105,32 @@ rules:
             storage: *storage
             assets: [{ id: db, kind: database, site: hq }]
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [cloud] }]
+        # One region, but London and Bristol (170 km): far enough apart.
+        - inventory:
+            sites: [{ id: hq, kind: office, region: uk, location: { lat: 51.50, lon: -0.12 } }, { id: west, kind: office, region: uk, location: { lat: 51.45, lon: -2.59 } }]
+            storage: [{ id: nas2, kind: nas, site: west }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas2] }]
       fail:
         - inventory:
             sites: *sites
             storage: *storage
             assets: [{ id: db, kind: database, site: hq }]
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas, tape] }]
+          findings: [db]
+        # Two site ids in one region, with nothing to tell them apart, are one place.
+        - inventory:
+            sites: [{ id: hq, kind: office, region: town }, { id: annex, kind: office, region: town }]
+            storage: [{ id: nas2, kind: nas, site: annex }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas2] }]
+          findings: [db]
+        # In one region but 12 km apart: closer than policy.min_site_distance (50km).
+        - inventory:
+            sites: [{ id: hq, kind: office, region: r, location: { lat: 51.50, lon: -0.12 } }, { id: annex, kind: office, region: r, location: { lat: 51.55, lon: 0.03 } }]
+            storage: [{ id: nas2, kind: nas, site: annex }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas2] }]
           findings: [db]
 
   - id: DR104
@@ -771,7 +1143,12 @@ rules:
       - { expr: "asset.tier in ['critical', 'high']", reason: "tier below high" }
     assert: "asset.immutable_count >= 1"
     message: "no copy of {{asset.id}} is immutable or air-gapped; ransomware can reach them all (a cloud copy counts once drplan has verified its Object Lock, or with an 'immutable_reason')"
-    controls: ["iso27001:A.8.13", "nist-800-53:CP-9", "dora:Art.12(3)", "pci-dss:9.4.1.1"]
+    controls:
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "dora:Art.12(3) Restoring systems segregated from the source ICT system"
+      - "nist-800-53:CP-9(7) Dual Authorization for Deletion or Destruction"
+      - "hipaa:164.312(c)(1) Integrity"
     rationale: >-
       The second 1 of 3-2-1-1-0: ransomware and malicious insiders delete or encrypt every
       backup they can reach. Object lock (WORM) or an offline copy survives them. A cloud copy
@@ -823,7 +1200,10 @@ rules:
       - { expr: "storage.object_lock != null", reason: "no object_lock declared" }
     assert: "storage.lock_check == null || storage.lock_check.ok"
     message: "{{storage.id}} declares Object Lock, but drplan's last check refuted it: {{storage.lock_check.detail}}"
-    controls: ["iso27001:A.8.13", "nist-800-53:CP-9", "dora:Art.12(3)"]
+    controls:
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "dora:Art.12(3) Restoring systems segregated from the source ICT system"
     rationale: >-
       A bucket created without Object Lock cannot lock anything, whatever the inventory says,
       and a bucket policy can strip the retention drplan asks for. Every backup to a storage
@@ -847,6 +1227,111 @@ rules:
           lock_checks: [{ storage: cloud, ok: true, at: 2026-01-01T00:00:00Z }, { storage: cloud, ok: false, at: 2026-01-02T00:00:00Z }]
           findings: [cloud]
 
+  - id: DR108
+    name: air-gap-holds
+    title: A declared air gap is one the schedule allows
+    severity: high
+    subject: storage
+    when:
+      - { expr: "storage.air_gapped", reason: "not declared air-gapped" }
+    assert: "storage.air_gap_holds"
+    message: "{{storage.id}} is declared air-gapped, but a job writes it more often than it goes offline (or no 'rotation: {every, offline: true}' says it does): media written on every run are online on every run, and ransomware reaches them"
+    controls:
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "dora:Art.12(3) Restoring systems segregated from the source ICT system"
+    rationale: >-
+      An air gap is the one copy ransomware cannot reach because nothing is connected to it. A
+      USB drive that the nightly job writes is plugged in every night, and so is encrypted with
+      everything else. drplan counts an air-gapped copy for DR104 only when the storage rotates
+      offline (`rotation: {every: 7d, offline: true}`) and no job writes it more often than that.
+    examples:
+      pass:
+        - inventory:
+            sites: *sites
+            storage: [{ id: usb, kind: removable, site: dr, air_gapped: true, rotation: { every: 7d, offline: true } }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: weekly, assets: [db], schedule: "0 3 * * 0", targets: [usb] }]
+      fail:
+        - inventory:
+            sites: *sites
+            storage: [{ id: usb, kind: removable, site: dr, air_gapped: true, rotation: { every: 7d, offline: true } }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: nightly, assets: [db], schedule: "0 2 * * *", targets: [usb] }]
+          findings: [usb]
+        - inventory:
+            sites: *sites
+            storage: [{ id: usb, kind: removable, site: dr, air_gapped: true }]
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: nightly, assets: [db], schedule: "0 2 * * *", targets: [usb] }]
+          findings: [usb]
+
+  - id: DR109
+    name: critical-other-region
+    title: Critical assets have a copy in another region
+    severity: high
+    subject: asset
+    when:
+      - { expr: "asset.protected", reason: "not backed up (see DR001)" }
+      - { expr: "asset.tier == 'critical'", reason: "tier below critical" }
+    assert: "asset.other_region_count >= 1"
+    message: "{{asset.id}} is critical but every copy is in its own region ({{asset.region}}); a regional disaster (flood, grid failure, a provider's region outage) takes them all"
+    controls:
+      - "nist-800-53:CP-6(1) Separation from Primary Site"
+      - "iso27001:A.8.13 Information backup"
+      - "dora:Art.12(3) Restoring systems segregated from the source ICT system"
+    rationale: >-
+      Distance within a region protects from a fire, not from what strikes a region at once.
+      For the assets the business cannot lose, one copy must be in another region.
+    examples:
+      pass:
+        - inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq, tier: critical }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [cloud] }]
+      fail:
+        - inventory:
+            sites: [{ id: hq, kind: office, region: uk, location: { lat: 51.50, lon: -0.12 } }, { id: west, kind: office, region: uk, location: { lat: 51.45, lon: -2.59 } }]
+            storage: [{ id: nas2, kind: nas, site: west }]
+            assets: [{ id: db, kind: database, site: hq, tier: critical }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas2] }]
+          findings: [db]
+
+  - id: DR110
+    name: provider-concentration
+    title: The offsite copies of a critical asset are not all with one provider
+    severity: medium
+    subject: asset
+    when:
+      - { expr: "asset.tier == 'critical'", reason: "tier below critical" }
+      - { expr: "asset.offsite_count >= 1", reason: "no offsite copy (see DR103)" }
+      - { expr: "!('' in asset.offsite_providers)", reason: "an offsite copy does not declare its provider" }
+    assert: "asset.offsite_providers.size() >= 2"
+    message: "every offsite copy of {{asset.id}} is with {{asset.offsite_providers[0]}}: an outage, a dispute or the provider's failure takes them all"
+    controls:
+      - "dora:Art.28(3) Register of information on contractual arrangements with ICT third-party providers"
+      - "dora:Art.12(3) Restoring systems segregated from the source ICT system"
+      - "nist-800-53:CP-6(1) Separation from Primary Site"
+    rationale: >-
+      Two regions of one cloud provider share its account, its billing and its failures. For
+      the assets the business cannot lose, keep offsite copies with at least two providers
+      (`provider:` on sites or storage); the report's facts list each copy's provider.
+    examples:
+      pass:
+        - inventory:
+            sites: [{ id: hq, kind: datacenter, region: a }, { id: aws, kind: cloud-region, region: b, provider: aws }, { id: vault, kind: vault, region: c, provider: iron-mountain }]
+            storage: [{ id: s3, kind: cloud-object, site: aws }, { id: tapes, kind: tape, site: vault }]
+            assets: [{ id: db, kind: database, site: hq, tier: critical }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [s3, tapes] }]
+      fail:
+        - inventory:
+            sites: [{ id: hq, kind: datacenter, region: a }, { id: aws1, kind: cloud-region, region: b, provider: aws }, { id: aws2, kind: cloud-region, region: c, provider: aws }]
+            storage: [{ id: s3a, kind: cloud-object, site: aws1 }, { id: s3b, kind: cloud-object, site: aws2 }]
+            assets: [{ id: db, kind: database, site: hq, tier: critical }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [s3a, s3b] }]
+          findings: [db]
+
   - id: DR107
     name: lock-covers-recovery-window
     title: Object Lock lasts as long as the recovery window
@@ -854,9 +1339,14 @@ rules:
     subject: storage
     when:
       - { expr: "storage.object_lock != null", reason: "no object_lock declared" }
-    assert: "storage.lock_period >= policy.min_recovery_window"
-    message: "{{storage.id}} locks objects for {{storage.lock_period}}, shorter than the recovery window of {{policy.min_recovery_window}} (DR303): backups older than the lock can be deleted by whoever holds the credentials"
-    controls: ["iso27001:A.8.13", "nist-800-53:CP-9", "dora:Art.12(3)"]
+    assert: >-
+      storage.lock_period >= policy.min_recovery_window && storage.lock_period >= policy.ransomware_dwell
+      && (storage.object_lock.mode == 'compliance' || storage.access.delete_requires != null)
+    message: "{{storage.id}} {{storage.lock_period < policy.min_recovery_window || storage.lock_period < policy.ransomware_dwell ? 'locks objects for ' + string(storage.lock_period) + ', shorter than the recovery window (' + string(policy.min_recovery_window) + ') or the ransomware dwell time (' + string(policy.ransomware_dwell) + ')' : 'uses governance-mode Object Lock, which its own credentials can lift, and access.delete_requires names nothing else deletion needs'}}: backups can be deleted by whoever holds the credentials"
+    controls:
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "dora:Art.12(3) Restoring systems segregated from the source ICT system"
     rationale: >-
       Ransomware is often found weeks after it starts, which is why DR303 asks that backups
       reach back a recovery window. A lock shorter than that window protects only the newest
@@ -886,7 +1376,10 @@ rules:
       - { expr: "asset.protected", reason: "not backed up (see DR001)" }
     assert: "asset.jobs.exists(j, inventory.by_id[j].versioned)"
     message: "{{asset.id}} is only mirrored or replicated; a deletion or corruption reaches every copy"
-    controls: ["hipaa:164.308(a)(7)(ii)(A)", "iso27001:A.8.13", "nist-800-53:CP-9"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(A) Data backup plan"
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
     rationale: >-
       Mirrors and replicas copy mistakes and encryption as faithfully as data. Only versioned
       backups let you restore the state before the damage.
@@ -923,7 +1416,13 @@ rules:
       - { expr: "asset.retention_required_min != null", reason: "no minimum retention applies" }
     assert: "asset.retention_required_min <= asset.retention_effective"
     message: "{{asset.id}} must be kept {{asset.retention_required_min}}, but its versioned backups keep {{asset.retention_effective}}"
-    controls: ["iso27001:A.8.13", "nist-800-53:CP-9", "soc2:A1.2", "dora:Art.12(1)"]
+    controls:
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
+      - "iso27001:A.5.33 Protection of records"
+      - "iso27001:A.5.31 Legal, statutory, regulatory and contractual requirements"
+      - "nist-800-53:SI-12 Information Management and Retention"
     rationale: >-
       Financial, medical and other records carry legal retention periods. The minimum comes
       from the asset's own `retention.min`, else the largest `policy.retention` minimum of its
@@ -956,7 +1455,14 @@ rules:
       - { expr: "inventory.by_id[asset_id].retention_allowed_max != null", reason: "no maximum retention applies" }
     assert: "job.retention_effective <= inventory.by_id[asset_id].retention_allowed_max"
     message: "job {{job.id}} keeps {{asset_id}} for {{job.retention_effective}}; it may be kept at most {{inventory.by_id[asset_id].retention_allowed_max}}"
-    controls: ["gdpr:Art.5(1)(e)", "gdpr:Art.17"]
+    controls:
+      - "gdpr:Art.5(1)(e) Storage limitation"
+      - "gdpr:Art.17 Right to erasure"
+      - "iso27001:A.8.10 Information deletion"
+      - "nist-800-53:SI-12 Information Management and Retention"
+      - "pci-dss:3.2.1 Account data storage is kept to a minimum (retention and disposal)"
+      - "soc2:C1.2 Confidential information is disposed of"
+      - "soc2:P4.3 Personal information is securely disposed of"
     rationale: >-
       Personal data may be kept no longer than necessary (storage limitation), and an erasure
       request is only honoured once the backups holding the data expire too.
@@ -986,7 +1492,11 @@ rules:
       - { expr: "asset.tier in ['critical', 'high']", reason: "tier below high" }
     assert: "asset.retention_effective >= policy.min_recovery_window"
     message: "{{asset.id}} can be recovered from {{asset.retention_effective}} back; keep at least {{policy.min_recovery_window}}"
-    controls: ["iso27001:A.8.13", "nist-800-53:CP-9", "soc2:A1.2", "dora:Art.12(1)"]
+    controls:
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
+      - "dora:Art.12(1) Backup policies (scope and minimum frequency)"
     rationale: >-
       Ransomware and silent corruption are often found weeks after they start. The window must
       reach back before the damage began (35 days by default).
@@ -1023,7 +1533,15 @@ rules:
       - { expr: "asset.tier in ['critical', 'high']", reason: "tier below high" }
     assert: "size(asset.restore_tests) > 0"
     message: "no restore test covers {{asset.id}}"
-    controls: ["hipaa:164.308(a)(7)(ii)(D)", "gdpr:Art.32(1)(d)", "iso27001:A.5.30", "nist-800-53:CP-4", "nist-800-53:CP-9(1)", "soc2:A1.3", "dora:Art.12(2)"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(D) Testing and revision procedures"
+      - "gdpr:Art.32(1)(d) Regularly testing and evaluating the measures"
+      - "iso27001:A.5.30 ICT readiness for business continuity"
+      - "nist-800-53:CP-4 Contingency Plan Testing"
+      - "nist-800-53:CP-9(1) Testing for Reliability and Integrity"
+      - "soc2:A1.3 Recovery plan procedures are tested"
+      - "dora:Art.12(2) Restoration and recovery procedures and methods"
+      - "iso27001:A.8.13 Information backup"
     rationale: >-
       A backup that was never restored is a hope, not a control. Every important asset needs
       a declared, scheduled restore test.
@@ -1050,7 +1568,15 @@ rules:
     subject: restore_test
     assert: "restore_test.last_run != null && restore_test.age <= restore_test.every"
     message: "restore test {{restore_test.id}} {{restore_test.last_run == null ? 'has never run' : 'last ran ' + string(restore_test.last_run)}}; it is due every {{restore_test.every}}"
-    controls: ["hipaa:164.308(a)(7)(ii)(D)", "gdpr:Art.32(1)(d)", "iso27001:A.5.30", "nist-800-53:CP-4", "nist-800-53:CP-9(1)", "soc2:A1.3", "dora:Art.12(2)"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(D) Testing and revision procedures"
+      - "gdpr:Art.32(1)(d) Regularly testing and evaluating the measures"
+      - "iso27001:A.5.30 ICT readiness for business continuity"
+      - "nist-800-53:CP-4 Contingency Plan Testing"
+      - "nist-800-53:CP-9(1) Testing for Reliability and Integrity"
+      - "soc2:A1.3 Recovery plan procedures are tested"
+      - "dora:Art.12(2) Restoration and recovery procedures and methods"
+      - "iso27001:A.8.13 Information backup"
     rationale: >-
       Systems change; a test from last year proves little about this year's backups.
     examples:
@@ -1081,7 +1607,16 @@ rules:
       - { expr: "restore_test.result != null", reason: "never run" }
     assert: "restore_test.result != 'fail'"
     message: "the latest run of restore test {{restore_test.id}} failed ({{restore_test.last_run}})"
-    controls: ["hipaa:164.308(a)(7)(ii)(D)", "gdpr:Art.32(1)(d)", "iso27001:A.5.30", "nist-800-53:CP-4", "nist-800-53:CP-9(1)", "soc2:A1.3", "dora:Art.12(2)"]
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(D) Testing and revision procedures"
+      - "gdpr:Art.32(1)(d) Regularly testing and evaluating the measures"
+      - "iso27001:A.5.30 ICT readiness for business continuity"
+      - "nist-800-53:CP-4 Contingency Plan Testing"
+      - "nist-800-53:CP-9(1) Testing for Reliability and Integrity"
+      - "soc2:A1.3 Recovery plan procedures are tested"
+      - "dora:Art.12(2) Restoration and recovery procedures and methods"
+      - "dora:Art.12(7) Checks and reconciliation of recovered data"
+      - "iso27001:A.8.13 Information backup"
     rationale: >-
       A failed restore test means the backups it covers may not restore. Until a test passes
       again, assume they will not.
@@ -1104,7 +1639,7 @@ rules:
 
   - id: DR504
     name: full-test-annual
-    title: Critical assets get a full or failover test every year
+    title: Critical assets pass a full or failover test every year
     severity: medium
     subject: asset
     when:
@@ -1114,9 +1649,22 @@ rules:
       asset.restore_tests.exists(t,
         inventory.by_id[t].scope in ['full', 'failover']
         && inventory.by_id[t].last_run != null
+        && inventory.by_id[t].result == 'pass'
         && now - inventory.by_id[t].last_run < duration('8760h'))
-    message: "{{asset.id}} is critical but had no full or failover restore test in the last 365 days"
-    controls: ["hipaa:164.308(a)(7)(ii)(D)", "gdpr:Art.32(1)(d)", "iso27001:A.5.30", "nist-800-53:CP-4", "nist-800-53:CP-9(1)", "soc2:A1.3", "dora:Art.12(2)"]
+    message: "{{asset.id}} is critical but had no passed full or failover restore test in the last 365 days"
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(D) Testing and revision procedures"
+      - "gdpr:Art.32(1)(d) Regularly testing and evaluating the measures"
+      - "iso27001:A.5.30 ICT readiness for business continuity"
+      - "nist-800-53:CP-4 Contingency Plan Testing"
+      - "nist-800-53:CP-9(1) Testing for Reliability and Integrity"
+      - "soc2:A1.3 Recovery plan procedures are tested"
+      - "dora:Art.12(2) Restoration and recovery procedures and methods"
+      - "iso27001:A.8.13 Information backup"
+      - "nist-800-53:CP-4(4) Full Recovery and Reconstitution"
+      - "nist-800-53:CP-4(2) Alternate Processing Site"
+      - "dora:Art.11(6)(a) Test the ICT business continuity plans at least yearly"
+      - "pci-dss:12.10.2 The incident response plan is reviewed and tested at least once every 12 months"
     rationale: >-
       Sample restores prove the format; only a full restore or failover proves the whole
       recovery, its duration and its runbook.
@@ -1128,8 +1676,17 @@ rules:
             storage: *storage
             assets: [{ id: db, kind: database, site: hq, tier: critical }]
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
-            restore_tests: [{ id: t, job: j, scope: full, last_run: 2026-03-01, result: fail }]
+            restore_tests: [{ id: t, job: j, scope: full, last_run: 2026-03-01, result: pass }]
       fail:
+        # A full test that failed shows the recovery does not work: it is no evidence that it does.
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq, tier: critical }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+            restore_tests: [{ id: t, job: j, scope: full, last_run: 2026-03-01, result: fail }]
+          findings: [db]
         - now: 2026-11-22T00:00:00Z
           inventory:
             sites: *sites
@@ -1137,6 +1694,53 @@ rules:
             assets: [{ id: db, kind: database, site: hq, tier: critical }]
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
             restore_tests: [{ id: s, job: j, scope: sample, last_run: 2026-11-01 }, { id: f, job: j, scope: full, last_run: 2025-11-01 }]
+          findings: [db]
+
+  - id: DR505
+    name: every-copy-tested
+    title: Every copy of a critical asset has passed a restore test
+    severity: medium
+    subject: asset
+    when:
+      - { expr: "asset.tier == 'critical'", reason: "tier below critical" }
+      - { expr: "asset.protected", reason: "not backed up (see DR001)" }
+      - { expr: "asset.untested_copies != null", reason: "no measured restore test: declared results do not say which copy was restored" }
+    assert: "asset.untested_copies.size() == 0"
+    message: "no restore test passed from the copy of {{asset.id}} on {{asset.untested_copies[0]}} within the test interval ({{asset.untested_copies.size()}} untested copy or copies): a copy never restored is a copy nobody knows works"
+    controls:
+      - "dora:Art.12(7) Checks and reconciliation of recovered data"
+      - "nist-800-53:CP-9(1) Testing for Reliability and Integrity"
+      - "iso27001:A.8.13 Information backup"
+      - "hipaa:164.308(a)(7)(ii)(D) Testing and revision procedures"
+    rationale: >-
+      The "0" of 3-2-1-1-0 is zero errors on restore, and it holds for each copy, not for the
+      one that happens to be tested: the offsite copy is the one a disaster leaves. drplan's
+      restore tests rotate through the copies (`targets: rotate`) and record which copy each
+      run restored from; this rule wants a passed run from every copy of a critical asset
+      within the test interval.
+    examples:
+      pass:
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: [{ id: hq, kind: datacenter }, { id: dr, kind: cloud-region }]
+            storage: [{ id: nas, kind: nas, site: hq }, { id: s3, kind: cloud-object, site: dr }]
+            assets: [{ id: db, kind: database, site: hq, tier: critical }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas, s3] }]
+            restore_tests: [{ id: t, job: j, scope: full, every: 30d }]
+          restore_runs:
+            - { job: j, target: nas, status: success, at: 2026-11-01T03:00:00Z }
+            - { job: j, target: s3, status: success, at: 2026-11-15T03:00:00Z }
+      fail:
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: [{ id: hq, kind: datacenter }, { id: dr, kind: cloud-region }]
+            storage: [{ id: nas, kind: nas, site: hq }, { id: s3, kind: cloud-object, site: dr }]
+            assets: [{ id: db, kind: database, site: hq, tier: critical }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas, s3] }]
+            restore_tests: [{ id: t, job: j, scope: full, every: 30d }]
+          restore_runs:
+            - { job: j, target: nas, status: success, at: 2026-11-01T03:00:00Z }
+            - { job: j, target: s3, status: failed, at: 2026-11-15T03:00:00Z }
           findings: [db]
 """###),
     ]

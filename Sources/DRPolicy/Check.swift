@@ -37,11 +37,20 @@ public struct CheckOptions: Sendable {
 
 /// A control of a framework, and how the rules that support it fared.
 public struct ControlStatus: Sendable {
-    public enum Status: String, Sendable { case pass, fail, waived, notAssessed = "not assessed" }
+    /// `pass`: every mapped rule judged at least one in-scope subject and none failed; `fail`:
+    /// one did fail; `waived`: what failed is waived; `not assessed`: some mapped rule had no
+    /// in-scope subject; `manual`: no rule observes the control (`ask` says what to ask for).
+    public enum Status: String, Sendable { case pass, fail, waived, notAssessed = "not assessed", manual }
     public var control: String
     public var status: Status
     public var rules: [String]
     public var findings: Int
+    /// The in-scope subjects the control's rules judged, sorted.
+    public var subjects: [String] = []
+    /// The control's title, from policies/controls/.
+    public var title: String?
+    /// For a `manual` control: the evidence an auditor should ask for.
+    public var ask: String?
 }
 
 /// The state of the measured evidence behind a result, as the reports' headers show it.
@@ -113,20 +122,46 @@ public enum Check {
             guard !selected.isEmpty else { return true }
             return rules.first { $0.id == ruleId }.map { !$0.frameworks.isDisjoint(with: selected) } ?? false
         }
-        let findings = evaluation.findings.filter { inScope($0.rule) }
+        // A finding counts for the frameworks whose scope holds its subject (GDPR for assets
+        // with personal data, say); it shows whatever its frameworks, and `--framework` keeps
+        // the findings that count for one of those asked for.
+        let scope = FrameworkScope(inventory: inventory, catalog: policies.catalog)
+        func framework(_ control: String) -> String { String(control.split(separator: ":").first ?? "") }
+        for i in evaluation.findings.indices {
+            let f = evaluation.findings[i]
+            evaluation.findings[i].controls = f.controls.filter { scope.applies(framework($0), kind: f.subjectKind, subject: f.subject) }
+        }
+        let findings = evaluation.findings.filter { f in
+            inScope(f.rule) && (selected.isEmpty || f.controls.contains { selected.contains(framework($0)) } || f.kind == .error)
+        }
         let matrixFrameworks = selected.isEmpty ? Set(inventory.policy.frameworks.map(\.rawValue)) : selected
         var controlRules: [String: [String]] = [:]
         for r in rules { for c in r.controls { controlRules[c, default: []].append(r.id) } }
-        let controls = controlRules.keys.filter { c in matrixFrameworks.contains(String(c.split(separator: ":").first ?? "")) }.sorted().map { c -> ControlStatus in
-            let ids = controlRules[c] ?? []
-            let mine = findings.filter { ids.contains($0.rule) }
+        let kinds = Dictionary(rules.map { ($0.id, $0.subject) }, uniquingKeysWith: { a, _ in a })
+        var controls = controlRules.keys.filter { matrixFrameworks.contains(framework($0)) }.sorted().map { c -> ControlStatus in
+            let fw = framework(c), ids = controlRules[c] ?? []
+            let mine = findings.filter { ids.contains($0.rule) && $0.controls.contains(c) }
+            var subjects = Set<String>(), unassessed = false
+            for id in ids {
+                let kind = kinds[id] ?? .asset
+                var judged = Set((evaluation.passed[id] ?? []).map { String($0.split(separator: "/").first ?? "") })
+                judged.formUnion(evaluation.findings.filter { $0.rule == id }.map(\.subject))
+                let inside = judged.filter { scope.applies(fw, kind: kind, subject: $0) }
+                if inside.isEmpty { unassessed = true }
+                subjects.formUnion(inside)
+            }
             let status: ControlStatus.Status
             if mine.contains(where: { $0.status != .waived }) { status = .fail }
             else if !mine.isEmpty { status = .waived }
-            else if ids.contains(where: { (evaluation.applicable[$0] ?? 0) > 0 }) { status = .pass }
-            else { status = .notAssessed }
-            return ControlStatus(control: c, status: status, rules: ids, findings: mine.count)
+            else if unassessed { status = .notAssessed }
+            else { status = .pass }
+            return ControlStatus(control: c, status: status, rules: ids, findings: mine.count, subjects: subjects.sorted(),
+                                 title: policies.catalog.controls[c]?.title)
         }
+        for m in policies.catalog.manualControls(frameworks: matrixFrameworks) where controlRules[m.key] == nil {
+            controls.append(ControlStatus(control: m.key, status: .manual, rules: [], findings: 0, title: m.title, ask: m.manual))
+        }
+        controls.sort { $0.control < $1.control }
         return CheckResult(
             inventory: inventory, facts: facts, policies: policies, findings: findings,
             notApplicable: evaluation.notApplicable.filter { inScope($0.rule) }, controls: controls,

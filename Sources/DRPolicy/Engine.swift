@@ -99,6 +99,7 @@ public struct Engine {
         case .waiver: return facts.waivers
         case .document: return facts.documents
         case .evidence: return facts.evidence
+        case .plan: return facts.plan
         }
     }
 
@@ -234,6 +235,8 @@ public struct Engine {
             return nil
         case .evidence:
             return inventory.evidence.origin?.location
+        case .plan:
+            return inventory.plan?.origin?.location
         default:
             guard let origin = origins[naturalId] else { return nil }
             if let related {

@@ -25,6 +25,7 @@ public enum RuleExamples {
             var measured = MeasuredEvidence()
             for r in ex.runs { measured.record(job: r.job, target: r.target, at: r.at, success: r.success) }
             measured.store = ex.store
+            for r in ex.restoreRuns { measured.recordRestore(job: r.job, target: r.target, at: r.at, success: r.success) }
             for c in ex.lockChecks { measured.recordLockCheck(storage: c.storage, .init(at: c.at, ok: c.ok, detail: c.ok ? "verified (example)" : "refuted (example)")) }
             let facts = FactDeriver.derive(inventory, now: ex.now ?? defaultNow, measured: measured)
             let found: [String]

@@ -8,9 +8,12 @@ public enum FactModel {
     static let labels: CELType = .map(.string, .string)
 
     public static let objects: [String: [String: CELType]] = [
-        "site": ["id": .string, "kind": .string, "region": .string, "name": .string, "labels": labels, "assets": strings, "storage": strings],
+        "site": ["id": .string, "kind": .string, "region": .string, "name": .string, "labels": labels, "assets": strings, "storage": strings,
+                 "location": .object("location"), "provider": .string],
+        "location": ["lat": .double, "lon": .double],
         "storage": [
             "id": .string, "kind": .string, "site": .string, "region": .string, "media": .string, "immutable": .bool, "air_gapped": .bool,
+            "air_gap_holds": .bool, "rotation": .object("rotation"), "retrieval": .duration, "admins_overlap": strings, "provider": .string,
             "encryption": .object("storage_encryption"), "access": .object("access"), "capacity": .int, "used": .int, "restore_rate": .int,
             "path": .string, "url": .string, "credentials": .map(.string, .string), "name": .string, "labels": labels,
             "utilization": .double, "holds": strings, "object_lock": .object("object_lock"), "lock_days": .int, "lock_period": .duration,
@@ -20,13 +23,13 @@ public enum FactModel {
         "object_lock": ["mode": .string, "days": .int],
         "lock_check": ["at": .timestamp, "ok": .bool, "detail": .string],
         "storage_encryption": ["at_rest": .bool, "in_transit": .bool, "passphrase": .string],
-        "access": ["mfa_delete": .bool, "network_isolated": .bool],
+        "access": ["mfa_delete": .bool, "network_isolated": .bool, "admins": strings, "delete_requires": .string],
         "asset": [
             "id": .string, "kind": .string, "name": .string, "site": .string, "region": .string, "media": .string, "tier": .string,
             "owner": .string, "size": .int, "data_classes": strings, "rpo": .duration, "rto": .duration, "depends_on": strings,
             "retention": .object("retention_bounds"), "backup": .string, "reason": .string, "source": .map(.string, .dyn), "labels": labels,
             "protected": .bool, "jobs": strings, "copies": .list(.object("copy")), "copy_count": .int, "media_count": .int,
-            "offsite_count": .int, "immutable_count": .int, "rpo_achievable": .duration, "rto_estimate": .duration,
+            "offsite_count": .int, "other_region_count": .int, "offsite_providers": strings, "admins": strings, "untested_copies": strings, "recovery_finish": .duration, "immutable_count": .int, "rpo_achievable": .duration, "rto_estimate": .duration,
             "retention_effective": .duration, "retention_required_min": .duration, "retention_allowed_max": .duration,
             "last_success": .timestamp, "last_success_source": .string, "restore_tests": strings,
             "dependency_depth": .int, "slowest_dependency": .object("slowest_dependency"),
@@ -38,12 +41,14 @@ public enum FactModel {
             "storage": .string, "site": .string, "region": .string, "media": .string, "offsite": .bool, "immutable": .bool,
             "air_gapped": .bool, "encrypted_at_rest": .bool, "versioned": .bool, "primary": .bool,
             "evidence": .string, "last_success": .timestamp, "immutable_declared": .bool, "immutable_verified": .bool, "lock_days": .int,
+            "provider": .string,
         ],
         "target_evidence": ["storage": .string, "evidence": .string, "last_success": .timestamp, "window": .duration],
         "job": [
             "id": .string, "assets": strings, "type": .string, "schedule": .string, "lag": .duration, "engine": .string, "targets": strings,
             "retention": .object("job_retention"), "encryption": .object("job_encryption"), "monitoring": .object("monitoring"),
             "options": .map(.string, .dyn), "labels": labels, "max_gap": .duration, "min_gap": .duration,
+            "beside_data": .list(.object("beside")), "escrow_site": .string, "escrow_on_target": .bool, "asset_sites": strings,
             "retention_effective": .duration, "versioned": .bool, "offsite_targets": strings, "last_success": .timestamp,
             "last_success_source": .string, "last_status": .string, "next_run": .timestamp,
             "target_evidence": .list(.object("target_evidence")),
@@ -52,7 +57,7 @@ public enum FactModel {
             "keep_within": .duration, "keep_last": .int, "keep_hourly": .int, "keep_daily": .int, "keep_weekly": .int,
             "keep_monthly": .int, "keep_yearly": .int,
         ],
-        "job_encryption": ["at_rest": .bool, "in_transit": .bool, "key_storage": .string, "passphrase": .string],
+        "job_encryption": ["at_rest": .bool, "in_transit": .bool, "key_storage": .string, "passphrase": .string, "key_escrow": .string],
         "monitoring": ["alert_on_failure": strings, "max_age": .duration],
         "restore_test": [
             "id": .string, "job": .string, "asset": .string, "scope": .string, "every": .duration, "last_run": .timestamp,
@@ -63,11 +68,16 @@ public enum FactModel {
             "rule": .string, "subject": .string, "reason": .string, "approved_by": .string, "expires": .timestamp, "labels": labels,
             "expired": .bool,
         ],
+        "rotation": ["every": .duration, "offline": .bool],
+        "beside": ["file": .string, "beside": .string, "place": .string],
         "document": ["id": .string, "path": .string, "key": .string, "literal": .bool],
+        "plan": ["id": .string, "declared": .bool, "approved_by": .string, "approved_on": .timestamp, "review_every": .duration,
+                 "contacts": .int, "out_of_band_contacts": .int, "emergency_mode": .string,
+                 "state_assets": strings, "state_offsite": .bool],
         "evidence": ["id": .string, "chain_started": .timestamp, "oldest_run": .timestamp, "runs": .int, "first_run": .timestamp, "retention": .duration],
         "policy": [
             "frameworks": strings, "fail_on": .string, "restore_test_every": .duration, "min_recovery_window": .duration,
-            "capacity_threshold": .double, "evidence_retention": .duration, "retention": .map(.string, .object("retention_bounds")), "restore_rates": .map(.string, .int),
+            "capacity_threshold": .double, "evidence_retention": .duration, "min_site_distance": .double, "ransomware_dwell": .duration, "retention": .map(.string, .object("retention_bounds")), "restore_rates": .map(.string, .int),
         ],
         "inventory": [
             "organization": .string, "sites": .list(.object("site")), "storage": .list(.object("storage")),

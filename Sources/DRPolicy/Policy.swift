@@ -4,7 +4,7 @@ import DRInventory
 
 /// What a rule is about. Expressions see the subject under this name.
 public enum SubjectKind: String, CaseIterable, Sendable {
-    case asset, job, storage, site, waiver, document, evidence
+    case asset, job, storage, site, waiver, document, evidence, plan
     case restoreTest = "restore_test"
 }
 
@@ -38,6 +38,8 @@ public struct RuleExample: Sendable {
     public var lockChecks: [(storage: String, ok: Bool, at: Timestamp)] = []
     /// `evidence_store: {chain_started, oldest_run, runs}`: the store the example's facts see.
     public var store: MeasuredEvidence.Store?
+    /// Measured restore-test runs (`restore_runs: [{job, target, status, at}]`).
+    public var restoreRuns: [ExampleRun] = []
 }
 
 /// A backup run in a rule example (`runs: [{job, target, status, at}]`).
@@ -63,6 +65,8 @@ public struct Rule: Sendable {
     public var subjectId: Program?
     public var related: Program?
     public var controls: [String]
+    /// The short title written beside each control id, where one was.
+    public var controlTitles: [String: String] = [:]
     public var rationale: String
     public var examples: [RuleExample]
     public var enabled = true
@@ -90,6 +94,9 @@ public struct PolicySet: Sendable {
     /// The policy files read besides the built-in catalog, in load order, with their exact
     /// bytes: an attestation names each with its SHA-256, and a bundle carries them.
     public var files: [(path: String, bytes: [UInt8])] = []
+    /// The controls of each framework and their scopes: the built-in lists, extended by any
+    /// policy file's `frameworks:` section.
+    public var catalog = ControlCatalog.builtin
     public init() {}
 
     public func rule(_ id: String) -> Rule? { rules.first { $0.id == id } }

@@ -84,7 +84,9 @@ public struct PolicyLoader {
         } else {
             sink.add(SourceLocation(file: file, line: 1, column: 1), "missing 'drplan-policy:' version; add 'drplan-policy: 1' as the first line")
         }
-        top.finish(allowed: ["drplan-policy", "rules", "overrides"])
+        top.finish(allowed: ["drplan-policy", "rules", "overrides", "frameworks"])
+        // More data classes for a framework's scope (policies/frameworks.yaml's format).
+        if top.has("frameworks") { set.catalog.read(text, file: file, sink: sink) }
         if let rules = top.value("rules") {
             guard case .sequence(let items) = rules else {
                 ctx.error(rules, "'rules' must be a list of rules")
@@ -137,9 +139,17 @@ public struct PolicyLoader {
         let title = r.string("title") ?? name ?? ""
         let severity: Severity? = r.choice("severity", required: true)
         let subject: SubjectKind? = r.choice("subject", required: true)
-        let controls = r.list("controls")?.map(\.0) ?? []
-        for (c, n) in r.list("controls") ?? [] where !c.contains(":") {
-            ctx.error(n, "control '\(c)' in \(r.what) must be written 'framework:id', such as 'gdpr:Art.32(1)(c)'")
+        // "framework:id Short title": the title is for the reader of the file (and checked
+        // against policies/controls/ for the built-in catalog); the id is what is matched.
+        var controls: [String] = [], controlTitles: [String: String] = [:]
+        for (c, n) in r.list("controls") ?? [] {
+            let id = String(c.split(separator: " ", maxSplits: 1).first ?? "")
+            guard id.contains(":") else {
+                ctx.error(n, "control '\(c)' in \(r.what) must be written 'framework:id', such as 'gdpr:Art.32(1)(c)', optionally followed by the control's title")
+                continue
+            }
+            controls.append(id)
+            if c.count > id.count { controlTitles[id] = String(c.dropFirst(id.count + 1)).trimmingCharacters(in: .whitespaces) }
         }
         let rationale = r.string("rationale") ?? ""
         r.finish(allowed: ["id", "name", "title", "severity", "subject", "when", "assert", "each", "as", "message", "subject_id", "related", "controls", "rationale", "examples"])
@@ -199,7 +209,7 @@ public struct PolicyLoader {
             id: id, name: name, title: title, severity: severity, subject: subject, conditions: conditions,
             assertion: Condition(program: assertProgram, reason: "", location: ctx.location(assertNode)),
             each: each, eachName: eachName, message: message, subjectId: subjectId, related: related, controls: controls,
-            rationale: rationale, examples: readExamples(r, ctx: ctx, rule: id), location: ctx.location(r.node), file: ctx.file)
+            controlTitles: controlTitles, rationale: rationale, examples: readExamples(r, ctx: ctx, rule: id), location: ctx.location(r.node), file: ctx.file)
     }
 
     /// Parses and type-checks one expression; reports problems at their column in the file.
@@ -268,17 +278,23 @@ public struct PolicyLoader {
                 let findings = e.list("findings")?.map(\.0) ?? []
                 if isPass && !findings.isEmpty { ctx.error(item, "a pass example of rule \(rule) cannot list findings") }
                 var runs: [ExampleRun] = []
-                var runNodes: [Node] = []
-                if let v = e.value("runs") {
-                    if case .sequence(let items) = v { runNodes = Array(items) } else { ctx.error(v, "'runs' of an example of rule \(rule) must be a list of {job, target, status, at}") }
-                }
-                for node in runNodes {
-                    guard let run = ObjectReader(node, what: "a run of an example of rule \(rule)", ctx: ctx) else { continue }
-                    let job = run.string("job", required: true), target = run.string("target", required: true)
-                    let status = run.string("status", required: true), at = run.timestamp("at", required: true)
-                    run.finish(allowed: ["job", "target", "status", "at"])
-                    if let status, !["success", "failed"].contains(status) { ctx.error(node, "a run's status is 'success' or 'failed', not '\(status)'") }
-                    if let job, let target, let status, let at { runs.append(ExampleRun(job: job, target: target, success: status == "success", at: at)) }
+                // `runs` (backups) and `restore_runs` (restore tests, from the copy on `target`).
+                var restoreRuns: [ExampleRun] = []
+                for (key, what) in [("runs", "run"), ("restore_runs", "restore run")] {
+                    var runNodes: [Node] = []
+                    if let v = e.value(key) {
+                        if case .sequence(let items) = v { runNodes = Array(items) } else { ctx.error(v, "'\(key)' of an example of rule \(rule) must be a list of {job, target, status, at}") }
+                    }
+                    for node in runNodes {
+                        guard let run = ObjectReader(node, what: "a \(what) of an example of rule \(rule)", ctx: ctx) else { continue }
+                        let job = run.string("job", required: true), target = run.string("target", required: true)
+                        let status = run.string("status", required: true), at = run.timestamp("at", required: true)
+                        run.finish(allowed: ["job", "target", "status", "at"])
+                        if let status, !["success", "failed"].contains(status) { ctx.error(node, "a run's status is 'success' or 'failed', not '\(status)'") }
+                        guard let job, let target, let status, let at else { continue }
+                        let r = ExampleRun(job: job, target: target, success: status == "success", at: at)
+                        if key == "runs" { runs.append(r) } else { restoreRuns.append(r) }
+                    }
                 }
                 var lockChecks: [(storage: String, ok: Bool, at: Timestamp)] = []
                 if let v = e.value("lock_checks") {
@@ -297,7 +313,7 @@ public struct PolicyLoader {
                     store = MeasuredEvidence.Store(chainStarted: s.timestamp("chain_started"), oldestRun: s.timestamp("oldest_run"), runs: s.int("runs") ?? 0)
                     s.finish(allowed: ["chain_started", "oldest_run", "runs"])
                 }
-                e.finish(allowed: ["inventory", "now", "findings", "runs", "lock_checks", "evidence_store"])
+                e.finish(allowed: ["inventory", "now", "findings", "runs", "restore_runs", "lock_checks", "evidence_store"])
                 guard let inv = e.value("inventory") else { e.missing("inventory"); continue }
                 var node = inv
                 if case .mapping(var m) = inv, m["drplan"] == nil {
@@ -308,7 +324,7 @@ public struct PolicyLoader {
                     ctx.error(inv, "example inventory of rule \(rule) could not be read")
                     continue
                 }
-                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs, lockChecks: lockChecks, store: store))
+                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs, lockChecks: lockChecks, store: store, restoreRuns: restoreRuns))
             }
         }
         return out

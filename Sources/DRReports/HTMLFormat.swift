@@ -47,7 +47,7 @@ public enum HTMLFormat: ReportFormat {
 
     static let frameworkLabels: [String: String] = [
         "gdpr": "GDPR", "hipaa": "HIPAA (45 CFR)", "iso27001": "ISO/IEC 27001:2022 Annex A", "nist-800-53": "NIST SP 800-53 rev. 5",
-        "soc2": "SOC 2 (2017 TSC)", "dora": "DORA (EU) 2022/2554", "pci-dss": "PCI DSS v4.0",
+        "soc2": "SOC 2 (2017 TSC)", "dora": "DORA (EU) 2022/2554", "pci-dss": "PCI DSS v4.0.1",
     ]
 
     static func text(_ v: Value?) -> String {
@@ -82,9 +82,11 @@ public enum HTMLFormat: ReportFormat {
                 "name": fw, "label": frameworkLabels[fw] ?? fw,
                 "passCount": cs.filter { $0.status == .pass }.count, "failCount": cs.filter { $0.status == .fail }.count,
                 "waivedCount": cs.filter { $0.status == .waived }.count, "notAssessedCount": cs.filter { $0.status == .notAssessed }.count,
+                "manualCount": cs.filter { $0.status == .manual }.count,
                 "controls": cs.map { c -> [String: Any] in
                     ["control": c.control, "status": c.status.rawValue, "statusClass": c.status.rawValue.replacingOccurrences(of: " ", with: "-"),
-                     "rules": c.rules.joined(separator: " "), "findings": c.findings]
+                     "rules": c.rules.joined(separator: " "), "findings": c.findings, "subjects": c.subjects.count,
+                     "title": c.title ?? "", "ask": c.ask ?? "", "hasAsk": c.ask != nil]
                 },
             ]
         }

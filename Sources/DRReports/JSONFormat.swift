@@ -70,7 +70,9 @@ public enum JSONFormat: ReportFormat {
             ("findings", .items(count: r.findings.count, item: finding)),
             ("not_applicable", .items(count: r.notApplicable.count, item: notApplicable)),
             ("controls", .value(.list(r.controls.map { c in
-                .object([("control", .string(c.control)), ("status", .string(c.status.rawValue)), ("findings", .int(Int64(c.findings))), ("rules", .strings(c.rules))])
+                .object([("control", .string(c.control)), ("title", c.title.map(Value.string) ?? .null), ("status", .string(c.status.rawValue)),
+                         ("findings", .int(Int64(c.findings))), ("subjects", .int(Int64(c.subjects.count))), ("rules", .strings(c.rules)),
+                         ("ask", c.ask.map(Value.string) ?? .null)])
             }))),
             ("facts", .value(.object([
                 ("sites", .list(r.facts.sites)), ("storage", .list(r.facts.storage)), ("assets", .list(r.facts.assets)),

@@ -48,9 +48,12 @@ public enum MarkdownFormat: ReportFormat {
             out.append("")
             out.append("<details><summary>Control matrix (\(frameworks.joined(separator: ", ")))</summary>")
             out.append("")
-            out.append("| control | status | findings | rules |")
-            out.append("|---|---|---|---|")
-            for c in r.controls { out.append("| \(c.control) | \(c.status.rawValue) | \(c.findings) | \(c.rules.joined(separator: " ")) |") }
+            out.append("| control | status | subjects | findings | rules |")
+            out.append("|---|---|---|---|---|")
+            for c in r.controls {
+                let rules = c.ask.map { "ask for: " + Escape.markdown($0) } ?? c.rules.joined(separator: " ")
+                out.append("| \(c.control) | \(c.status.rawValue) | \(c.subjects.count) | \(c.findings) | \(rules) |")
+            }
             out.append("")
             out.append("</details>")
         }

@@ -39,7 +39,7 @@ td.where, code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-
 .filters label { font-size: 12px; color: var(--muted); display: flex; flex-direction: column; gap: 2px; }
 .filters select { font: inherit; padding: 3px 6px; }
 #shown { margin-left: auto; color: var(--muted); }
-.st { font-weight: 600; } .st-pass { color: var(--ok); } .st-fail { color: var(--high); } .st-waived { color: var(--waived); } .st-not-assessed { color: var(--muted); }
+.st { font-weight: 600; } .st-pass { color: var(--ok); } .st-fail { color: var(--high); } .st-waived { color: var(--waived); } .st-not-assessed { color: var(--muted); } .st-manual { color: var(--waived); }
 .frameworks { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 16px; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 16px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; break-inside: avoid; }
@@ -132,10 +132,10 @@ footer { color: var(--muted); font-size: 12px; padding: 0 32px 30px; }
   <div class="frameworks">
   {{#frameworks}}
     <div>
-      <h3>{{label}} <span class="muted">({{passCount}} pass, {{failCount}} fail, {{waivedCount}} waived, {{notAssessedCount}} not assessed)</span></h3>
+      <h3>{{label}} <span class="muted">({{passCount}} pass, {{failCount}} fail, {{waivedCount}} waived, {{notAssessedCount}} not assessed, {{manualCount}} manual)</span></h3>
       <table class="matrix" data-framework="{{name}}">
-        <thead><tr><th>Control</th><th>Status</th><th>Rules</th><th>Findings</th></tr></thead>
-        <tbody>{{#controls}}<tr><td><code>{{control}}</code></td><td class="st st-{{statusClass}}">{{status}}</td><td>{{rules}}</td><td>{{findings}}</td></tr>{{/controls}}</tbody>
+        <thead><tr><th>Control</th><th>Status</th><th>Subjects</th><th>Rules</th><th>Findings</th></tr></thead>
+        <tbody>{{#controls}}<tr><td><code>{{control}}</code> <span class="muted">{{title}}</span></td><td class="st st-{{statusClass}}">{{status}}</td><td>{{subjects}}</td><td>{{rules}}{{#hasAsk}}ask for: {{ask}}{{/hasAsk}}</td><td>{{findings}}</td></tr>{{/controls}}</tbody>
       </table>
     </div>
   {{/frameworks}}

@@ -15,6 +15,7 @@ extension MeasuredEvidence {
                 guard let job = r.job else { continue }
                 record(job: job, target: r.storage, asset: r.asset, at: at, success: r.status == .success)
             case .restoreTest:
+                if let job = r.job, let storage = r.storage { recordRestore(job: job, target: storage, at: at, success: r.status == .success) }
                 guard let t = r.restoreTest, tests[t].map({ at >= $0.at }) ?? true else { continue }
                 let seconds = Int64(((r.finishedAt ?? r.startedAt).timeIntervalSince(r.startedAt)).rounded(.up))
                 tests[t] = TestRun(at: at, result: r.status == .success ? .pass : .fail, duration: TimeSpan(seconds: max(1, seconds)), restored: r.verifiedBytes)

@@ -53,7 +53,7 @@ struct RunbookCLITests {
         let dir = try RunsCLITests.demo(); defer { dir.cleanup() }
         let inv = dir.path + "/demo/drplan.yaml"
         let yaml = try String(contentsOfFile: inv, encoding: .utf8)
-        try yaml.replacingOccurrences(of: "passphrase: \"file:passphrase.txt\" }", with: "passphrase: \"file:passphrase.txt\", key_storage: office-disk }")
+        try yaml.replacingOccurrences(of: "passphrase: \"file:passphrase.txt\", key_escrow: home }", with: "passphrase: \"file:passphrase.txt\", key_storage: office-disk }")
             .write(toFile: inv, atomically: true, encoding: .utf8)
         let plan = try CLITests.run(["plan", "-i", inv, "--scenario", "site:office", "--format", "markdown"])
         #expect(plan.stdout.contains("**⚠ ") && plan.stdout.contains("THE ONLY DECLARED COPY OF THE KEY IS LOST IN THIS SCENARIO"), "\(plan.stdout)")

@@ -45,7 +45,9 @@ struct RunsCLITests {
         #expect(runs.map { $0["status"] as? String } == ["success", "success", "success"])
         #expect(runs.last?["verified_files"] as? Int == 3)
         let after = try run(["check"], dir)
-        #expect(after.status == 0 && !after.stdout.contains("DR502"))
+        // What is left is the demo's honest gap: no immutable or offline copy (samples/demo/drplan.yaml).
+        #expect(after.status == 1 && !after.stdout.contains("DR502") && !after.stdout.contains("DR402") && after.stdout.contains("DR104 one-immutable"), "\(after.stdout)")
+        #expect(after.stdout.contains("DR701 deletion-protection  storage usb-at-home") && after.stdout.contains("DR805") && after.stdout.contains("3 findings"), "\(after.stdout)")
         let prune = try run(["prune"], dir)
         #expect(prune.status == 0 && prune.stderr.contains("forgot 0 snapshot(s)"))
         let facts = try run(["facts"], dir)
@@ -211,7 +213,7 @@ struct RunsCLITests {
         let test = try #require(runs.first { $0["kind"] as? String == "restore_test" })
         #expect((test["verified_files"] as? Int ?? 0) > 0)
         let c = try run(["check"], dir)
-        #expect(c.status == 0 && !c.stdout.contains("DR502") && !c.stdout.contains("DR402"), "\(c.stdout)")
+        #expect(c.status == 1 && c.stdout.contains("DR104") && !c.stdout.contains("DR502") && !c.stdout.contains("DR402"), "\(c.stdout)")
         // --progress json: typed events, one JSON object per line on stderr: a start and a done
         // per run (two targets), with progress between.
         let lines = b.stderr.split(separator: "\n").filter { $0.hasPrefix("{\"event\"") }

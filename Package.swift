@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "DRInventoryTests", dependencies: ["DRInventory", "CEL", "TestSupport", .product(name: "Yams", package: "Yams")], exclude: ["Fixtures"]),
         .testTarget(name: "DRFactsTests", dependencies: ["DRFacts", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "CELTests", dependencies: ["CEL"]),
-        .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRReports", "DRFacts", "DRInventory", "CEL", "TestSupport"]),
+        .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRReports", "DRFacts", "DRInventory", "DRPlanning", "CEL", "TestSupport"]),
         .testTarget(name: "DRRunsTests", dependencies: ["DRRuns", "DRInventory", "DRFacts", "CEL", "TestSupport", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "DRPlanningTests", dependencies: ["DRPlanning", "DRInventory", "TestSupport"]),
         .testTarget(name: "DRReportsTests", dependencies: ["DRReports", "DRPolicy", "DRFacts", "DRInventory", "DRPlanning", "CEL", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),

@@ -130,8 +130,10 @@ public enum EvidenceExport {
     }
 
     static func check(_ r: ExportRequest, now: Timestamp, measured: MeasuredEvidence) throws(ExportError) -> CheckResult {
+        var options = r.options
+        options.lostIn = Scenario.lostIn(r.inventory, now: now, measured: measured)
         do {
-            var result = try Check.run(inventory: r.inventory, policies: r.policies, now: now, measured: measured, options: r.options)
+            var result = try Check.run(inventory: r.inventory, policies: r.policies, now: now, measured: measured, options: options)
             if let v = r.verification {
                 result.evidenceStatus = EvidenceStatus(state: v.state.rawValue, head: v.headLine, problems: v.problems)
                 result.unverifiedEvidence = v.problems

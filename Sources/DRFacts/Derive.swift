@@ -53,9 +53,17 @@ public struct FactDeriver {
     }
 
     /// Convenience: derive everything at once.
-    public static func derive(_ inventory: Inventory, now: Timestamp, measured: MeasuredEvidence = MeasuredEvidence()) -> Facts {
-        FactDeriver(inventory, now: now, measured: measured).facts()
+    /// `lostIn`: asset → the disaster scenarios `drplan plan` finds it lost for good in
+    /// (computed by the planner, which sits above the facts; empty when not computed).
+    public static func derive(_ inventory: Inventory, now: Timestamp, measured: MeasuredEvidence = MeasuredEvidence(),
+                              lostIn: [String: [String]] = [:]) -> Facts {
+        var d = FactDeriver(inventory, now: now, measured: measured)
+        d.lostIn = lostIn
+        return d.facts()
     }
+
+    /// Asset → scenarios it is lost in (`asset.lost_in`, DR407).
+    public var lostIn: [String: [String]] = [:]
 
     public func facts() -> Facts {
         var nextRuns: [Schedule: Timestamp?] = [:]
@@ -437,7 +445,7 @@ public struct FactDeriver {
             ("copy_count", .int(Int64(copies.count))), ("media_count", .int(Int64(media.count))),
             ("offsite_count", .int(Int64(offsite))), ("other_region_count", .int(Int64(otherRegion))),
             ("offsite_providers", .strings(Array(Set(offsiteProviders)).sorted())), ("admins", .strings(a.admins)),
-            ("untested_copies", opt(untestedCopies(a, jobs: jobs), Value.strings)), ("immutable_count", .int(Int64(immutable))),
+            ("untested_copies", opt(untestedCopies(a, jobs: jobs), Value.strings)), ("lost_in", .strings(lostIn[a.id] ?? [])), ("immutable_count", .int(Int64(immutable))),
             ("rpo_achievable", opt(achievableRPO(jobs), { .duration(CELDuration(seconds: $0)) })),
             ("rto_estimate", opt(rto, { .duration(CELDuration(fractional: $0)) })),
             ("retention_effective", retention), ("retention_required_min", opt(requiredMin, dur)), ("retention_allowed_max", opt(allowedMax, dur)),

@@ -825,6 +825,40 @@ rules:
             sites: *sites
             assets: [{ id: db, kind: database, site: hq, tier: high, rpo: 15m }]
           findings: [db]
+
+  - id: DR407
+    name: survives-every-scenario
+    title: No default disaster scenario loses an important asset for good
+    severity: high
+    subject: asset
+    when:
+      - { expr: "asset.tier in ['critical', 'high']", reason: "tier below high" }
+    assert: "asset.lost_in.size() == 0"
+    message: "{{asset.id}} is lost for good in {{asset.lost_in.size()}} of drplan plan's scenarios, the first '{{asset.lost_in[0]}}': no copy of it survives (see drplan plan --scenario '{{asset.lost_in[0]}}')"
+    controls:
+      - "hipaa:164.308(a)(7)(ii)(B) Disaster recovery plan"
+      - "nist-800-53:CP-10 System Recovery and Reconstitution"
+      - "iso27001:A.5.30 ICT readiness for business continuity"
+      - "dora:Art.12(2) Restoration and recovery procedures and methods"
+    rationale: >-
+      `drplan plan` plays each site's and each region's loss, and ransomware, against the
+      inventory and the evidence. A scenario that leaves no copy of an important asset is a
+      recovery plan with a hole in it, whatever the other rules say; this names the scenario.
+    examples:
+      pass:
+        - inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq, tier: high }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [s3] }]
+      fail:
+        - inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq, tier: high }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+          lost_in: { db: ["site:hq"] }
+          findings: [db]
 """###),
         ("policies/operations.yaml", ###"""
 # Running backups: someone hears about failures, storage has room, the last run worked.

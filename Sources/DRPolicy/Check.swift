@@ -32,6 +32,9 @@ public struct CheckOptions: Sendable {
     public var frameworks: [String] = []
     /// Fingerprints from a `--baseline` report: those findings are `existing`.
     public var baseline: Set<String> = []
+    /// Asset → the default disaster scenarios it is lost for good in, from the planner
+    /// (`Scenarios.lostIn`); empty when the caller did not plan.
+    public var lostIn: [String: [String]] = [:]
     public init() {}
 }
 
@@ -109,7 +112,7 @@ public enum Check {
     /// framework filter and the control matrix.
     public static func run(inventory: Inventory, policies: PolicySet, now: Timestamp, measured: MeasuredEvidence = MeasuredEvidence(),
                            options: CheckOptions) throws(RuleEvaluationError) -> CheckResult {
-        let facts = FactDeriver.derive(inventory, now: now, measured: measured)
+        let facts = FactDeriver.derive(inventory, now: now, measured: measured, lostIn: options.lostIn)
         var evaluation = try Engine(facts: facts, inventory: inventory).evaluate(policies.rules)
         if !options.baseline.isEmpty {
             for i in evaluation.findings.indices where evaluation.findings[i].status == .active && options.baseline.contains(evaluation.findings[i].fingerprint) {

@@ -27,7 +27,7 @@ public enum RuleExamples {
             measured.store = ex.store
             for r in ex.restoreRuns { measured.recordRestore(job: r.job, target: r.target, at: r.at, success: r.success) }
             for c in ex.lockChecks { measured.recordLockCheck(storage: c.storage, .init(at: c.at, ok: c.ok, detail: c.ok ? "verified (example)" : "refuted (example)")) }
-            let facts = FactDeriver.derive(inventory, now: ex.now ?? defaultNow, measured: measured)
+            let facts = FactDeriver.derive(inventory, now: ex.now ?? defaultNow, measured: measured, lostIn: ex.lostIn)
             let found: [String]
             do throws(RuleEvaluationError) {
                 found = try Engine(facts: facts, inventory: inventory).evaluate([enabled]).findings

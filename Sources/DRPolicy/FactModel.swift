@@ -29,7 +29,7 @@ public enum FactModel {
             "owner": .string, "size": .int, "data_classes": strings, "rpo": .duration, "rto": .duration, "depends_on": strings,
             "retention": .object("retention_bounds"), "backup": .string, "reason": .string, "source": .map(.string, .dyn), "labels": labels,
             "protected": .bool, "jobs": strings, "copies": .list(.object("copy")), "copy_count": .int, "media_count": .int,
-            "offsite_count": .int, "other_region_count": .int, "offsite_providers": strings, "admins": strings, "untested_copies": strings, "recovery_finish": .duration, "immutable_count": .int, "rpo_achievable": .duration, "rto_estimate": .duration,
+            "offsite_count": .int, "other_region_count": .int, "offsite_providers": strings, "admins": strings, "untested_copies": strings, "recovery_finish": .duration, "lost_in": strings, "immutable_count": .int, "rpo_achievable": .duration, "rto_estimate": .duration,
             "retention_effective": .duration, "retention_required_min": .duration, "retention_allowed_max": .duration,
             "last_success": .timestamp, "last_success_source": .string, "restore_tests": strings,
             "dependency_depth": .int, "slowest_dependency": .object("slowest_dependency"),

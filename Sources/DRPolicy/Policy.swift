@@ -40,6 +40,8 @@ public struct RuleExample: Sendable {
     public var store: MeasuredEvidence.Store?
     /// Measured restore-test runs (`restore_runs: [{job, target, status, at}]`).
     public var restoreRuns: [ExampleRun] = []
+    /// `lost_in: {asset: [scenario]}`: the planner's verdicts the example's facts see.
+    public var lostIn: [String: [String]] = [:]
 }
 
 /// A backup run in a rule example (`runs: [{job, target, status, at}]`).

@@ -308,12 +308,16 @@ public struct PolicyLoader {
                         }
                     } else { ctx.error(v, "'lock_checks' of an example of rule \(rule) must be a list of {storage, ok, at}") }
                 }
+                // `lost_in: {asset: [scenario…]}`: what the planner would find (it sits above the
+                // policy layer, so examples state it).
+                var lostIn: [String: [String]] = [:]
+                if let l = e.object("lost_in") { for entry in l.entries { lostIn[entry.key] = l.list(entry.key)?.map(\.0) ?? [] } }
                 var store: MeasuredEvidence.Store?
                 if let s = e.object("evidence_store") {
                     store = MeasuredEvidence.Store(chainStarted: s.timestamp("chain_started"), oldestRun: s.timestamp("oldest_run"), runs: s.int("runs") ?? 0)
                     s.finish(allowed: ["chain_started", "oldest_run", "runs"])
                 }
-                e.finish(allowed: ["inventory", "now", "findings", "runs", "restore_runs", "lock_checks", "evidence_store"])
+                e.finish(allowed: ["inventory", "now", "findings", "runs", "restore_runs", "lock_checks", "evidence_store", "lost_in"])
                 guard let inv = e.value("inventory") else { e.missing("inventory"); continue }
                 var node = inv
                 if case .mapping(var m) = inv, m["drplan"] == nil {
@@ -324,7 +328,7 @@ public struct PolicyLoader {
                     ctx.error(inv, "example inventory of rule \(rule) could not be read")
                     continue
                 }
-                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs, lockChecks: lockChecks, store: store, restoreRuns: restoreRuns))
+                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs, lockChecks: lockChecks, store: store, restoreRuns: restoreRuns, lostIn: lostIn))
             }
         }
         return out

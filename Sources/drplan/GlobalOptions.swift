@@ -146,8 +146,18 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// Opens (creating) the evidence store, for commands that record runs.
-    func openStore(_ inventory: Inventory) throws(CommandFailure) -> EvidenceStore {
-        let key = try signingKey(inventory)
+    /// `recovering`: a real restore never waits on the signing key (it may have burned with
+    /// the site being recovered): without it, the restore runs unanchored, with a warning.
+    func openStore(_ inventory: Inventory, recovering: Bool = false) throws(CommandFailure) -> EvidenceStore {
+        let key: Curve25519.Signing.PrivateKey?
+        if recovering, let ref = inventory.evidence.signingKey {
+            do { key = try EvidenceKeys.signer(ref, relativeTo: baseDirectory) } catch {
+                Console.error("drplan: warning: \(error.message); restoring anyway, without a signed checkpoint")
+                key = nil
+            }
+        } else {
+            key = try signingKey(inventory)
+        }
         do {
             let store = try EvidenceStore(path: evidencePath)
             try store.useSigningKey(key)
@@ -159,8 +169,8 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// A runner over `inventory` that records into the evidence store and logs to stderr unless `-q`.
-    func runner(_ inventory: Inventory) throws(CommandFailure) -> Runner {
-        var runner = Runner(inventory: inventory, baseDirectory: baseDirectory, store: try openStore(inventory))
+    func runner(_ inventory: Inventory, recovering: Bool = false) throws(CommandFailure) -> Runner {
+        var runner = Runner(inventory: inventory, baseDirectory: baseDirectory, store: try openStore(inventory, recovering: recovering))
         runner.verbose = verbose
         runner.lockWait = retryLock.flatMap { try? TimeSpan.parse($0) }.map { TimeInterval($0.seconds) } ?? 0
         let quiet = self.quiet

@@ -13,7 +13,7 @@ struct CheckCLITests {
         #expect(try run(["check", "-i", "samples/clean.yaml"] + Self.now).status == 0)
         let office = try run(["check", "-i", "samples/small-office.yaml"] + Self.now)
         #expect(office.status == 1)
-        #expect(office.stdout.hasSuffix("27 findings (1 critical, 13 high, 10 medium, 3 low), 0 waived — FAIL (fails on high and above)\n"))
+        #expect(office.stdout.hasSuffix("29 findings (1 critical, 15 high, 10 medium, 3 low), 0 waived — FAIL (fails on high and above)\n"))
         #expect(office.stdout.contains("high      DR103") == false)
         #expect(office.stdout.contains("critical  DR703 plaintext-secret  document storage.s3-backup.credentials.secret_key"))
         #expect(try run(["check", "-i", "samples/clinic.yaml", "--fail-on", "critical"] + Self.now).status == 0)
@@ -50,9 +50,9 @@ struct CheckCLITests {
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let summary = try #require(json["summary"] as? [String: Any])
         #expect(summary["passed"] as? Bool == false && summary["fail_on"] as? String == "high" && summary["waived"] as? Int == 1)
-        #expect((summary["counts"] as? [String: Int])?["high"] == 34)
+        #expect((summary["counts"] as? [String: Int])?["high"] == 35)
         let findings = try #require(json["findings"] as? [[String: Any]])
-        #expect(findings.count == 54)
+        #expect(findings.count == 55)
         let first = try #require(findings.first)
         #expect(first["rule"] as? String == "DR703" && first["severity"] as? String == "critical")
         let waived = try #require(findings.first { $0["status"] as? String == "waived" })
@@ -70,7 +70,7 @@ struct CheckCLITests {
         #expect(first.status == 1)
         let second = try run(["check", "-i", "samples/small-office.yaml", "--baseline", dir.path + "/base.json"] + Self.now)
         #expect(second.status == 0)
-        #expect(second.stdout.contains("27 existing"))
+        #expect(second.stdout.contains("29 existing"))
         #expect(try run(["check", "-i", "samples/small-office.yaml", "--baseline", dir.path + "/none.json"]).status == 2)
     }
 
@@ -93,7 +93,7 @@ struct CheckCLITests {
     @Test("rules lists the catalog and explains one rule")
     func rules() throws {
         let list = try run(["rules"])
-        #expect(list.status == 0 && list.stdout.split(separator: "\n").count == 44)
+        #expect(list.status == 0 && list.stdout.split(separator: "\n").count == 45)
         let one = try run(["rules", "DR104"])
         #expect(one.status == 0 && one.stdout.contains("ransomware") && one.stdout.contains("example 1 (passes)"))
         #expect(try run(["rules", "DR999"]).status == 2)
@@ -116,7 +116,7 @@ struct CheckCLITests {
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
         #expect(p.terminationStatus == 0)
-        #expect(text.contains("19 findings"))
+        #expect(text.contains("20 findings"))
     }
 }
 

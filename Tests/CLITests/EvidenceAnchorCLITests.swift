@@ -63,6 +63,14 @@ struct EvidenceAnchorCLITests {
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: demo.path + "/keys/evidence.key")
         let backup = try CLITests.run(["backup", "-i", demo.path + "/demo/drplan.yaml"], cwd: demo.path)
         #expect(backup.status == 3 && backup.stderr.contains("can be read by others") && backup.stderr.contains("chmod 600"), "\(backup.stderr)")
+        // A real recovery never waits on the key (it may have burned with the site): it
+        // restores, unanchored, and says so.
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: demo.path + "/keys/evidence.key")
+        #expect(try CLITests.run(["backup", "-i", demo.path + "/demo/drplan.yaml"], cwd: demo.path).status == 0)
+        try FileManager.default.removeItem(atPath: demo.path + "/keys/evidence.key")
+        let restore = try CLITests.run(["restore", "documents-nightly", "-i", demo.path + "/demo/drplan.yaml", "--target", demo.path + "/restored"], cwd: demo.path)
+        #expect(restore.status == 0 && restore.stderr.contains("restoring anyway, without a signed checkpoint"), "\(restore.stderr)")
+        #expect(FileManager.default.fileExists(atPath: demo.path + "/restored/notes.md"))
     }
 
     @Test("every run is anchored by a signed checkpoint, and the key's first use is in the log")

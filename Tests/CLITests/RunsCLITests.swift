@@ -47,7 +47,7 @@ struct RunsCLITests {
         let after = try run(["check"], dir)
         // What is left is the demo's honest gap: no immutable or offline copy (samples/demo/drplan.yaml).
         #expect(after.status == 1 && !after.stdout.contains("DR502") && !after.stdout.contains("DR402") && after.stdout.contains("DR104 one-immutable"), "\(after.stdout)")
-        #expect(after.stdout.contains("DR701 deletion-protection  storage usb-at-home") && after.stdout.contains("DR805") && after.stdout.contains("3 findings"), "\(after.stdout)")
+        #expect(after.stdout.contains("DR701 deletion-protection  storage usb-at-home") && after.stdout.contains("DR805") && after.stdout.contains("DR407") && after.stdout.contains("4 findings"), "\(after.stdout)")
         let prune = try run(["prune"], dir)
         #expect(prune.status == 0 && prune.stderr.contains("forgot 0 snapshot(s)"))
         let facts = try run(["facts"], dir)

@@ -1,6 +1,7 @@
 import CEL
 import DRFacts
 import DRInventory
+import DRPlanning
 import Foundation
 import Testing
 import TestSupport
@@ -34,7 +35,10 @@ struct CheckTests {
             if words.count >= 3, words[0] == "Waived:" { waived.insert("\(words[1]) \(words[2])") }
         }
         let at = try #require(now, "the header of \(name) names no --now")
-        let r = try check([path], now: at)
+        // As `drplan check` runs it: with the planner's scenarios, for DR407.
+        var options = CheckOptions()
+        options.lostIn = Scenario.lostIn(try InventoryLoader.load(paths: [path]), now: at, measured: MeasuredEvidence())
+        let r = try check([path], now: at, options: options)
         #expect(ids(r.active) == expected)
         #expect(ids(r.findings.filter { $0.status == .waived }) == waived)
         #expect(r.passed == expected.isEmpty)

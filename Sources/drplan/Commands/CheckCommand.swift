@@ -2,6 +2,7 @@ import ArgumentParser
 import CEL
 import DRFacts
 import DRInventory
+import DRPlanning
 import DRPolicy
 import DRReports
 import Foundation
@@ -112,6 +113,7 @@ enum Loaders {
         }
         let read: ReadEvidence
         if let evidence { read = evidence } else { read = try global.measuredEvidence(inventory) }
+        options.lostIn = Scenario.lostIn(inventory, now: global.instant(), measured: read.evidence)
         do throws(RuleEvaluationError) {
             var result = try Check.run(inventory: inventory, policies: policySet, now: global.instant(), measured: read.evidence, options: options)
             result.unverifiedEvidence = read.unverified

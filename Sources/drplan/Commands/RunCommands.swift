@@ -203,7 +203,7 @@ struct RestoreCommand: ParsableCommand {
         let inventory = try global.loadInventory()
         try checkNames([job], among: inventory.jobs.map(\.id), what: "job")
         if let from { try checkNames([from], among: inventory.storage.map(\.id), what: "storage") }
-        var runner = try global.runner(inventory)
+        var runner = try global.runner(inventory, recovering: true)
         runner.progress = progress.sink(quiet: global.quiet)
         let options = RestoreOptions(force: force, keepSpecialModes: keepSpecialModes, follow: follow)
         let results = try reporting { () throws(RepositoryError) in

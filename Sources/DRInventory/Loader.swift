@@ -236,22 +236,18 @@ struct LoadState {
     }
 
     mutating func absorb(_ s: SectionReader, ctx: ReadContext) {
-        if let org = s.organization {
-            if let first = organizationAt { ctx.sink.add(org.1, Messages.onlyOnce("organization", first: first)) }
-            else { inventory.organization = org.0; organizationAt = org.1 }
+        // Top-level sections that may appear in one file only: the first one stands, a second
+        // is an error naming the first.
+        func once<T>(_ read: (T, SourceLocation)?, _ key: String, _ first: inout SourceLocation?, _ set: (T) -> Void) {
+            guard let (value, at) = read else { return }
+            if let first { ctx.sink.add(at, Messages.onlyOnce(key, first: first)) } else { set(value); first = at }
         }
-        if let p = s.policyRead {
-            if let first = policyAt { ctx.sink.add(p.1, Messages.onlyOnce("policy", first: first)) }
-            else { inventory.policy = p.0; policyAt = p.1 }
-        }
-        if let p = s.planRead {
-            if let first = planAt { ctx.sink.add(p.1, Messages.onlyOnce("plan", first: first)) }
-            else { inventory.plan = p.0; planAt = p.1 }
-        }
-        if let e = s.evidenceRead {
-            if let first = evidenceAt { ctx.sink.add(e.1, Messages.onlyOnce("evidence", first: first)) }
-            else { inventory.evidence = e.0; evidenceAt = e.1 }
-        }
+        var inv = inventory
+        once(s.organization, "organization", &organizationAt) { inv.organization = $0 }
+        once(s.policyRead, "policy", &policyAt) { inv.policy = $0 }
+        once(s.planRead, "plan", &planAt) { inv.plan = $0 }
+        once(s.evidenceRead, "evidence", &evidenceAt) { inv.evidence = $0 }
+        inventory = inv
         for (id, d) in s.declared {
             if let first = declared[id] {
                 ctx.sink.add(d.location, Messages.duplicateId(id, kind: d.kind.rawValue, first: first.location, firstKind: first.kind.rawValue))

@@ -23,6 +23,9 @@ public enum BundleVerifier {
     static let entryLimit: UInt64 = 1 << 30
 
     public static func verify(_ url: URL, key: Curve25519.Signing.PublicKey?, now: Timestamp) throws(ExportError) -> BundleVerdict {
+        guard FileManager.default.isReadableFile(atPath: url.path) else {
+            throw ExportError(kind: .evidence, message: "cannot read \(url.path): no such file, or no permission to read it")
+        }
         let archive: Archive
         do { archive = try Archive(url: url, accessMode: .read) } catch {
             throw ExportError(kind: .evidence, message: "\(url.path) is not a readable zip file: \(error)")

@@ -161,7 +161,9 @@ struct S3CLITests {
 /// and refuted loudly where the bucket has none.
 @Suite("Command line: S3 Object Lock")
 struct S3ObjectLockCLITests {
-    static let lock = "\n    object_lock: { mode: governance, days: 40 }"
+    /// Governance mode, whose retention anyone with s3:BypassGovernanceRetention can lift: DR107
+    /// accepts it only when something else is needed to delete (`delete_requires`).
+    static let lock = "\n    object_lock: { mode: governance, days: 40 }\n    access: { admins: [backup-admin], delete_requires: \"the storage team's break-glass account\" }"
 
     @Test("a declared lock on a bucket without Object Lock fails the backup, and check reports DR106")
     func refuted() throws {

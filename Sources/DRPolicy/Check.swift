@@ -58,7 +58,8 @@ public struct ControlStatus: Sendable {
 
 /// The state of the measured evidence behind a result, as the reports' headers show it.
 public struct EvidenceStatus: Sendable {
-    /// "verified and signed", "verified and unsigned" or "unverified".
+    /// "verified and signed", "verified; checkpoint signatures not checked (no key here)",
+    /// "verified and unsigned" or "unverified".
     public var state: String
     /// "head: entry N, sha256 …".
     public var head: String

@@ -251,6 +251,9 @@ public struct StoreVerification: Sendable {
     public enum State: String, Sendable {
         /// The chain, the runs and signed checkpoints all agree (signatures checked when a key was given).
         case verifiedSigned = "verified and signed"
+        /// The chain, the runs and the checkpoints agree, but no public key was at hand to
+        /// check the checkpoints' signatures: not claimed as signed.
+        case verifiedSignaturesUnchecked = "verified; checkpoint signatures not checked (no key here)"
         /// The chain and the runs agree; nothing signed anchors them.
         case verifiedUnsigned = "verified and unsigned"
         case unverified
@@ -267,7 +270,8 @@ public struct StoreVerification: Sendable {
 
     public var state: State {
         if !problems.isEmpty { return .unverified }
-        return checkpoints.isEmpty ? .verifiedUnsigned : .verifiedSigned
+        if checkpoints.isEmpty { return .verifiedUnsigned }
+        return signaturesChecked ? .verifiedSigned : .verifiedSignaturesUnchecked
     }
 
     /// "entry 42, sha256 ab12…": the head as anyone can write it down.

@@ -87,6 +87,11 @@ struct EvidenceAnchorCLITests {
         #expect(try CLITests.run(["report", "-i", inv, "-o", dir.path + "/r"], cwd: dir.path).status == 0)
         let html = try String(contentsOfFile: dir.path + "/r/report.html", encoding: .utf8)
         #expect(html.contains(#"id="evidence-state">verified and signed</span> · chain head: entry "#))
+        // Where the key cannot be read (an auditor's copy), signed is not claimed.
+        try FileManager.default.moveItem(atPath: dir.path + "/keys/evidence.key", toPath: dir.path + "/evidence.key.away")
+        #expect(try CLITests.run(["report", "-i", inv, "-o", dir.path + "/r2"], cwd: dir.path).status == 0)
+        let unchecked = try String(contentsOfFile: dir.path + "/r2/report.html", encoding: .utf8)
+        #expect(unchecked.contains(#"id="evidence-state">verified; checkpoint signatures not checked (no key here)</span>"#))
     }
 
     @Test("a log truncated after dropping the triggers is caught, with the key and without")

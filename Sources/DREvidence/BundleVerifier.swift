@@ -142,11 +142,13 @@ public enum BundleVerifier {
         case .failure(let p): return [p.message]
         }
         var last: [String: String] = [:]
+        var problems: [String] = []
         for e in entries where e.event.hasPrefix("run.") {
-            guard let obj = (try? JSONSerialization.jsonObject(with: Data(e.detail.utf8))) as? [String: String], let run = obj["run"] else { continue }
+            guard let obj = (try? JSONSerialization.jsonObject(with: Data(e.detail.utf8))) as? [String: String], let run = obj["run"] else {
+                problems.append("audit-log.json: entry \(e.seq) (\(e.event)) does not name its run"); continue
+            }
             last[run] = obj["row_sha256"] ?? ""
         }
-        var problems: [String] = []
         for row in rows {
             let id = RunsFile.field(row, "id")
             guard let digest = last[id] else { problems.append("run \(id) in runs.json has no entry in audit-log.json: it was added"); continue }

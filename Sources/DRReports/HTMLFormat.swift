@@ -111,6 +111,21 @@ public enum HTMLFormat: ReportFormat {
                     "source": text(t["last_run_source"])]
         }
         let usedRules = Set(r.findings.map(\.rule))
+        // The provider register: each declared provider, with its sites, its storage (its own or
+        // its site's provider) and the assets whose copies that storage holds.
+        var register: [String: (sites: Set<String>, storage: Set<String>, assets: Set<String>)] = [:]
+        for s in r.inventory.sites { if let p = s.provider { register[p, default: ([], [], [])].sites.insert(s.id) } }
+        let siteProvider = Dictionary(r.inventory.sites.compactMap { s in s.provider.map { (s.id, $0) } }, uniquingKeysWith: { a, _ in a })
+        for st in r.inventory.storage {
+            guard let p = st.provider ?? siteProvider[st.site] else { continue }
+            register[p, default: ([], [], [])].storage.insert(st.id)
+            for j in r.inventory.jobs where j.targets.contains(st.id) { register[p, default: ([], [], [])].assets.formUnion(j.assets) }
+        }
+        let providers: [[String: Any]] = register.keys.sorted().map { p in
+            let e = register[p] ?? ([], [], [])
+            return ["name": p, "sites": e.sites.sorted().joined(separator: ", "), "storage": e.storage.sorted().joined(separator: ", "),
+                    "assets": e.assets.sorted().joined(separator: ", ")]
+        }
         return [
             "organization": r.inventory.organization ?? "inventory", "asOf": r.facts.asOf.description, "asOfDate": String(r.facts.asOf.description.prefix(10)),
             "generatedAt": Timestamp(seconds: context.generatedAt.seconds).description,
@@ -128,7 +143,7 @@ public enum HTMLFormat: ReportFormat {
             "ruleOptions": r.policies.rules.filter { usedRules.contains($0.id) }.map { ["id": $0.id, "name": $0.name] },
             "frameworkOptions": Framework.allCases.map(\.rawValue),
             "findings": findings, "hasFindings": !findings.isEmpty, "frameworks": frameworks, "assetCards": assetCards,
-            "waivers": waivers, "hasWaivers": !waivers.isEmpty,
+            "waivers": waivers, "hasWaivers": !waivers.isEmpty, "providers": providers, "hasProviders": !providers.isEmpty,
             "scenarios": context.scenarios.map { ["verdict": $0.verdict, "link": $0.link, "failing": !$0.verdict.hasPrefix("OK")] as [String: Any] },
             "hasScenarios": !context.scenarios.isEmpty, "jobHistory": jobHistory, "testHistory": testHistory, "hasTests": !testHistory.isEmpty,
         ]

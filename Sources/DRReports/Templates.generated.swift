@@ -175,6 +175,16 @@ footer { color: var(--muted); font-size: 12px; padding: 0 32px 30px; }
   {{^hasWaivers}}<p>No waivers.</p>{{/hasWaivers}}
 </section>
 
+<section id="providers">
+  <h2>Providers</h2>
+  {{#hasProviders}}
+  <p class="muted">Who runs the sites and storage that hold copies (<code>provider:</code> on sites and storage), for the register DORA Art. 28(3) asks for.</p>
+  <table><thead><tr><th>Provider</th><th>Sites</th><th>Storage</th><th>Copies of</th></tr></thead>
+  <tbody>{{#providers}}<tr><td>{{name}}</td><td>{{sites}}</td><td>{{storage}}</td><td>{{assets}}</td></tr>{{/providers}}</tbody></table>
+  {{/hasProviders}}
+  {{^hasProviders}}<p>No site or storage declares a provider.</p>{{/hasProviders}}
+</section>
+
 <section id="history">
   <h2>Backup and restore-test history</h2>
   <table><thead><tr><th>Job</th><th>Last success</th><th>Last status</th><th>Evidence</th></tr></thead>

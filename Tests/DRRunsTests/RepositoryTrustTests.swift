@@ -193,6 +193,33 @@ struct RepositoryTrustTests {
         }
     }
 
+    @Test("every single-bit flip anywhere in the config is refused, naming it (a renamed 'mac' key too)")
+    func everyConfigFlip() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let repo = try RepositoryTests.make(dir)
+        try dir.write("src/a.txt", "alpha")
+        _ = try repo.backup(paths: [dir.path + "/src"])
+        let path = repo.root.path + "/config"
+        let pristine = try Data(contentsOf: URL(fileURLWithPath: path))
+        var opened: [String] = []
+        // Every byte, one bit each (the bit varies with the position), through the real open.
+        for i in 0..<pristine.count {
+            var damaged = pristine
+            damaged[i] ^= UInt8(1 << (i % 8))
+            try damaged.write(to: URL(fileURLWithPath: path))
+            do { _ = try BuiltinRepository.open(at: repo.root, passphrase: RepositoryTests.passphrase); opened.append("byte \(i)") } catch {
+                #expect(error.message.contains("config"), "byte \(i): \(error)")
+            }
+        }
+        #expect(opened.isEmpty, "a damaged config opened: \(opened)")
+        // And the bit flip the reliability trial found: the key "mac" renamed.
+        let renamed = String(decoding: pristine, as: UTF8.self).replacingOccurrences(of: "\"mac\"", with: "\"mbc\"")
+        try Data(renamed.utf8).write(to: URL(fileURLWithPath: path))
+        #expect(throws: RepositoryError.self) { _ = try BuiltinRepository.open(at: repo.root, passphrase: RepositoryTests.passphrase) }
+        try pristine.write(to: URL(fileURLWithPath: path))
+        _ = try BuiltinRepository.open(at: repo.root, passphrase: RepositoryTests.passphrase)
+    }
+
     @Test("two processes creating a repository at once end with one valid repository")
     func atomicInit() throws {
         for _ in 0..<5 {

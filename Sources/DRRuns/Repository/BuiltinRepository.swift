@@ -30,6 +30,8 @@ public final class BuiltinRepository: @unchecked Sendable {
     public static let formatVersion = 3
     /// The version a version-1 repository is upgraded to: packs, without codec bytes.
     static let packedVersion = 2
+    /// From this format on, a config without its `mac` is damaged, not old.
+    static let macRequiredVersion = 3
     /// Whether objects and snapshot entries carry a codec byte (format 3 on).
     var framesObjects: Bool { config.version >= 3 }
     /// A pack is closed once it holds this many bytes. Fewer, larger files: creating one
@@ -168,6 +170,10 @@ public final class BuiltinRepository: @unchecked Sendable {
         guard (1...formatVersion).contains(config.version) else {
             throw RepositoryError(.notARepository, "the repository at \(storage.location) has format version \(config.version), newer than this drplan reads (\(formatVersion)); upgrade drplan")
         }
+        // Every repository of format 3 was written with a mac: one without is damage (a flipped
+        // byte in the key name "mac" would otherwise switch the check off). Older formats may
+        // predate it.
+        if config.version >= Self.macRequiredVersion && config.mac == nil { throw damagedConfig(storage) }
         guard config.encryption == "aes-256-gcm" else {
             guard config.encryption == "none" else { throw RepositoryError(.corrupt, "the repository's 'config' at \(storage.location) names an unknown encryption '\(config.encryption)'") }
             if let mac = config.mac, try mac != configMAC(config, idKey: nil) { throw damagedConfig(storage) }

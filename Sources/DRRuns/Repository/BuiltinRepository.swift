@@ -168,7 +168,9 @@ public final class BuiltinRepository: @unchecked Sendable {
             throw RepositoryError(.corrupt, "the repository's 'config' at \(storage.location)/config is damaged (it is not valid JSON); copy it back from another copy of this repository")
         }
         guard (1...formatVersion).contains(config.version) else {
-            throw RepositoryError(.notARepository, "the repository at \(storage.location) has format version \(config.version), newer than this drplan reads (\(formatVersion)); upgrade drplan")
+            // A newer drplan, or a damaged config (the version digit is under the mac too, but
+            // the mac of a newer format cannot be judged here): the message says both.
+            throw RepositoryError(.notARepository, "the repository's 'config' at \(storage.location)/config says format version \(config.version), which this drplan does not read (it reads 1 to \(formatVersion)): upgrade drplan, or, if no newer drplan wrote it, the config is damaged; copy it back from another copy of this repository")
         }
         // Every repository of format 3 was written with a mac: one without is damage (a flipped
         // byte in the key name "mac" would otherwise switch the check off). Older formats may

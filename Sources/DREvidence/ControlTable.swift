@@ -61,7 +61,7 @@ public struct ControlTable: Sendable {
 
     /// RFC 4180, every field quoted; lists are space-separated inside a field.
     public var csv: String {
-        ([Self.columns] + rows.map(fields)).map { $0.map(Escape.csvField).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+        Escape.csv([Self.columns] + rows.map(fields))
     }
 
     /// A self-contained page (no script, no external resource).

@@ -150,6 +150,6 @@ extension PeriodFigures {
             [r.job, r.target, String(r.assets), r.due.map(String.init) ?? "continuous", String(r.done), String(r.succeeded),
              r.rpo?.description ?? "", Self.span(r.worstGap), r.worstGapAsset, String(r.daysOutOfRPO)]
         }
-        return ([head] + rows).map { $0.map(Escape.csvField).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+        return Escape.csv([head] + rows)
     }
 }

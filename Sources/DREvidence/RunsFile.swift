@@ -25,7 +25,7 @@ enum RunsFile {
 
     /// RFC 4180: every field quoted, quotes doubled.
     static func csv(_ rows: [[(String, Value)]]) -> String {
-        ([columns] + rows.map { r in columns.map { field(r, $0) } }).map { $0.map(Escape.csvField).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+        Escape.csv([columns] + rows.map { r in columns.map { field(r, $0) } })
     }
 
     /// runs.json read back as canonical rows (keys sorted, integers as integers), or why not.

@@ -91,6 +91,11 @@ public enum Escape {
         return "\"" + (formula ? "'" : "") + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
+    /// Rows of fields as RFC 4180 CSV: every field quoted (`csvField`), CRLF line ends.
+    public static func csv(_ rows: [[String]]) -> String {
+        rows.map { $0.map(csvField).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+    }
+
     static func xmlAllowed(_ u: Unicode.Scalar) -> Bool {
         switch u.value {
         case 0x9, 0xA, 0xD, 0x20...0xD7FF, 0xE000...0xFFFD, 0x10000...0x10FFFF: return true

@@ -87,7 +87,7 @@ public enum BundleVerifier {
         var entries: [EvidenceStore.AuditEntry] = []
         if let data = contents["audit-log.json"] {
             switch ChainExtract.parse(data) {
-            case .success(let e): entries = e; problems += ChainExtract.problems(e)
+            case .success(let e): entries = e; problems += EvidenceStore.AuditEntry.chainProblems(e, from: nil, prefix: "audit-log.json: ")
             case .failure(let p): problems.append(p.message)
             }
         } else { problems.append("audit-log.json is missing") }

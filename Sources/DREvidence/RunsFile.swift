@@ -75,20 +75,6 @@ enum ChainExtract {
         }
         return .success(out)
     }
-
-    /// Problems of an extract: an entry whose hash is not its content's, a broken link, a gap.
-    static func problems(_ entries: [EvidenceStore.AuditEntry]) -> [String] {
-        var problems: [String] = []
-        for (i, e) in entries.enumerated() {
-            if !e.isIntact { problems.append("audit-log.json: entry \(e.seq) (\(e.event)) does not hash to its recorded hash: it was edited") }
-            if i > 0 {
-                let before = entries[i - 1]
-                if e.seq != before.seq + 1 { problems.append("audit-log.json: entries \(before.seq + 1)…\(e.seq - 1) are missing") }
-                if e.prevHash != before.hash { problems.append("audit-log.json: entry \(e.seq) does not follow entry \(before.seq)") }
-            }
-        }
-        return problems
-    }
 }
 
 /// One thing wrong with a bundle, in words an auditor can act on.

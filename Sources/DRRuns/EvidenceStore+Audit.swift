@@ -31,23 +31,11 @@ extension EvidenceStore {
     /// Recomputes the chain. Returns the problems found: an edited entry breaks its own hash, a
     /// deleted one breaks the next entry's link and leaves a gap in the sequence.
     public func verifyAudit() throws(EvidenceError) -> [String] {
-        try read { db in
-            var problems: [String] = []
-            var prev = String(repeating: "0", count: 64)
-            var expectedSeq: Int64 = 1
-            for row in try Row.fetchAll(db, sql: "SELECT seq, at, event, detail, prev_hash, hash FROM audit ORDER BY seq") {
-                let seq: Int64 = row["seq"]
-                if seq != expectedSeq { problems.append("entries \(expectedSeq)…\(seq - 1) are missing") }
-                let at: String = row["at"], event: String = row["event"], detail: String = row["detail"]
-                let prevHash: String = row["prev_hash"], hash: String = row["hash"]
-                if prevHash != prev { problems.append("entry \(seq) does not follow the entry before it (an entry was deleted or edited)") }
-                if Self.chainHash(prev: prevHash, at: at, event: event, detail: detail) != hash { problems.append("entry \(seq) (\(event)) was edited after it was written") }
-                prev = hash
-                expectedSeq = seq + 1
-            }
-            return problems
-        }
+        AuditEntry.chainProblems(try audit(fromSeq: 0), from: Self.genesis)
     }
+
+    /// Where a whole log starts: entry 1, linked to a hash of zeros.
+    static let genesis: (seq: Int64, prev: String) = (1, String(repeating: "0", count: 64))
 
     /// The columns of a run that are evidence (all but `alert_pending`, bookkeeping for alerts).
     static let runColumns = ["id", "kind", "job", "restore_test", "asset", "engine", "storage", "host", "pid", "started_at", "finished_at", "status",
@@ -102,6 +90,25 @@ extension EvidenceStore {
         }
         /// Whether the entry's hash is what its fields hash to.
         public var isIntact: Bool { EvidenceStore.chainHash(prev: prevHash, at: at, event: event, detail: detail) == hash }
+
+        /// The problems of a run of entries, oldest first: a gap in the sequence, an entry that
+        /// does not link to the one before, an entry that does not hash to its hash. `from`:
+        /// the sequence number and previous hash the first entry must have (the genesis, for a
+        /// whole log); nil for an extract, whose first link is taken as given. The store and a
+        /// bundle's chain extract are judged by this one function.
+        public static func chainProblems(_ entries: [AuditEntry], from start: (seq: Int64, prev: String)?, prefix: String = "") -> [String] {
+            var problems: [String] = []
+            var expected = start
+            for e in entries {
+                if let (seq, prev) = expected {
+                    if e.seq != seq { problems.append("\(prefix)entries \(seq)…\(e.seq - 1) are missing") }
+                    if e.prevHash != prev { problems.append("\(prefix)entry \(e.seq) does not follow the entry before it (an entry was deleted or edited)") }
+                }
+                if !e.isIntact { problems.append("\(prefix)entry \(e.seq) (\(e.event)) was edited after it was written") }
+                expected = (e.seq + 1, e.hash)
+            }
+            return problems
+        }
     }
 
     /// Entries from `seq` on, oldest first.
@@ -190,15 +197,6 @@ extension EvidenceStore {
     /// The checkpoint file beside this store.
     public var checkpointPath: String { Checkpoints.path(forStore: path) }
 
-    /// Every entry's hash by sequence number, for checking checkpoints and extracts.
-    public func auditHashes() throws(EvidenceError) -> [Int64: String] {
-        try read { db in
-            var out: [Int64: String] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT seq, hash FROM audit") { out[row["seq"]] = row["hash"] }
-            return out
-        }
-    }
-
     /// Sets the key that signs checkpoints from now on, and records in the log when it differs
     /// from the key last in use (configured, changed or removed): an auditor sees when signing
     /// began, which key took over, and when it stopped.
@@ -231,17 +229,17 @@ extension EvidenceStore {
         try Checkpoints.append(try Checkpoints.sign(seq: head.seq, head: head.hash, at: Date(), with: signer), to: checkpointPath)
     }
 
-    /// The checkpoints beside the store, checked against its chain (and with `key`, their
-    /// signatures). Entries after the last checkpoint are `unanchored`.
-    public func verifyCheckpoints(key: Curve25519.Signing.PublicKey?) throws(EvidenceError) -> (problems: [String], checkpoints: [Checkpoint], unanchored: Int64) {
+    /// The checkpoints beside the store, checked against its chain as already read (`head`,
+    /// and each entry's hash by sequence number); with `key`, their signatures too. Entries
+    /// after the last checkpoint are `unanchored`.
+    func verifyCheckpoints(key: Curve25519.Signing.PublicKey?, head: Int64, hashes: [Int64: String]) throws(EvidenceError)
+        -> (problems: [String], checkpoints: [Checkpoint], unanchored: Int64) {
         let cps = try Checkpoints.read(checkpointPath)
-        let head = try auditHead()
-        let hashes = try auditHashes()
-        var problems = Checkpoints.problems(cps, headSeq: head.seq, key: key) { hashes[$0] }
+        var problems = Checkpoints.problems(cps, headSeq: head, key: key) { hashes[$0] }
         if key != nil && cps.isEmpty {
             problems.append("there is no signed checkpoint in \(checkpointPath): nothing anchors this log (was the file deleted, or is no signing_key configured?)")
         }
-        return (problems, cps, max(0, head.seq - (cps.map(\.seq).max() ?? 0)))
+        return (problems, cps, max(0, head - (cps.map(\.seq).max() ?? 0)))
     }
 }
 
@@ -282,9 +280,12 @@ extension EvidenceStore {
     /// The chain, the runs against it, and the checkpoints beside it (their signatures too
     /// when `key` is given).
     public func verification(key: Curve25519.Signing.PublicKey?) throws(EvidenceError) -> StoreVerification {
+        // The chain is read once: its problems, its head and its hashes for the checkpoints.
+        let chain = try audit(fromSeq: 0)
+        let head = chain.last.map { (seq: $0.seq, hash: $0.hash) } ?? (seq: 0, hash: Self.genesis.prev)
         let runs = try verifyRuns()
-        let anchors = try verifyCheckpoints(key: key)
-        return StoreVerification(problems: try verifyAudit() + runs.problems + anchors.problems, unbound: runs.unbound, head: try auditHead(),
-                                 checkpoints: anchors.checkpoints, unanchored: anchors.unanchored, signaturesChecked: key != nil)
+        let anchors = try verifyCheckpoints(key: key, head: head.seq, hashes: Dictionary(chain.map { ($0.seq, $0.hash) }, uniquingKeysWith: { a, _ in a }))
+        return StoreVerification(problems: AuditEntry.chainProblems(chain, from: Self.genesis) + runs.problems + anchors.problems, unbound: runs.unbound,
+                                 head: head, checkpoints: anchors.checkpoints, unanchored: anchors.unanchored, signaturesChecked: key != nil)
     }
 }

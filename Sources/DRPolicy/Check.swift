@@ -142,15 +142,29 @@ public enum Check {
         var controlRules: [String: [String]] = [:]
         for r in rules { for c in r.controls { controlRules[c, default: []].append(r.id) } }
         let kinds = Dictionary(rules.map { ($0.id, $0.subject) }, uniquingKeysWith: { a, _ in a })
+        // Computed once, not per control: what each rule judged, each control's findings, and
+        // each rule's in-scope subjects per framework (many controls share a framework and a rule).
+        var judgedByRule: [String: Set<String>] = [:]
+        for (rule, passed) in evaluation.passed { judgedByRule[rule, default: []].formUnion(passed.map { String($0.split(separator: "/").first ?? "") }) }
+        for f in evaluation.findings { judgedByRule[f.rule, default: []].insert(f.subject) }
+        var findingsByControl: [String: [Finding]] = [:]
+        for f in findings { for c in Set(f.controls) { findingsByControl[c, default: []].append(f) } }
+        var inScopeByRule: [String: Set<String>] = [:]
+        func inScopeSubjects(_ fw: String, _ rule: String) -> Set<String> {
+            let key = fw + "\u{0}" + rule
+            if let done = inScopeByRule[key] { return done }
+            let kind = kinds[rule] ?? .asset
+            let inside = (judgedByRule[rule] ?? []).filter { scope.applies(fw, kind: kind, subject: $0) }
+            inScopeByRule[key] = inside
+            return inside
+        }
         var controls = controlRules.keys.filter { matrixFrameworks.contains(framework($0)) }.sorted().map { c -> ControlStatus in
             let fw = framework(c), ids = controlRules[c] ?? []
-            let mine = findings.filter { ids.contains($0.rule) && $0.controls.contains(c) }
+            // A finding lists a control only when its rule cites it, in scope.
+            let mine = findingsByControl[c] ?? []
             var subjects = Set<String>(), unassessed = false
             for id in ids {
-                let kind = kinds[id] ?? .asset
-                var judged = Set((evaluation.passed[id] ?? []).map { String($0.split(separator: "/").first ?? "") })
-                judged.formUnion(evaluation.findings.filter { $0.rule == id }.map(\.subject))
-                let inside = judged.filter { scope.applies(fw, kind: kind, subject: $0) }
+                let inside = inScopeSubjects(fw, id)
                 if inside.isEmpty { unassessed = true }
                 subjects.formUnion(inside)
             }

@@ -77,8 +77,10 @@ public enum EvidenceExport {
                 throw ExportError(kind: .evidence, message: error.message)
             }
         }
-        let atEnd = try check(r, now: r.to, measured: measuredEnd)
-        let atStart = try check(r, now: r.from, measured: measuredStart)
+        // Planned once at the period's end: for the runbook, the scenarios and DR407.
+        let plans = Scenario.defaultPlans(r.inventory, now: r.to, measured: measuredEnd)
+        let atEnd = try check(r, now: r.to, measured: measuredEnd, plans: plans)
+        let atStart = try check(r, now: r.from, measured: measuredStart, plans: Scenario.defaultPlans(r.inventory, now: r.from, measured: measuredStart))
         let inPeriod = allRuns.filter { $0.startedAt >= startDate }
         let context = ReportContext(toolVersion: r.identity.toolVersion, generatedAt: r.generatedAt)
 
@@ -95,9 +97,6 @@ public enum EvidenceExport {
         let figures = PeriodFigures.compute(inventory: r.inventory, runs: allRuns, from: r.from, to: r.to, atStart: atStart, atEnd: atEnd)
         add("period.json", figures.json)
         add("period.csv", figures.csv)
-        let planner = Planner(r.inventory, measuredRates: measuredEnd.restoreRates.mapValues(\.bytesPerSecond),
-                              unproven: FactDeriver(r.inventory, now: r.to, measured: measuredEnd).unprovenCopies())
-        let plans = Scenario.defaults(for: r.inventory).map { planner.plan($0) }
         add("runbook.md", PlanFormat.markdown(plans, inventory: r.inventory, inventoryArgs: r.inventoryArgs, asOf: r.to, baseDirectory: r.baseDirectory))
         add("scenarios.json", PlanFormat.json(plans, asOf: r.to))
         add("runs.json", RunsFile.json(rows))
@@ -129,9 +128,9 @@ public enum EvidenceExport {
                               waiversApplied: WaiverAudit.applied(atEnd))
     }
 
-    static func check(_ r: ExportRequest, now: Timestamp, measured: MeasuredEvidence) throws(ExportError) -> CheckResult {
+    static func check(_ r: ExportRequest, now: Timestamp, measured: MeasuredEvidence, plans: [ScenarioPlan]) throws(ExportError) -> CheckResult {
         var options = r.options
-        options.lostIn = Scenario.lostIn(r.inventory, now: now, measured: measured)
+        options.lostIn = Scenario.lostIn(plans)
         do {
             var result = try Check.run(inventory: r.inventory, policies: r.policies, now: now, measured: measured, options: options)
             if let v = r.verification {

@@ -37,7 +37,7 @@ struct CheckTests {
         let at = try #require(now, "the header of \(name) names no --now")
         // As `drplan check` runs it: with the planner's scenarios, for DR407.
         var options = CheckOptions()
-        options.lostIn = Scenario.lostIn(try InventoryLoader.load(paths: [path]), now: at, measured: MeasuredEvidence())
+        options.lostIn = Scenario.lostIn(Scenario.defaultPlans(try InventoryLoader.load(paths: [path]), now: at, measured: MeasuredEvidence()))
         let r = try check([path], now: at, options: options)
         #expect(ids(r.active) == expected)
         #expect(ids(r.findings.filter { $0.status == .waived }) == waived)

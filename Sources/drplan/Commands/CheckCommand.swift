@@ -97,7 +97,7 @@ enum Loaders {
     /// `evidence`: measured evidence already read and verified (by `report`, which also plans
     /// from it), so that the store is read and verified once.
     static func check(_ global: GlobalOptions, _ evaluation: EvaluationOptions,
-                      inventory loaded: Inventory? = nil, evidence: ReadEvidence? = nil) throws(CommandFailure) -> CheckResult {
+                      inventory loaded: Inventory? = nil, evidence: ReadEvidence? = nil, plans: [ScenarioPlan]? = nil) throws(CommandFailure) -> CheckResult {
         let inventory: Inventory
         if let loaded { inventory = loaded } else { inventory = try global.loadInventory() }
         let policySet = try Loaders.policies(evaluation.policies, quiet: global.quiet)
@@ -113,7 +113,7 @@ enum Loaders {
         }
         let read: ReadEvidence
         if let evidence { read = evidence } else { read = try global.measuredEvidence(inventory) }
-        options.lostIn = Scenario.lostIn(inventory, now: global.instant(), measured: read.evidence)
+        options.lostIn = Scenario.lostIn(plans ?? Scenario.defaultPlans(inventory, now: global.instant(), measured: read.evidence))
         do throws(RuleEvaluationError) {
             var result = try Check.run(inventory: inventory, policies: policySet, now: global.instant(), measured: read.evidence, options: options)
             result.unverifiedEvidence = read.unverified

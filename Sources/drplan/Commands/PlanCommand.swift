@@ -53,8 +53,7 @@ struct PlanCommand: ParsableCommand {
         if scenarios.isEmpty { scenarios = Scenario.defaults(for: inventory) }
         // A copy the evidence shows was never made (its runs failed) is no source to recover from.
         let measured = try global.measured(inventory)
-        let planner = Planner(inventory, measuredRates: measured.restoreRates.mapValues(\.bytesPerSecond),
-                              unproven: FactDeriver(inventory, now: global.instant(), measured: measured).unprovenCopies())
+        let planner = Planner(inventory, now: global.instant(), measured: measured)
         let plans = scenarios.map { planner.plan($0, parallel: parallel) }
         let args = global.inventory.map { "-i \($0) " }.joined()
         let text: String

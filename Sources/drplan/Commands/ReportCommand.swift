@@ -39,13 +39,10 @@ struct ReportCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         let evidence = try global.measuredEvidence(inventory)
-        let result = try Loaders.check(global, evaluation, inventory: inventory, evidence: evidence)
-        // The default scenarios' verdicts go into the HTML report, linked to the runbook written beside it.
-        // A copy the evidence shows was never made is no source to recover from, here as in `plan`.
-        let measured = evidence.evidence
-        let planner = Planner(result.inventory, measuredRates: measured.restoreRates.mapValues(\.bytesPerSecond),
-                              unproven: FactDeriver(result.inventory, now: result.facts.asOf, measured: measured).unprovenCopies())
-        let plans = Scenario.defaults(for: result.inventory).map { planner.plan($0) }
+        // The default scenarios, planned once: their LOST verdicts are findings (DR407), and
+        // their verdicts go into the HTML report, linked to the runbook written beside it.
+        let plans = Scenario.defaultPlans(inventory, now: global.instant(), measured: evidence.evidence)
+        let result = try Loaders.check(global, evaluation, inventory: inventory, evidence: evidence, plans: plans)
         let scenarios = plans.map { ($0.verdict, "runbook.html#" + $0.scenario.description.replacingOccurrences(of: ":", with: "-")) }
         let context = ReportContext(toolVersion: Drplan.version, generatedAt: GlobalOptions.wallClock(), scenarios: scenarios)
         let folder = output ?? "reports/\(Self.slug(result.inventory.organization ?? "inventory"))-\(result.facts.asOf.description.prefix(10))"

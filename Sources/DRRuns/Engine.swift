@@ -229,6 +229,12 @@ public struct BuiltinEngine: BackupEngine {
 /// Resolves secret references. A literal secret in the inventory is refused here: it is rule
 /// DR703, and drplan does not use it.
 public enum Secrets {
+    /// Where a `file:` secret is: `~` expanded, a relative path from the inventory's folder.
+    public static func filePath(_ path: String, relativeTo dir: String) -> String {
+        let expanded = expandTilde(path)
+        return expanded.hasPrefix("/") ? expanded : dir + "/" + expanded
+    }
+
     public static func resolve(_ ref: SecretRef, relativeTo dir: String) throws(RepositoryError) -> String {
         switch ref {
         case .env(let name):
@@ -237,8 +243,7 @@ public enum Secrets {
             }
             return v
         case .file(let path):
-            let expanded = expandTilde(path)
-            let full = expanded.hasPrefix("/") ? expanded : dir + "/" + expanded
+            let full = filePath(path, relativeTo: dir)
             guard let data = FileManager.default.contents(atPath: full) else {
                 throw RepositoryError(.passphraseRequired, "the secret file:\(path) cannot be read; check the file and its permissions")
             }

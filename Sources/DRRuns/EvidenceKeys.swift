@@ -50,8 +50,7 @@ public enum EvidenceKeys {
     public static func signer(_ ref: SecretRef, relativeTo dir: String) throws(RepositoryError) -> Curve25519.Signing.PrivateKey {
         let text: String
         if case .file(let path) = ref {
-            let expanded = expandTilde(path)
-            let full = expanded.hasPrefix("/") ? expanded : dir + "/" + expanded
+            let full = Secrets.filePath(path, relativeTo: dir)
             var st = stat()
             guard stat(full, &st) == 0 else {
                 throw RepositoryError(.passphraseRequired, "the evidence signing key file:\(path) cannot be read: \(String(cString: strerror(errno))); create one with 'drplan evidence keygen -o \(path)'")

@@ -46,18 +46,23 @@ public struct PeriodFigures: Sendable {
         var out = PeriodFigures(from: from, to: to)
         let assets = Dictionary(inventory.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let startDate = Date(timeIntervalSince1970: TimeInterval(from.seconds)), endDate = Date(timeIntervalSince1970: TimeInterval(to.seconds))
-        let inPeriod = runs.filter { $0.startedAt >= startDate && $0.startedAt <= endDate }
+        // The runs grouped once (by job and target, and by restore test), not rescanned per row.
+        var backups: [String: [RunRecord]] = [:], tests: [String: [RunRecord]] = [:]
+        for r in runs where r.startedAt <= endDate {
+            if r.kind == .backup, let job = r.job, let storage = r.storage { backups[job + "\u{0}" + storage, default: []].append(r) }
+            if r.kind == .restoreTest, let t = r.restoreTest, r.startedAt >= startDate { tests[t, default: []].append(r) }
+        }
         for job in inventory.jobs {
             let fires = fireCount(job.schedule, from: from, to: to)
             for target in job.targets {
-                let mine = inPeriod.filter { $0.kind == .backup && $0.job == job.id && $0.storage == target }
+                let all = backups[job.id + "\u{0}" + target] ?? []
+                let mine = all.filter { $0.startedAt >= startDate }
                 var row = Target(job: job.id, target: target, assets: job.assets.count, due: fires.map { $0 * job.assets.count },
                                  done: mine.count, succeeded: mine.filter { $0.status == .success }.count,
                                  rpo: job.assets.compactMap { assets[$0]?.rpo }.min(), worstGap: 0, worstGapAsset: "", daysOutOfRPO: 0)
                 var outDays = Set<Int64>()
                 for asset in job.assets {
-                    let successes = runs.filter { $0.kind == .backup && $0.job == job.id && $0.storage == target && ($0.asset == nil || $0.asset == asset)
-                        && $0.status == .success && $0.startedAt <= endDate }
+                    let successes = all.filter { ($0.asset == nil || $0.asset == asset) && $0.status == .success }
                         .map { Int64(($0.finishedAt ?? $0.startedAt).timeIntervalSince1970) }.sorted()
                     let (gap, days) = gaps(successes, from: from.seconds, to: to.seconds, rpo: assets[asset]?.rpo?.seconds)
                     if gap > row.worstGap || row.worstGapAsset.isEmpty { row.worstGap = gap; row.worstGapAsset = asset }
@@ -69,7 +74,7 @@ public struct PeriodFigures: Sendable {
         }
         let periodSeconds = max(1, to.seconds - from.seconds)
         for test in inventory.restoreTests {
-            let mine = inPeriod.filter { $0.kind == .restoreTest && $0.restoreTest == test.id }
+            let mine = tests[test.id] ?? []
             let interval = max(1, test.interval(policy: inventory.policy).seconds)
             let tested = test.asset.map { [$0] } ?? (inventory.jobs.first { $0.id == test.job }?.assets ?? [])
             let rto = tested.compactMap { assets[$0]?.rto }.min()

@@ -104,6 +104,11 @@ struct BundleTests {
         let csv = try #require(bundle.files.first { $0.name == "runs.csv" }?.data)
         let runs = String(decoding: csv, as: UTF8.self)
         #expect(runs.contains("\"failed\"") && runs.contains("the target is not mounted"))
+        // The period figures count them: three runs of nightly to nas, two of them successes.
+        let periodData = try #require(bundle.files.first { $0.name == "period.json" }?.data)
+        let period = try #require(try JSONSerialization.jsonObject(with: periodData) as? [String: Any])
+        let row = try #require((period["jobs"] as? [[String: Any]])?.first { $0["job"] as? String == "nightly" && $0["target"] as? String == "nas" })
+        #expect(row["runs_done"] as? Int == 3 && row["runs_succeeded"] as? Int == 2, "\(row)")
     }
 
     @Test("a file edited without touching the manifest is caught, with or without the key")

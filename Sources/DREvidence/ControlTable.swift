@@ -35,10 +35,15 @@ public struct ControlTable: Sendable {
         for j in inv.jobs { note(j.id, j.origin) }
         for t in inv.restoreTests { note(t.id, t.origin) }
         for w in inv.waivers { note("waiver:\(w.rule):\(w.subject)", w.origin) }
+        // Each run indexed once by the ids it concerns (job, asset, storage, restore test), so a
+        // control's runs are looked up by its subjects instead of scanning every run per control.
+        var runsById: [String: [Int]] = [:]
+        for (i, r) in runs.enumerated() {
+            for id in Set([r.job, r.asset, r.storage, r.restoreTest].compactMap { $0 }) { runsById[id, default: []].append(i) }
+        }
         var rows: [Row] = []
         for c in result.controls {
-            let subjects = Set(c.subjects)
-            let related = runs.filter { r in [r.job, r.asset, r.storage, r.restoreTest].contains { $0.map(subjects.contains) ?? false } }
+            let related = Set(c.subjects.flatMap { runsById[$0] ?? [] }).sorted().map { runs[$0] }
             let parts = c.control.split(separator: ":", maxSplits: 1).map(String.init)
             rows.append(Row(framework: parts.first ?? "", control: parts.count > 1 ? parts[1] : c.control,
                             status: c.status == .manual ? "manual evidence required" : c.status.rawValue,

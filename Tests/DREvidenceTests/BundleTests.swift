@@ -109,6 +109,10 @@ struct BundleTests {
         let period = try #require(try JSONSerialization.jsonObject(with: periodData) as? [String: Any])
         let row = try #require((period["jobs"] as? [[String: Any]])?.first { $0["job"] as? String == "nightly" && $0["target"] as? String == "nas" })
         #expect(row["runs_done"] as? Int == 3 && row["runs_succeeded"] as? Int == 2, "\(row)")
+        // The control table links the runs behind each control that judged their job, asset or storage.
+        let controls = String(decoding: try #require(bundle.files.first { $0.name == "controls.csv" }?.data), as: UTF8.self)
+        let backupLine = try #require(controls.split(separator: "\r\n").first { $0.hasPrefix("\"iso27001\",\"A.8.13\"") })
+        for id in try f.store.runs().map(\.id) { #expect(backupLine.contains(id), "\(id) not behind A.8.13: \(backupLine)") }
     }
 
     @Test("a file edited without touching the manifest is caught, with or without the key")

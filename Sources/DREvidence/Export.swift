@@ -62,10 +62,11 @@ public enum EvidenceExport {
         var periodEndHead: (seq: Int64, hash: String)? = nil
         if let store = r.store {
             do {
-                allRuns = try store.runs().filter { $0.startedAt <= endDate }
+                let stored = try store.runs()
+                allRuns = stored.filter { $0.startedAt <= endDate }
                 rows = try store.runRows(from: startDate, to: endDate)
-                measuredEnd = try store.measured(until: endDate)
-                measuredStart = try store.measured(until: startDate)
+                measuredEnd = try store.measured(until: endDate, runs: stored)
+                measuredStart = try store.measured(until: startDate, runs: stored)
                 // From the period's first entry to the head now: the runs of the period end in
                 // entries that may come after it, and each must be checkable against the chain.
                 // A period with no entry of its own still gets the head, so the extract always

@@ -362,8 +362,12 @@ public final class EvidenceStore: @unchecked Sendable {
     }
 
     /// Everything the facts measure from this store: runs and storage checks, up to `until`.
-    public func measured(until: Date? = nil) throws(EvidenceError) -> MeasuredEvidence {
-        let runs = try runs().filter { r in until.map { r.startedAt <= $0 } ?? true }
+    /// `runs`: the store's runs when the caller has read them already (an export measures
+    /// the start and the end of a period from one read).
+    public func measured(until: Date? = nil, runs read: [RunRecord]? = nil) throws(EvidenceError) -> MeasuredEvidence {
+        let all: [RunRecord]
+        if let read { all = read } else { all = try runs() }
+        let runs = all.filter { r in until.map { r.startedAt <= $0 } ?? true }
         var m = MeasuredEvidence(runs: runs)
         m.store = MeasuredEvidence.Store(chainStarted: try chainStart().map(Timestamp.init), oldestRun: runs.first.map { Timestamp($0.startedAt) }, runs: runs.count)
         for c in try storageChecks(until: until) {

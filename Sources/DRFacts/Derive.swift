@@ -404,7 +404,7 @@ public struct FactDeriver {
         }
         return .object([
             ("id", .string(j.id)), ("assets", .strings(j.assets)), ("type", .string(j.type.rawValue)),
-            ("schedule", .string(j.scheduleText)), ("lag", dur(j.lag)), ("engine", .string(j.engine.rawValue)),
+            ("schedule", .string(j.scheduleText)), ("timezone", .string(j.timezone?.name ?? "UTC")), ("lag", dur(j.lag)), ("engine", .string(j.engine.rawValue)),
             ("targets", .strings(j.targets)), ("retention", retention),
             ("encryption", .object([
                 ("at_rest", .bool(j.encryption.atRest)), ("in_transit", .bool(j.encryption.inTransit)),

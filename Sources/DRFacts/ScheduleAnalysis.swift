@@ -78,7 +78,7 @@ public final class ScheduleAnalyzer {
         if let t = secondsOfDay[i] { return t }
         let t: [Int]?
         switch schedules[i] {
-        case .cron(let c): t = c.secondsOfDay
+        case .cron(let c) where c.zone == nil: t = c.secondsOfDay
         case .every(let p) where 86_400 % p.seconds == 0: t = Array(stride(from: 0, to: 86_400, by: Int(p.seconds)))
         case .every(let p) where p.seconds % 86_400 == 0: t = [0]
         default: t = nil
@@ -101,8 +101,13 @@ public final class ScheduleAnalyzer {
         }
     }
 
-    /// Fire times of an `every` schedule whose period neither divides nor is a multiple of a day.
+    /// Fire times of an `every` schedule whose period neither divides nor is a multiple of a
+    /// day, or of a cron read in a zone (whose UTC times shift with the zone's clock changes).
     private func irregularTimes(_ i: Int, dayOffset: Int) -> [Int] {
+        if case .cron(let c) = schedules[i] {
+            let dayStart = Int64(Self.windowStartDay + dayOffset) * 86_400
+            return c.zonedFires(inUTCDayStarting: dayStart).map { Int($0 - dayStart) }
+        }
         guard case .every(let p) = schedules[i] else { return [] }
         let period = Int(p.seconds)
         let dayStart = dayOffset * 86_400

@@ -35,6 +35,7 @@ public enum InventoryLoader {
             }
         }
         var inventory = state.inventory
+        inventory.applyTimezones()
         Validator(inventory: &inventory, declared: state.declared, sink: state.sink).run()
         if !state.sink.isEmpty { throw InputError(state.sink.items) }
         return inventory
@@ -46,6 +47,7 @@ public enum InventoryLoader {
         var state = LoadState()
         for (name, text) in texts { state.read(display: name, bytes: Array(text.utf8), chain: []) }
         var inventory = state.inventory
+        inventory.applyTimezones()
         Validator(inventory: &inventory, declared: state.declared, sink: state.sink).run()
         if !state.sink.isEmpty { throw InputError(state.sink.items) }
         return inventory
@@ -181,6 +183,7 @@ struct LoadState {
     var loaded: Set<String> = []
     var organizationAt: SourceLocation?
     var evidenceAt: SourceLocation?
+    var timezoneAt: SourceLocation?
     var planAt: SourceLocation?
     var policyAt: SourceLocation?
 
@@ -247,6 +250,7 @@ struct LoadState {
         once(s.policyRead, "policy", &policyAt) { inv.policy = $0 }
         once(s.planRead, "plan", &planAt) { inv.plan = $0 }
         once(s.evidenceRead, "evidence", &evidenceAt) { inv.evidence = $0 }
+        once(s.timezoneRead, "timezone", &timezoneAt) { inv.timezone = $0 }
         inventory = inv
         for (id, d) in s.declared {
             if let first = declared[id] {
@@ -262,5 +266,17 @@ struct LoadState {
         inventory.restoreTests += s.restoreTests
         inventory.waivers += s.waivers
         inventory.secretKeys += s.secrets
+    }
+}
+
+extension Inventory {
+    /// Reads each job's cron schedule in its zone: its own `timezone:`, else the inventory's.
+    /// Done once every file is read, because the inventory's zone may sit in another file.
+    mutating func applyTimezones() {
+        for i in jobs.indices {
+            let zone = jobs[i].timezone ?? timezone
+            jobs[i].timezone = zone
+            jobs[i].schedule = jobs[i].schedule.inZone(zone)
+        }
     }
 }

@@ -316,8 +316,11 @@ public struct Job: Sendable {
     public var id: String
     public var assets: [String]
     public var type: JobType
+    /// Read in `timezone` (the loader applies the inventory's zone where the job names none).
     public var schedule: Schedule
     public var scheduleText: String
+    /// The zone the schedule is read in: the job's `timezone:`, else the inventory's; nil is UTC.
+    public var timezone: ZoneRules?
     public var lag: TimeSpan
     public var engine: Engine
     public var targets: [String]
@@ -430,6 +433,9 @@ public struct InventoryFile: Sendable {
 public struct Inventory: Sendable {
     public var files: [InventoryFile] = []
     public var organization: String?
+    /// `timezone:`: the zone every job's cron schedule is read in unless the job names its
+    /// own; nil is UTC.
+    public var timezone: ZoneRules?
     public var policy = Policy()
     public var evidence = EvidenceSettings()
     /// nil: the inventory declares no `plan:` section.

@@ -145,6 +145,16 @@ package final class ObjectReader {
         }
     }
 
+    /// `timezone:`: an IANA zone name the system's zone data knows.
+    package func timezone() -> ZoneRules? {
+        parsed("timezone", shape: "an IANA time zone name") { (s: String) throws(ScalarError) -> ZoneRules in
+            guard let z = ZoneRules.named(s) else {
+                throw ScalarError("not a time zone this system knows; use an IANA name such as Europe/London, America/New_York or UTC (names are case-sensitive; see /usr/share/zoneinfo)")
+            }
+            return z
+        }
+    }
+
     package func duration(_ key: String, required: Bool = false) -> TimeSpan? { parsed(key, required: required, shape: "a duration", TimeSpan.parse) }
     package func size(_ key: String) -> Int64? { parsed(key, shape: "a size", ByteSize.parse) }
     package func rate(_ key: String) -> Int64? { parsed(key, shape: "a rate", ByteRate.parse) }

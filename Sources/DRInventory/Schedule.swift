@@ -1,5 +1,6 @@
 import CEL
-/// A parsed 5-field cron expression, as bit sets. Evaluated in UTC.
+/// A parsed 5-field cron expression, as bit sets, read in `zone` (UTC when nil), as cronie
+/// reads a crontab under `CRON_TZ`.
 ///
 /// Day matching follows Vixie cron: when both day-of-month and day-of-week are restricted
 /// (neither field starts with `*`), a day matches if *either* matches; otherwise both must.
@@ -11,6 +12,8 @@ public struct CronSpec: Hashable, Sendable {
     public var daysOfWeek: UInt8    // bits 0…6, Sunday = 0
     public var domStar: Bool
     public var dowStar: Bool
+    /// The zone its fields are read in; nil is UTC (the default when no `timezone:` is given).
+    public var zone: ZoneRules? = nil
 
     public func matches(month: Int, day: Int, weekday: Int) -> Bool {
         guard months & (1 << UInt16(month)) != 0 else { return false }
@@ -132,9 +135,26 @@ extension Schedule {
     /// Window end (exclusive): 2030-01-01T00:00:00Z.
     public static let windowEndDay = Civil.days(year: 2030, month: 1, day: 1)
 
+    /// This schedule read in `zone`. Only cron expressions have a zone: `every` counts
+    /// elapsed time, which no clock change alters, and `continuous` has no fire times.
+    public func inZone(_ zone: ZoneRules?) -> Schedule {
+        guard case .cron(var c) = self else { return self }
+        c.zone = zone
+        if let z = zone, z.offsets.count == 1, z.offsets[0] == 0 { c.zone = nil }  // UTC by another name
+        return .cron(c)
+    }
+
+    /// The zone a cron schedule is read in (nil for UTC and for other kinds).
+    public var zone: ZoneRules? {
+        if case .cron(let c) = self { return c.zone }
+        return nil
+    }
+
     /// The first fire time strictly after `t`, or nil (continuous, or a cron that never fires).
     public func nextFire(after t: Timestamp) -> Timestamp? {
         switch self {
+        case .cron(let c) where c.zone != nil:
+            return c.nextZonedFire(after: t)
         case .continuous:
             return nil
         case .every(let p):
@@ -162,5 +182,59 @@ extension Schedule {
     public var everFires: Bool {
         if case .cron = self { return nextFire(after: Timestamp(seconds: Int64(Schedule.windowStartDay) * 86_400 - 1)) != nil }
         return true
+    }
+}
+
+extension CronSpec {
+    /// Fire times in `zone`: each matching local day's times, mapped to instants by
+    /// `ZoneRules.instant(forLocal:)`. That map never decreases, so the first instant past
+    /// `t` in local order is the next one; two local times mapped to one instant (both in a
+    /// skipped hour) fire once.
+    func nextZonedFire(after t: Timestamp) -> Timestamp? {
+        guard let zone else { return nil }
+        let times = secondsOfDay
+        guard !times.isEmpty else { return nil }
+        let local = t.seconds + Int64(zone.offset(atUTC: t.seconds))
+        // A day early: the first occurrence of a repeated time can lie before `local`.
+        let startDay = Civil.floorDiv(Int(local), 86_400) - 1
+        for day in startDay...(startDay + 366 * 28) {
+            let (_, m, d) = Civil.date(days: day)
+            guard matches(month: m, day: d, weekday: Civil.weekday(days: day)) else { continue }
+            for s in times {
+                let u = zone.instant(forLocal: Int64(day) * 86_400 + Int64(s))
+                if u > t.seconds { return Timestamp(seconds: u) }
+            }
+        }
+        return nil
+    }
+
+    /// Fire instants within the UTC day [dayStart, dayStart + 86 400), sorted and distinct.
+    public func zonedFires(inUTCDayStarting dayStart: Int64) -> [Int64] {
+        guard let zone else { return [] }
+        let times = secondsOfDay
+        let dayEnd = dayStart + 86_400
+        var out: [Int64] = []
+        let firstLocalDay = Civil.floorDiv(Int(dayStart) - 86_400, 86_400)
+        for day in firstLocalDay...(firstLocalDay + 3) {
+            let (_, m, d) = Civil.date(days: day)
+            guard matches(month: m, day: d, weekday: Civil.weekday(days: day)) else { continue }
+            let base = Int64(day) * 86_400
+            if let o = zone.constantOffset(from: base - 86_400, to: base + 2 * 86_400) {
+                for s in times {
+                    let u = base + Int64(s) - Int64(o)
+                    if u >= dayStart && u < dayEnd { out.append(u) }
+                }
+            } else {
+                for s in times {
+                    let u = zone.instant(forLocal: base + Int64(s))
+                    if u >= dayStart && u < dayEnd { out.append(u) }
+                }
+            }
+        }
+        out.sort()
+        var distinct: [Int64] = []
+        distinct.reserveCapacity(out.count)
+        for u in out where distinct.last != u { distinct.append(u) }
+        return distinct
     }
 }

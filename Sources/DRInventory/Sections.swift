@@ -8,6 +8,7 @@ struct SectionReader {
     var organization: (String, SourceLocation)?
     var policyRead: (Policy, SourceLocation)?
     var evidenceRead: (EvidenceSettings, SourceLocation)?
+    var timezoneRead: (ZoneRules, SourceLocation)?
     var planRead: (PlanGovernance, SourceLocation)?
     var declared: [(String, Declared)] = []
     var sites: [Site] = []
@@ -20,7 +21,7 @@ struct SectionReader {
 
     init(ctx: ReadContext) { self.ctx = ctx }
 
-    static let topKeys = ["drplan", "organization", "policy", "evidence", "plan", "include", "sites", "storage", "assets", "jobs", "restore_tests", "waivers"]
+    static let topKeys = ["drplan", "organization", "timezone", "policy", "evidence", "plan", "include", "sites", "storage", "assets", "jobs", "restore_tests", "waivers"]
 
     /// Reads the top level and returns the `include:` entries for the loader to follow.
     mutating func readDocument(_ root: Node) -> [(String, Node)] {
@@ -38,6 +39,7 @@ struct SectionReader {
         scanSecrets(root, path: [])
         // Display-only text is scrubbed as it is read: reports print it from the model.
         if let org = top.string("organization"), let k = top.keyNode("organization") { organization = (Redaction.text(org), ctx.location(k)) }
+        if let z = top.timezone(), let k = top.keyNode("timezone") { timezoneRead = (z, ctx.location(k)) }
         if let p = top.object("policy"), let k = top.keyNode("policy") { policyRead = (readPolicy(p), ctx.location(k)) }
         if let e = top.object("evidence"), let k = top.keyNode("evidence") { evidenceRead = (readEvidence(e), ctx.location(k)) }
         if let p = top.object("plan"), let k = top.keyNode("plan") { planRead = (readPlan(p), ctx.location(k)) }
@@ -313,6 +315,7 @@ struct SectionReader {
             guard sch.everFires else { throw ScalarError("this schedule never fires (no date matches its day and month fields)") }
             return sch
         }
+        let zone = r.timezone()
         let lag = r.duration("lag")
         if lag != nil, let schedule, schedule != .continuous, let n = r.keyNode("lag") {
             ctx.error(n, "'lag' in \(r.what) applies only to 'schedule: continuous'; remove it or make the job continuous")
@@ -351,6 +354,7 @@ struct SectionReader {
             encryption: enc, monitoring: mon, lastSuccess: r.timestamp("last_success"), lastStatus: r.choice("last_status"),
             options: r.value("options").map(YAMLValue.init), labels: r.labels(), origin: r.origin)
         var withTargets = job
+        withTargets.timezone = zone
         withTargets.allowEmpty = r.bool("allow_empty") ?? false
         if let args = r.list("secret_args") {
             for (a, node) in args where !Redaction.isOptionName(a) { ctx.error(node, Messages.secretArgNotOption(a, in: r.what)) }
@@ -363,7 +367,7 @@ struct SectionReader {
                 if let engine: Engine = m.choice(e.key) { withTargets.targetEngines[e.key] = .engine(engine) }
             }
         }
-        r.finish(allowed: ["id", "assets", "asset", "type", "schedule", "lag", "engine", "targets", "retention", "encryption", "monitoring", "last_success", "last_status", "options", "labels", "allow_empty", "target_engines", "secret_args"])
+        r.finish(allowed: ["id", "assets", "asset", "type", "schedule", "timezone", "lag", "engine", "targets", "retention", "encryption", "monitoring", "last_success", "last_status", "options", "labels", "allow_empty", "target_engines", "secret_args"])
         guard id != nil else { return }
         jobs.append(withTargets)
     }

@@ -45,7 +45,7 @@ public enum FactModel {
         ],
         "target_evidence": ["storage": .string, "evidence": .string, "last_success": .timestamp, "window": .duration],
         "job": [
-            "id": .string, "assets": strings, "type": .string, "schedule": .string, "lag": .duration, "engine": .string, "targets": strings,
+            "id": .string, "assets": strings, "type": .string, "schedule": .string, "timezone": .string, "lag": .duration, "engine": .string, "targets": strings,
             "retention": .object("job_retention"), "encryption": .object("job_encryption"), "monitoring": .object("monitoring"),
             "options": .map(.string, .dyn), "labels": labels, "max_gap": .duration, "min_gap": .duration,
             "beside_data": .list(.object("beside")), "escrow_site": .string, "escrow_on_target": .bool, "asset_sites": strings,

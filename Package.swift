@@ -56,6 +56,7 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"), .product(name: "ZIPFoundation", package: "ZIPFoundation"), "DRInventory", "DRFacts", "CEL", "CZstd",
             ]
         ),
+        .target(name: "DRSchedule", dependencies: ["DRInventory", "CEL"]),
         .target(
             name: "DREvidence",
             dependencies: [
@@ -66,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "drplan",
             dependencies: [
-                "DRInventory", "DRFacts", "DRPolicy", "DRReports", "DRPlanning", "DRRuns", "DREvidence", "CEL",
+                "DRInventory", "DRFacts", "DRPolicy", "DRReports", "DRPlanning", "DRRuns", "DREvidence", "DRSchedule", "CEL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -80,6 +81,7 @@ let package = Package(
         .testTarget(name: "CELTests", dependencies: ["CEL"]),
         .testTarget(name: "DRPolicyTests", dependencies: ["DRPolicy", "DRReports", "DRFacts", "DRInventory", "DRPlanning", "CEL", "TestSupport"]),
         .testTarget(name: "DRRunsTests", dependencies: ["DRRuns", "DRInventory", "DRFacts", "CEL", "TestSupport", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "DRScheduleTests", dependencies: ["DRSchedule", "DRInventory", "CEL", "TestSupport"]),
         .testTarget(name: "DRPlanningTests", dependencies: ["DRPlanning", "DRInventory", "TestSupport"]),
         .testTarget(name: "DRReportsTests", dependencies: ["DRReports", "DRPolicy", "DRFacts", "DRInventory", "DRPlanning", "CEL", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "CLITests", dependencies: ["drplan", "TestSupport"]),

@@ -152,6 +152,23 @@ public struct FactDeriver {
 
     /// How long a copy's last success stays recent: the asset's RPO or twice the job's
     /// longest gap, whichever is longer (a week when neither is known).
+    /// `monitoring.max_age`, else twice the schedule's longest gap (a week when it has none):
+    /// how long a job may go without a success on a target before DR605 calls runs missed.
+    func maxAge(_ j: Job) -> Int64 {
+        if let m = j.monitoring.maxAge { return m.seconds }
+        let g = gaps(j)?.maxGap ?? 0
+        return g > 0 ? 2 * g : 7 * 86_400
+    }
+
+    /// Fire times of the job's schedule after `since` and up to now, counted up to 10,000.
+    func missedRuns(_ j: Job, since: Timestamp) -> Int {
+        if j.schedule == .continuous { return 0 }
+        var n = 0
+        var t = since
+        while n < 10_000, let next = j.schedule.nextFire(after: t), next.seconds <= now.seconds { n += 1; t = next }
+        return n
+    }
+
     func recentWindow(_ j: Job, _ a: Asset?) -> Int64 {
         let w = max(a?.rpo?.seconds ?? 0, 2 * (gaps(j)?.maxGap ?? 0))
         return w > 0 ? w : 7 * 86_400
@@ -421,8 +438,11 @@ public struct FactDeriver {
             ("asset_sites", .strings(Array(jobSites).sorted())),
             ("target_evidence", .list(j.targets.map { t in
                 let e = jobTargetEvidence(j, target: t)
+                let age = maxAge(j)
+                let overdue = e.evidence != "declared" && e.lastSuccess.map { now.seconds - $0.seconds > age } ?? true
                 return .object([("storage", .string(t)), ("evidence", .string(e.evidence)), ("last_success", opt(e.lastSuccess, Value.timestamp)),
-                                ("window", .duration(CELDuration(seconds: e.window)))])
+                                ("window", .duration(CELDuration(seconds: e.window))), ("max_age", .duration(CELDuration(seconds: age))),
+                                ("overdue", .bool(overdue)), ("missed_runs", opt(e.lastSuccess.map { missedRuns(j, since: $0) }, int))])
             })),
             ("last_success", opt(last.success, Value.timestamp)), ("last_success_source", opt(last.source, Value.string)),
             ("last_status", opt(last.status?.rawValue, Value.string)), ("next_run", opt(nextRun, Value.timestamp)),

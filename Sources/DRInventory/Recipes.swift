@@ -33,8 +33,9 @@ public enum Recipes {
         #   drplan backup          # writes both copies; a copy it cannot write fails loudly
         #   drplan restore-test    # restores into scratch space and verifies every byte
         #   drplan check           # every finding, with how to fix it
-        # and run the backup every night from cron:
-        #   0 1 * * * cd /path/to/this/folder && drplan backup -q
+        # and let the system run the backup every evening at 21:00 in 'timezone' below:
+        #   drplan schedule --install   # a systemd timer (or --format cron / launchd)
+        #   drplan schedule --list      # the next runs, in the office's time
         #
         # As written, 'drplan check' reports what this setup still lacks: no copy that ransomware
         # cannot delete (DR104; a bucket with Object Lock, or a drive rotated offline with
@@ -42,6 +43,7 @@ public enum Recipes {
         # until the first runs, no restore test (DR502) and no evidence of a backup.
         drplan: 1
         organization: Small Office
+        timezone: Europe/London            # the office's zone: schedules below are its wall-clock times
         policy:
           frameworks: [gdpr, iso27001]
         sites:
@@ -78,7 +80,7 @@ public enum Recipes {
           - id: documents-nightly
             assets: [documents]
             type: incremental
-            schedule: "0 1 * * *"
+            schedule: "0 21 * * *"        # 21:00 office time, when the laptop is on; a night it was off runs when it wakes
             targets: [external-drive, s3-bucket]
             retention: { keep_daily: 14, keep_weekly: 8, keep_monthly: 12 }
             encryption: { at_rest: true, in_transit: true, passphrase: "file:passphrase.txt" }

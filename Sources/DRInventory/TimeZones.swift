@@ -109,4 +109,14 @@ public final class ZoneRules: Hashable, Sendable, CustomStringConvertible {
         // Outside the precomputed range (never for drplan's window): the smallest candidate.
         return local - Int64(candidates.max() ?? 0)
     }
+
+    /// The wall-clock spans skipped by clock changes between two instants: local times in
+    /// [localStart, localEnd) do not exist on that day.
+    public func skippedIntervals(from: Int64, to: Int64) -> [(at: Int64, localStart: Int64, localEnd: Int64)] {
+        var out: [(at: Int64, localStart: Int64, localEnd: Int64)] = []
+        for i in starts.indices.dropFirst() where starts[i] >= from && starts[i] < to && offsets[i] > offsets[i - 1] {
+            out.append((starts[i], starts[i] + Int64(offsets[i - 1]), starts[i] + Int64(offsets[i])))
+        }
+        return out
+    }
 }

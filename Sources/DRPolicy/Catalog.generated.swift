@@ -998,6 +998,66 @@ rules:
             - { job: j, target: usb, status: success, at: 2026-11-10T00:20:00Z }
             - { job: j, target: s3, status: failed, at: 2026-11-22T00:30:00Z }
           findings: [j/usb, j/s3]
+
+  - id: DR605
+    name: missed-runs
+    title: Scheduled runs are not being missed
+    severity: high
+    subject: job
+    each: "job.target_evidence"
+    as: copy
+    related: "copy.storage"
+    when:
+      - { expr: "copy.evidence != 'declared'", reason: "not measured: drplan has no runs of this job to this target, so it cannot see a missed one" }
+    assert: "!copy.overdue"
+    message: "job {{job.id}} has had no successful run to {{copy.storage}} for longer than its max_age of {{copy.max_age}} (last success {{copy.last_success}}, {{copy.missed_runs}} scheduled runs since): the timer, the machine or the target has stopped"
+    controls:
+      - "iso27001:A.8.13 Information backup"
+      - "iso27001:A.8.16 Monitoring activities"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:A1.2 Environmental protections, backup processes and recovery infrastructure"
+    rationale: >-
+      A backup that silently stops running (a timer never installed, a laptop that no longer
+      wakes, a cron line lost in a rebuild) raises no failure to alert on. Only the evidence
+      shows it: no success within monitoring.max_age, by default twice the schedule's longest
+      gap. The finding names the last success and how many scheduled runs have passed since.
+    examples:
+      pass:
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: *assets
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+          runs:
+            - { job: j, target: nas, status: success, at: 2026-11-21T00:10:00Z }
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: *assets
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], monitoring: { max_age: 7d } }]
+          runs:
+            - { job: j, target: nas, status: success, at: 2026-11-17T00:10:00Z }
+      fail:
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: *assets
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+          runs:
+            - { job: j, target: nas, status: success, at: 2026-11-19T00:10:00Z }
+          findings: [j/nas]
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: *assets
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+          runs:
+            - { job: j, target: nas, status: failed, at: 2026-11-22T00:10:00Z }
+          findings: [j/nas]
 """###),
         ("policies/protection.yaml", ###"""
 # Copies and protection: 3-2-1-1-0 (three copies, two media, one offsite, one immutable or

@@ -78,6 +78,7 @@ controls:
     title: "Redundancy of information processing facilities"
     url: "https://www.iso.org/standard/27001"
     manual: the design of redundant processing facilities (clusters, a second site) and its last failover test
+  - { id: A.8.16, title: "Monitoring activities", url: "https://www.iso.org/standard/27001" }
   - { id: A.8.22, title: "Segregation of networks", url: "https://www.iso.org/standard/27001" }
   - { id: A.8.24, title: "Use of cryptography", url: "https://www.iso.org/standard/27001" }
 """###),

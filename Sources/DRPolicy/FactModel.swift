@@ -43,7 +43,10 @@ public enum FactModel {
             "evidence": .string, "last_success": .timestamp, "immutable_declared": .bool, "immutable_verified": .bool, "lock_days": .int,
             "provider": .string,
         ],
-        "target_evidence": ["storage": .string, "evidence": .string, "last_success": .timestamp, "window": .duration],
+        "target_evidence": [
+            "storage": .string, "evidence": .string, "last_success": .timestamp, "window": .duration, "max_age": .duration, "overdue": .bool,
+            "missed_runs": .int,
+        ],
         "job": [
             "id": .string, "assets": strings, "type": .string, "schedule": .string, "timezone": .string, "lag": .duration, "engine": .string, "targets": strings,
             "retention": .object("job_retention"), "encryption": .object("job_encryption"), "monitoring": .object("monitoring"),

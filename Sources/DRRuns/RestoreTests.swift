@@ -37,11 +37,19 @@ extension Runner {
     /// scratch space, verifies every byte (and for databases, that the dump loads with the
     /// recorded row counts), records one result per test and target, and removes the scratch
     /// copy unless `keep`.
-    public func restoreTest(tests names: [String], sample: Sample?, seed: UInt64, keep: Bool, from: String? = nil) throws(EvidenceError) -> [(RunRecord, String?)] {
+    /// With `due`, only tests whose last success is `every` old (or that never succeeded) run.
+    public func restoreTest(tests names: [String], sample: Sample?, seed: UInt64, keep: Bool, from: String? = nil, due: Date? = nil) throws(EvidenceError) -> [(RunRecord, String?)] {
         let tests = names.isEmpty ? inventory.restoreTests : names.compactMap { n in inventory.restoreTests.first { $0.id == n } }
         try alertInterruptions()
         var out: [(RunRecord, String?)] = []
         for test in tests {
+            if let now = due {
+                let last = try store.runs(job: test.job).filter { $0.kind == .restoreTest && $0.restoreTest == test.id && $0.status == .success }.map(\.startedAt).max()
+                if case .notDue(let next) = Due.state(every: test.interval(policy: inventory.policy), lastSuccess: last, now: now) {
+                    log("restore-test \(test.id): not due (last success \(last.map(EvidenceStore.iso) ?? "never"), next due \(EvidenceStore.iso(next)))")
+                    continue
+                }
+            }
             guard let job = inventory.jobs.first(where: { $0.id == test.job }) else { continue }
             let targets: [String?]
             if job.engine.runsUserCommands && job.targetEngines.isEmpty {

@@ -141,6 +141,13 @@ public struct Runner {
         }
     }
 
+    /// The jobs `drplan backup` runs with no names given: those with a source and at least
+    /// one target drplan writes.
+    public static func runnableJobs(_ inventory: Inventory) -> [Job] {
+        let assets = Dictionary(inventory.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        return inventory.jobs.filter { j in hasSource(j, assets) && j.targets.contains { j.engine(for: $0) != nil } }
+    }
+
     /// Whether a job has something to back up: a source on an asset, or a command.
     static func hasSource(_ j: Job, _ assets: [String: Asset]) -> Bool {
         j.engine.runsUserCommands ? CommandEngine.option(j, "backup") != nil : j.assets.contains { assets[$0]?.source != nil }
@@ -150,12 +157,17 @@ public struct Runner {
     /// target, so every declared copy is either made or recorded as failed. A target written
     /// outside drplan (`target_engines: {X: external}`) gets no run and a line saying so.
     /// A lock held by another run of the job throws.
-    public func backup(jobs names: [String]) throws(EvidenceError) -> [RunRecord] {
+    ///
+    /// With `due`, only the units whose schedule has fired since their last successful run
+    /// (or that never succeeded) run, as anacron does: one frequent timer then serves a
+    /// machine that sleeps through the scheduled time.
+    public func backup(jobs names: [String], due: Date? = nil) throws(EvidenceError) -> [RunRecord] {
         let assets = Dictionary(inventory.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let jobs = names.isEmpty ? inventory.jobs.filter { Self.hasSource($0, assets) } : names.compactMap { n in inventory.jobs.first { $0.id == n } }
         try alertInterruptions()
         var records: [RunRecord] = []
         for job in jobs {
+            let successes = try due.map { _ throws(EvidenceError) in try lastSuccesses(job: job.id) } ?? [:]
             for target in job.targets {
                 guard let kind = job.engine(for: target) else {
                     log("backup \(job.id) → \(target): not written by drplan (target_engines: external); its copy counts as declared, not measured")
@@ -164,11 +176,36 @@ public struct Runner {
                 // A command job's command writes every asset at once.
                 let units: [String?] = kind.runsUserCommands ? [nil] : job.assets.map { Optional($0) }
                 for asset in units {
+                    if let now = due {
+                        let last = successes[UnitKey(target: target, asset: asset)]
+                        let label = "backup \(job.id)\(asset.map { "/\($0)" } ?? "") → \(target)"
+                        switch Due.state(job.schedule, lastSuccess: last, now: now) {
+                        case .due: break
+                        case .notDue(let next):
+                            log("\(label): not due (last success \(last.map(EvidenceStore.iso) ?? "never"), next run due \(EvidenceStore.iso(next)))")
+                            continue
+                        case .continuous:
+                            log("\(label): not run by --due: the job is continuous (replication runs it, not a timer)")
+                            continue
+                        }
+                    }
                     records.append(try backupOne(job, asset: asset, target: target, engine: kind, assets: assets))
                 }
             }
         }
         return records
+    }
+
+    struct UnitKey: Hashable { var target: String?; var asset: String? }
+
+    /// The start of each unit's last successful backup of a job.
+    func lastSuccesses(job: String) throws(EvidenceError) -> [UnitKey: Date] {
+        var out: [UnitKey: Date] = [:]
+        for r in try store.runs(job: job) where r.kind == .backup && r.status == .success {
+            let k = UnitKey(target: r.storage, asset: r.asset)
+            if out[k].map({ $0 < r.startedAt }) ?? true { out[k] = r.startedAt }
+        }
+        return out
     }
 
     func backupOne(_ job: Job, asset: String?, target: String, engine kind: Engine, assets: [String: Asset]) throws(EvidenceError) -> RunRecord {

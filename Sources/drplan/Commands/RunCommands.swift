@@ -30,6 +30,9 @@ struct BackupCommand: ParsableCommand {
 
     @OptionGroup var progress: ProgressOptions
 
+    @Flag(name: .long, help: "Run only what has come due since its last successful run (for a timer every 15 minutes, as anacron).")
+    var due = false
+
     @Argument(help: "Jobs to run (default: every job drplan can run).")
     var jobs: [String] = []
 
@@ -39,8 +42,9 @@ struct BackupCommand: ParsableCommand {
         try checkNames(jobs, among: inventory.jobs.map(\.id), what: "job")
         var runner = try global.runner(inventory)
         runner.progress = progress.sink(quiet: global.quiet)
-        let records = try global.recording { () throws(EvidenceError) in try runner.backup(jobs: jobs) }
-        if records.isEmpty, !global.quiet { Console.error("drplan: no job has a source drplan writes; nothing to back up") }
+        let dueAt = due ? Date(timeIntervalSince1970: TimeInterval(global.instant().seconds)) : nil
+        let records = try global.recording { () throws(EvidenceError) in try runner.backup(jobs: jobs, due: dueAt) }
+        if records.isEmpty, !global.quiet { Console.error(due ? "drplan: nothing is due" : "drplan: no job has a source drplan writes; nothing to back up") }
         if records.contains(where: \.missingTool) { throw CommandFailure(status: .environment) }
         if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
     }
@@ -71,6 +75,9 @@ struct RestoreTestCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Test this target's copy (default: as the test's 'targets' says; 'rotate' tests each copy in turn).", valueName: "storage"))
     var from: String?
 
+    @Flag(name: .long, help: "Run only the tests whose 'every' has passed since their last success.")
+    var due = false
+
     @OptionGroup var progress: ProgressOptions
 
     @Argument(help: "Restore tests to run (default: all).")
@@ -89,7 +96,8 @@ struct RestoreTestCommand: ParsableCommand {
         runner.progress = progress.sink(quiet: global.quiet)
         let chosenSample = sample.flatMap(Runner.Sample.parse), chosenSeed = seed ?? UInt64(Date().timeIntervalSince1970)
         let results = try global.recording { () throws(EvidenceError) in
-            try runner.restoreTest(tests: tests, sample: chosenSample, seed: chosenSeed, keep: keep, from: from)
+            try runner.restoreTest(tests: tests, sample: chosenSample, seed: chosenSeed, keep: keep, from: from,
+                                   due: due ? Date(timeIntervalSince1970: TimeInterval(global.instant().seconds)) : nil)
         }
         for (_, kept) in results { if let kept { Console.out(kept) } }
         if results.contains(where: { $0.0.missingTool }) { throw CommandFailure(status: .environment) }

@@ -284,8 +284,9 @@ public struct FactDeriver {
     }
 
     func storageValue(_ s: Storage) -> Value {
-        var utilization: Value = .null
-        if let c = s.capacity, let u = s.used, c > 0 { utilization = .double(Double(u) / Double(c)) }
+        let space = capacity(s)
+        let utilization: Value = space.map { .double($0.utilization) } ?? .null
+        let forecast = forecast(s, free: space?.free)
         return .object([
             ("id", .string(s.id)), ("kind", .string(s.kind.rawValue)), ("site", .string(s.site)), ("region", .string(region(ofSite: s.site))),
             ("media", .string(s.media.rawValue)), ("immutable", .bool(isImmutable(s))),
@@ -312,7 +313,32 @@ public struct FactDeriver {
             ("repository_size", opt(measured.capacity[s.id]?.bytes, Value.int)),
             ("object_count", opt(measured.capacity[s.id]?.objects, Value.int)),
             ("capacity_measured_at", opt(measured.capacity[s.id]?.at, Value.timestamp)),
+            ("capacity_source", opt(space?.source, Value.string)), ("free_bytes", opt(space?.free, Value.int)),
+            ("total_bytes", opt(space?.total, Value.int)),
+            ("growth_per_day", opt(forecast?.perDay, Value.double)), ("days_until_full", opt(forecast?.days, Value.double)),
         ])
+    }
+
+    /// Free and total space of a storage: measured (statvfs at the last run) when there is a
+    /// measurement, else declared (`capacity`, `used`); nil when neither is known.
+    func capacity(_ s: Storage) -> (free: Int64, total: Int64, utilization: Double, source: String)? {
+        if let f = measured.filesystems[s.id], f.total > 0 {
+            return (f.free, f.total, Double(f.total - f.free) / Double(f.total), "measured")
+        }
+        if let c = s.capacity, let u = s.used, c > 0 { return (max(0, c - u), c, Double(u) / Double(c), "declared") }
+        return nil
+    }
+
+    /// Days until `free` is used up at the repository's growth over the last 30 days
+    /// (measured sizes after each backup); nil without two measurements 1 day apart in the
+    /// window, or when it is not growing.
+    func forecast(_ s: Storage, free: Int64?) -> (perDay: Double, days: Double?)? {
+        let since = now.seconds - 30 * 86_400
+        let points = (measured.sizeHistory[s.id] ?? []).filter { $0.at.seconds >= since && $0.at.seconds <= now.seconds }
+        guard let first = points.first, let last = points.last, last.at.seconds - first.at.seconds >= 86_400 else { return nil }
+        let perDay = Double(last.bytes - first.bytes) / (Double(last.at.seconds - first.at.seconds) / 86_400)
+        guard perDay > 0, let free else { return (perDay, nil) }
+        return (perDay, Double(free) / perDay)
     }
 
     func assetValue(_ a: Asset) -> Value {

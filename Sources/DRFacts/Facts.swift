@@ -42,6 +42,21 @@ public struct MeasuredEvidence: Sendable {
         public init(at: Timestamp, bytes: Int64, objects: Int64) { self.at = at; self.bytes = bytes; self.objects = objects }
     }
     public var capacity: [String: Capacity] = [:]
+    /// Every measured repository size, oldest first: the growth behind the forecast.
+    public struct SizePoint: Sendable {
+        public var at: Timestamp
+        public var bytes: Int64
+        public init(at: Timestamp, bytes: Int64) { self.at = at; self.bytes = bytes }
+    }
+    public var sizeHistory: [String: [SizePoint]] = [:]
+    /// A local target's filesystem as last measured at a run (statvfs).
+    public struct Filesystem: Sendable {
+        public var at: Timestamp
+        public var free: Int64
+        public var total: Int64
+        public init(at: Timestamp, free: Int64, total: Int64) { self.at = at; self.free = free; self.total = total }
+    }
+    public var filesystems: [String: Filesystem] = [:]
     /// The restore rate the newest qualifying restore test from each storage achieved.
     public struct RestoreRate: Sendable {
         public var at: Timestamp

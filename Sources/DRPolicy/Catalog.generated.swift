@@ -906,7 +906,7 @@ rules:
     when:
       - { expr: "storage.utilization != null", reason: "no capacity and used declared" }
     assert: "storage.utilization < policy.capacity_threshold"
-    message: "{{storage.id}} is {{int(storage.utilization * 100.0)}}% full (threshold {{int(policy.capacity_threshold * 100.0)}}%)"
+    message: "{{storage.id}} is {{int(storage.utilization * 100.0)}}% full ({{storage.capacity_source}}; threshold {{int(policy.capacity_threshold * 100.0)}}%)"
     controls:
       - "iso27001:A.8.6 Capacity management"
       - "soc2:A1.1 Capacity is maintained, monitored and evaluated"
@@ -922,6 +922,41 @@ rules:
         - inventory:
             sites: *sites
             storage: [{ id: nas, kind: nas, site: hq, capacity: 10TB, used: 8TB }]
+          findings: [nas]
+
+  - id: DR606
+    name: capacity-forecast
+    title: Backup storage does not fill within 30 days at its current growth
+    severity: medium
+    subject: storage
+    when:
+      - { expr: "storage.days_until_full != null", reason: "no forecast: it needs the repository measured at least a day apart within the last 30 days, and a known free space (measured, or capacity and used declared)" }
+    assert: "storage.days_until_full >= 30.0"
+    message: "{{storage.id}} fills in {{int(storage.days_until_full)}} days at the last 30 days' growth of {{int(storage.growth_per_day)}} bytes a day ({{storage.free_bytes}} bytes free, {{storage.capacity_source}})"
+    controls:
+      - "iso27001:A.8.6 Capacity management"
+      - "soc2:A1.1 Capacity is maintained, monitored and evaluated"
+    rationale: >-
+      A target that is 50% full today and fills in three weeks fails its backups before the
+      next review. The forecast divides the free space by the repository's measured growth
+      over the last 30 days, so a target is replaced or pruned before it is full.
+    examples:
+      pass:
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq, capacity: 10TB, used: 5TB }]
+          capacity:
+            - { storage: nas, at: 2026-11-01T00:00:00Z, bytes: 1000000000000 }
+            - { storage: nas, at: 2026-11-21T00:00:00Z, bytes: 1200000000000 }
+      fail:
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: [{ id: nas, kind: nas, site: hq, capacity: 10TB, used: 9TB }]
+          capacity:
+            - { storage: nas, at: 2026-11-01T00:00:00Z, bytes: 1000000000000 }
+            - { storage: nas, at: 2026-11-21T00:00:00Z, bytes: 2000000000000 }
           findings: [nas]
 
   - id: DR603

@@ -26,6 +26,10 @@ public enum RuleExamples {
             for r in ex.runs { measured.record(job: r.job, target: r.target, at: r.at, success: r.success) }
             measured.store = ex.store
             for r in ex.restoreRuns { measured.recordRestore(job: r.job, target: r.target, at: r.at, success: r.success) }
+            for c in ex.sizes {
+                measured.capacity[c.storage] = .init(at: c.at, bytes: c.bytes, objects: 0)
+                measured.sizeHistory[c.storage, default: []].append(.init(at: c.at, bytes: c.bytes))
+            }
             for c in ex.lockChecks { measured.recordLockCheck(storage: c.storage, .init(at: c.at, ok: c.ok, detail: c.ok ? "verified (example)" : "refuted (example)")) }
             let facts = FactDeriver.derive(inventory, now: ex.now ?? defaultNow, measured: measured, lostIn: ex.lostIn)
             let found: [String]

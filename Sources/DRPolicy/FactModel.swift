@@ -19,6 +19,7 @@ public enum FactModel {
             "utilization": .double, "holds": strings, "object_lock": .object("object_lock"), "lock_days": .int, "lock_period": .duration,
             "immutable_verified": .bool, "lock_check": .object("lock_check"), "immutable_reason": .string, "immutable_declared": .bool,
             "restore_rate_source": .string, "repository_size": .int, "object_count": .int, "capacity_measured_at": .timestamp,
+            "capacity_source": .string, "free_bytes": .int, "total_bytes": .int, "growth_per_day": .double, "days_until_full": .double,
         ],
         "object_lock": ["mode": .string, "days": .int],
         "lock_check": ["at": .timestamp, "ok": .bool, "detail": .string],

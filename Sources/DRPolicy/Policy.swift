@@ -42,6 +42,8 @@ public struct RuleExample: Sendable {
     public var restoreRuns: [ExampleRun] = []
     /// `lost_in: {asset: [scenario]}`: the planner's verdicts the example's facts see.
     public var lostIn: [String: [String]] = [:]
+    /// `capacity: [{storage, at, bytes}]`: repository sizes measured after backups.
+    public var sizes: [(storage: String, at: Timestamp, bytes: Int64)] = []
 }
 
 /// A backup run in a rule example (`runs: [{job, target, status, at}]`).

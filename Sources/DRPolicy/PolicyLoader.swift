@@ -308,6 +308,19 @@ public struct PolicyLoader {
                         }
                     } else { ctx.error(v, "'lock_checks' of an example of rule \(rule) must be a list of {storage, ok, at}") }
                 }
+                // `capacity: [{storage, at, bytes}]`: repository sizes measured after backups.
+                var sizes: [(storage: String, at: Timestamp, bytes: Int64)] = []
+                if let v = e.value("capacity") {
+                    if case .sequence(let items) = v {
+                        for node in items {
+                            guard let c = ObjectReader(node, what: "a capacity measurement of an example of rule \(rule)", ctx: ctx) else { continue }
+                            let storage = c.string("storage", required: true), at = c.timestamp("at", required: true), bytes = c.int("bytes")
+                            if bytes == nil { c.missing("bytes") }
+                            c.finish(allowed: ["storage", "at", "bytes"])
+                            if let storage, let at, let bytes { sizes.append((storage, at, Int64(bytes))) }
+                        }
+                    } else { ctx.error(v, "'capacity' of an example of rule \(rule) must be a list of {storage, at, bytes}") }
+                }
                 // `lost_in: {asset: [scenario…]}`: what the planner would find (it sits above the
                 // policy layer, so examples state it).
                 var lostIn: [String: [String]] = [:]
@@ -317,7 +330,7 @@ public struct PolicyLoader {
                     store = MeasuredEvidence.Store(chainStarted: s.timestamp("chain_started"), oldestRun: s.timestamp("oldest_run"), runs: s.int("runs") ?? 0)
                     s.finish(allowed: ["chain_started", "oldest_run", "runs"])
                 }
-                e.finish(allowed: ["inventory", "now", "findings", "runs", "restore_runs", "lock_checks", "evidence_store", "lost_in"])
+                e.finish(allowed: ["inventory", "now", "findings", "runs", "restore_runs", "lock_checks", "capacity", "evidence_store", "lost_in"])
                 guard let inv = e.value("inventory") else { e.missing("inventory"); continue }
                 var node = inv
                 if case .mapping(var m) = inv, m["drplan"] == nil {
@@ -328,7 +341,7 @@ public struct PolicyLoader {
                     ctx.error(inv, "example inventory of rule \(rule) could not be read")
                     continue
                 }
-                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs, lockChecks: lockChecks, store: store, restoreRuns: restoreRuns, lostIn: lostIn))
+                out.append(RuleExample(inventory: text, now: now, expectation: isPass ? .pass : .fail(findings), location: ctx.location(item), runs: runs, lockChecks: lockChecks, store: store, restoreRuns: restoreRuns, lostIn: lostIn, sizes: sizes))
             }
         }
         return out

@@ -344,6 +344,12 @@ public final class EvidenceStore: @unchecked Sendable {
         }
     }
 
+    /// Records a filesystem measurement (kind `filesystem`): free bytes in `bytes`, total
+    /// bytes in `objects`, so that stores written before it need no migration to be read.
+    public func recordFilesystem(storage: String, _ space: FilesystemSpace.Space, run: String?, at: Date = Date()) throws(EvidenceError) {
+        try recordStorageCheck(storage: storage, kind: "filesystem", ok: true, detail: "", run: run, at: at, bytes: space.free, objects: Int(space.total))
+    }
+
     /// Storage checks, oldest first, up to an instant.
     public struct StorageCheck: Sendable {
         public var storage: String, kind: String, at: Date, ok: Bool, detail: String
@@ -373,7 +379,12 @@ public final class EvidenceStore: @unchecked Sendable {
         for c in try storageChecks(until: until) {
             switch c.kind {
             case "object_lock": m.recordLockCheck(storage: c.storage, MeasuredEvidence.LockCheck(at: Timestamp(c.at), ok: c.ok, detail: c.detail))
-            case "capacity": if let b = c.bytes, let o = c.objects { m.capacity[c.storage] = .init(at: Timestamp(c.at), bytes: b, objects: o) }
+            case "capacity":
+                if let b = c.bytes, let o = c.objects {
+                    m.capacity[c.storage] = .init(at: Timestamp(c.at), bytes: b, objects: o)
+                    m.sizeHistory[c.storage, default: []].append(.init(at: Timestamp(c.at), bytes: b))
+                }
+            case "filesystem": if let free = c.bytes, let total = c.objects { m.filesystems[c.storage] = .init(at: Timestamp(c.at), free: free, total: total) }
             default: continue
             }
         }

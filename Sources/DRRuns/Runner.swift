@@ -250,6 +250,7 @@ public struct Runner {
                     if verbose { for p in b.skipped { log("  skipped \(RunMessages.quoted(p))") } }
                 }
                 if let builtin = engine as? BuiltinEngine { recordCapacity(builtin.repository, target: target, run: run.id, label: label) }
+                recordFilesystem(target, run: run.id, label: label)
                 for w in try vanishedSnapshots(engine, target: target) {
                     log("\(label): WARNING: \(w)")
                     run.output = ((run.output.map { $0 + "\n" }) ?? "") + "WARNING: " + w
@@ -288,6 +289,22 @@ public struct Runner {
             try store.recordStorageCheck(storage: target, kind: "capacity", ok: true, detail: "", run: run, bytes: u.bytes, objects: u.objects)
         } catch {
             log("\(label): WARNING: the repository's size could not be measured: \(error)")
+        }
+    }
+
+    /// Measures the free and total space of a local target's filesystem (DR602 and the
+    /// forecast use it over declared figures). Failing to measure is said, not fatal.
+    func recordFilesystem(_ target: String, run: String, label: String) {
+        let s: Storage
+        do { s = try storage(target) } catch { return }  // the backup already reported it
+        guard let path = s.path, s.url == nil else { return }
+        switch FilesystemSpace.measure(resolve(path)) {
+        case .success(let space):
+            do { try store.recordFilesystem(storage: target, space, run: run) } catch {
+                log("\(label): WARNING: the free space of \(target) could not be recorded: \(error.message)")
+            }
+        case .failure(let e):
+            log("\(label): WARNING: \(e.message)")
         }
     }
 

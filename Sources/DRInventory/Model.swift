@@ -309,7 +309,27 @@ public struct JobEncryption: Sendable {
 public struct Monitoring: Sendable {
     public var alertOnFailure: [String] = []
     public var maxAge: TimeSpan?
+    /// `notify: [{url, on}]`; `alert_on_failure` entries are here too, with `on: [failure]`.
+    public var notify: [Notify] = []
+    /// `metrics_file`: the Prometheus textfile `drplan backup` rewrites after its runs.
+    public var metricsFile: String?
     public init() {}
+}
+
+/// One notification target of a job (docs/monitoring.md).
+public struct Notify: Sendable, Equatable {
+    public enum Event: String, CaseIterable, Sendable { case start, success, failure, missed }
+    public var url: String
+    public var on: [Event]
+    public init(url: String, on: [Event]) { self.url = url; self.on = on }
+
+    /// The URL schemes drplan sends to, with what each sends.
+    public static let schemes = ["https://", "http://", "file:", "exec:", "mailto:", "hc+https://", "hc+http://", "ntfy://", "ntfy+http://",
+                                 "slack+https://", "teams+https://", "discord+https://"]
+
+    /// Events a URL gets when `on` is not given: a health-check ping wants every run, the rest
+    /// only failures.
+    public static func defaultEvents(_ url: String) -> [Event] { url.hasPrefix("hc+") ? [.start, .success, .failure] : [.failure] }
 }
 
 public struct Job: Sendable {

@@ -298,6 +298,13 @@ struct SectionReader {
         }
     }
 
+    /// A notification URL drplan can send to; anything else is an error at its line.
+    static func checkNotifyURL(_ url: String, node: Node, ctx: ReadContext) -> Bool {
+        if Notify.schemes.contains(where: { url.hasPrefix($0) }) && url.count > 7 { return true }
+        ctx.error(node, "drplan cannot send to '\(Redaction.text(url))'; use one of \(Notify.schemes.map { $0 + "…" }.joined(separator: ", ")) (docs/monitoring.md)")
+        return false
+    }
+
     mutating func readJob(_ r: ObjectReader) {
         let id = declare(r, kind: .job)
         var assetIds = r.idList("assets")
@@ -344,9 +351,36 @@ struct SectionReader {
         }
         var mon = Monitoring()
         if let m = r.object("monitoring") {
-            mon.alertOnFailure = m.list("alert_on_failure")?.map(\.0) ?? []
+            let alerts = m.list("alert_on_failure") ?? []
+            mon.alertOnFailure = alerts.map(\.0)
             mon.maxAge = m.duration("max_age")
-            m.finish(allowed: ["alert_on_failure", "max_age"])
+            mon.metricsFile = m.string("metrics_file")
+            for (url, node) in alerts {
+                if Self.checkNotifyURL(url, node: node, ctx: ctx) { mon.notify.append(Notify(url: url, on: [.failure])) }
+            }
+            if let v = m.value("notify") {
+                if case .sequence(let items) = v {
+                    for item in items {
+                        guard let n = ObjectReader(item, what: "a notify entry of \(r.what)", ctx: ctx) else { continue }
+                        let url = n.string("url", required: true)
+                        var events: [Notify.Event]? = nil
+                        if let list = n.list("on") {
+                            events = list.compactMap { (name, node) in
+                                if let e = Notify.Event(rawValue: name) { return e }
+                                ctx.error(node, "unknown notification event '\(name)'; use \(Notify.Event.allCases.map(\.rawValue).joined(separator: ", "))")
+                                return nil
+                            }
+                        }
+                        n.finish(allowed: ["url", "on"])
+                        if let url, let node = n.value("url"), Self.checkNotifyURL(url, node: node, ctx: ctx) {
+                            mon.notify.append(Notify(url: url, on: events ?? Notify.defaultEvents(url)))
+                        }
+                    }
+                } else {
+                    ctx.error(v, "'notify' in \(r.what) is a list of {url, on: [start, success, failure, missed]}")
+                }
+            }
+            m.finish(allowed: ["alert_on_failure", "max_age", "notify", "metrics_file"])
         }
         let job = Job(
             id: id ?? "", assets: assetIds ?? [], type: type, schedule: schedule ?? .continuous, scheduleText: scheduleText,

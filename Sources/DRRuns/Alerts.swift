@@ -5,8 +5,8 @@ import Foundation
 import FoundationNetworking
 #endif
 
-/// Notifies a failed run's `monitoring.alert_on_failure` URIs (runs.md). A failing alert is
-/// logged and audited, and never changes the run's own status.
+/// The JSON payload of plain `https://`, `file:` and `exec:` notifications, and their
+/// delivery (Notifications.swift chooses the format per URL).
 public enum Alerts {
     /// The JSON every alert carries.
     public static func payload(_ r: RunRecord) -> Data {
@@ -22,18 +22,6 @@ public enum Alerts {
         // drplan's own JSON writer: it cannot fail, so no alert goes out empty.
         let fields = body.map { ($0.key, Value.string($0.value)) }.sorted { $0.0 < $1.0 }
         return Data(JSONWriter(pretty: false).string(.object(fields)).utf8)
-    }
-
-    /// Sends one alert per URI; returns a problem sentence for each that failed.
-    public static func send(_ run: RunRecord, to uris: [String], baseDirectory: String, timeout: TimeInterval = 10) -> [String] {
-        let body = payload(run)
-        var problems: [String] = []
-        for uri in uris {
-            if let problem = deliver(body, to: uri, baseDirectory: baseDirectory, timeout: timeout) {
-                problems.append(Redaction.text("alert to \(uri) failed: \(problem)"))
-            }
-        }
-        return problems
     }
 
     static func deliver(_ body: Data, to uri: String, baseDirectory: String, timeout: TimeInterval) -> String? {
@@ -83,7 +71,7 @@ public enum Alerts {
             if done.wait(timeout: .now() + timeout + 1) == .timedOut { return "no answer within \(Int(timeout))s" }
             return box.problem
         }
-        return "drplan sends alerts to https://, http://, file: and exec: URIs; for e-mail, use an exec: hook that calls your mailer"
+        return "drplan sends alerts to https://, http://, file: and exec: URIs here; Notifications handles the others"
     }
 
     final class ResultBox: @unchecked Sendable { var problem: String? }

@@ -9,6 +9,7 @@ public enum FilesystemSpace {
     public struct Space: Sendable, Equatable {
         public var free: Int64
         public var total: Int64
+        public init(free: Int64, total: Int64) { self.free = free; self.total = total }
     }
 
     public static func measure(_ path: String) -> Result<Space, RepositoryError> {

@@ -180,7 +180,13 @@ public struct Runner {
                         let last = successes[UnitKey(target: target, asset: asset)]
                         let label = "backup \(job.id)\(asset.map { "/\($0)" } ?? "") → \(target)"
                         switch Due.state(job.schedule, lastSuccess: last, now: now) {
-                        case .due: break
+                        case .due:
+                            if let missed = Due.missed(job, lastSuccess: last, now: now) {
+                                log("\(label): \(missed) scheduled run\(missed == 1 ? "" : "s") missed since the last success at \(last.map(EvidenceStore.iso) ?? "never")")
+                                var r = RunRecord(kind: .backup, job: job.id, asset: asset, engine: kind.rawValue, storage: target)
+                                r.status = .failed
+                                notify(Notifications.Message(event: .missed, run: r, missedRuns: missed, lastSuccess: last), job)
+                            }
                         case .notDue(let next):
                             log("\(label): not due (last success \(last.map(EvidenceStore.iso) ?? "never"), next run due \(EvidenceStore.iso(next)))")
                             continue
@@ -215,6 +221,7 @@ public struct Runner {
         defer { RunInterruption.unregister(interruption) }
         progress?(.started(label))
         log("\(label): started (run \(run.id.prefix(8)))")
+        notify(Notifications.Message(event: .start, run: run), job)
         let started = Date()
         do throws(RepositoryError) {
             if kind.runsUserCommands {
@@ -403,12 +410,20 @@ public struct Runner {
     }
 
     /// Alerts on a failed run; alert failures are logged and audited, never fatal.
+    /// A finished run's notifications: `success`, or `failure` for a failed or interrupted one.
     func alert(_ run: RunRecord, _ job: Job) {
-        guard run.status != .success, !job.monitoring.alertOnFailure.isEmpty else { return }
-        let problems = Alerts.send(run, to: job.monitoring.alertOnFailure, baseDirectory: baseDirectory)
+        notify(Notifications.Message(event: run.status == .success ? .success : .failure, run: run), job)
+    }
+
+    /// Sends one event to the job's notify entries that asked for it, and audits the outcome.
+    /// A notification that fails is logged and audited; the run's own status stands.
+    func notify(_ message: Notifications.Message, _ job: Job) {
+        guard job.monitoring.notify.contains(where: { $0.on.contains(message.event) }) else { return }
+        let problems = Notifications.send(message, job: job, baseDirectory: baseDirectory)
         for p in problems { log(p) }
-        do { try store.audit(problems.isEmpty ? "alert.sent" : "alert.failed", ["run": run.id, "problems": problems.joined(separator: "; ")]) } catch {
-            log("warning: the alert could not be recorded in the audit log: \(error.message)")
+        let event = message.event == .failure ? "alert" : "notify.\(message.event.rawValue)"
+        do { try store.audit(problems.isEmpty ? "\(event).sent" : "\(event).failed", ["run": message.run.id, "problems": problems.joined(separator: "; ")]) } catch {
+            log("warning: the notification could not be recorded in the audit log: \(error.message)")
         }
     }
 }

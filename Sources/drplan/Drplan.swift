@@ -23,7 +23,7 @@ struct Drplan: ParsableCommand {
             2 unusable input (bad inventory, flags or files), 3 internal or environment error.
             """,
         version: version,
-        subcommands: [InitCommand.self, ValidateCommand.self, FactsCommand.self, CheckCommand.self, ReportCommand.self, PlanCommand.self, BackupCommand.self, RestoreTestCommand.self, RestoreCommand.self, SnapshotsCommand.self, PruneCommand.self, CheckRepositoryCommand.self, RepairCommand.self, UnlockCommand.self, InitRepositoryCommand.self, HistoryCommand.self, ScheduleCommand.self, EvidenceCommand.self, EvalCommand.self, RulesCommand.self]
+        subcommands: [InitCommand.self, ValidateCommand.self, FactsCommand.self, CheckCommand.self, ReportCommand.self, PlanCommand.self, BackupCommand.self, RestoreTestCommand.self, RestoreCommand.self, SnapshotsCommand.self, PruneCommand.self, CheckRepositoryCommand.self, RepairCommand.self, UnlockCommand.self, InitRepositoryCommand.self, HistoryCommand.self, ScheduleCommand.self, MetricsCommand.self, EvidenceCommand.self, EvalCommand.self, RulesCommand.self]
     )
 }
 

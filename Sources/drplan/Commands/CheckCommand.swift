@@ -96,15 +96,17 @@ enum Loaders {
     /// `report` share. Every failure is printed and mapped to its exit status.
     /// `evidence`: measured evidence already read and verified (by `report`, which also plans
     /// from it), so that the store is read and verified once.
-    static func check(_ global: GlobalOptions, _ evaluation: EvaluationOptions,
+    /// `evaluation`: nil for the defaults (the built-in policies, no baseline), for commands
+    /// that have no evaluation options of their own.
+    static func check(_ global: GlobalOptions, _ evaluation: EvaluationOptions?,
                       inventory loaded: Inventory? = nil, evidence: ReadEvidence? = nil, plans: [ScenarioPlan]? = nil) throws(CommandFailure) -> CheckResult {
         let inventory: Inventory
         if let loaded { inventory = loaded } else { inventory = try global.loadInventory() }
-        let policySet = try Loaders.policies(evaluation.policies, quiet: global.quiet)
+        let policySet = try Loaders.policies(evaluation?.policies ?? [], quiet: global.quiet)
         var options = CheckOptions()
-        options.failOn = evaluation.failOn.flatMap(FailThreshold.init)
-        options.frameworks = evaluation.framework
-        if let baseline = evaluation.baseline {
+        options.failOn = evaluation?.failOn.flatMap(FailThreshold.init)
+        options.frameworks = evaluation?.framework ?? []
+        if let baseline = evaluation?.baseline {
             guard let data = FileManager.default.contents(atPath: baseline) else {
                 Console.error("drplan: error: cannot read baseline '\(baseline)'; pass a JSON report written by 'drplan check --format json -o FILE'")
                 throw CommandFailure(status: .badInput)

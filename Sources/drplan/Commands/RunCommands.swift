@@ -1,5 +1,6 @@
 import ArgumentParser
 import CEL
+import DREvidence
 import DRFacts
 import DRInventory
 import DRPolicy
@@ -45,6 +46,18 @@ struct BackupCommand: ParsableCommand {
         let dueAt = due ? Date(timeIntervalSince1970: TimeInterval(global.instant().seconds)) : nil
         let records = try global.recording { () throws(EvidenceError) in try runner.backup(jobs: jobs, due: dueAt) }
         if records.isEmpty, !global.quiet { Console.error(due ? "drplan: nothing is due" : "drplan: no job has a source drplan writes; nothing to back up") }
+        // monitoring.metrics_file: refreshed after the runs, so a scrape sees this run. A file
+        // that cannot be written is said; the backups themselves are done.
+        for file in Set(inventory.jobs.compactMap(\.monitoring.metricsFile)).sorted() {
+            do {
+                let text = try MetricsCommand.render(global, nil, inventory: inventory)
+                try PrometheusMetrics.write(text, to: Secrets.filePath(file, relativeTo: global.baseDirectory))
+            } catch let e as RepositoryError {
+                Console.error("drplan: warning: the metrics file \(file) could not be written: \(e.message)")
+            } catch {
+                Console.error("drplan: warning: the metrics file \(file) could not be written")
+            }
+        }
         if records.contains(where: \.missingTool) { throw CommandFailure(status: .environment) }
         if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
     }

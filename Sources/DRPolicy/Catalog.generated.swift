@@ -874,7 +874,7 @@ rules:
     title: Failed backups alert someone
     severity: medium
     subject: job
-    assert: "size(job.monitoring.alert_on_failure) > 0"
+    assert: "job.monitoring.failure_notifications > 0"
     message: "job {{job.id}} alerts nobody when it fails"
     controls:
       - "iso27001:A.8.13 Information backup"
@@ -890,12 +890,23 @@ rules:
             storage: *storage
             assets: *assets
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], monitoring: { alert_on_failure: ["mailto:ops@example.com"] } }]
+        - inventory:
+            sites: *sites
+            storage: *storage
+            assets: *assets
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], monitoring: { notify: [{ url: "ntfy://ntfy.sh/backups" }] } }]
       fail:
         - inventory:
             sites: *sites
             storage: *storage
             assets: *assets
             jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+          findings: [j]
+        - inventory:
+            sites: *sites
+            storage: *storage
+            assets: *assets
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], monitoring: { notify: [{ url: "hc+https://hc-ping.com/x", on: [start, success] }] } }]
           findings: [j]
 
   - id: DR602

@@ -62,7 +62,7 @@ public enum FactModel {
             "keep_monthly": .int, "keep_yearly": .int,
         ],
         "job_encryption": ["at_rest": .bool, "in_transit": .bool, "key_storage": .string, "passphrase": .string, "key_escrow": .string],
-        "monitoring": ["alert_on_failure": strings, "max_age": .duration],
+        "monitoring": ["alert_on_failure": strings, "max_age": .duration, "failure_notifications": .int, "metrics_file": .string],
         "restore_test": [
             "id": .string, "job": .string, "asset": .string, "scope": .string, "every": .duration, "last_run": .timestamp,
             "result": .string, "duration": .duration, "restored": .int, "labels": labels, "assets": strings, "age": .duration,

@@ -52,7 +52,7 @@ struct CheckTests {
             sites: [{ id: hq, kind: datacenter }]
             storage: [{ id: nas, kind: nas, site: hq }]
             assets: [{ id: db, kind: database, site: hq }]
-            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], monitoring: { alert_on_failure: [x] } }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas], monitoring: { alert_on_failure: ["file:alerts.log"] } }]
             waivers: [{ rule: DR702, subject: nas, reason: pending, approved_by: ciso, expires: 2027-03-31T00:00:00Z }]
             """)
         let at = try Timestamp.parse("2027-03-31T00:00:00Z")

@@ -24,13 +24,16 @@ def main():
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--deps", choices=["random", "chain", "none"], default="random")
+    ap.add_argument("--timezones", action="store_true", help="an inventory zone, and a zone on a third of the jobs (docs/schedules.md)")
     ap.add_argument("-o", "--output", required=True)
     a = ap.parse_args()
     rnd = random.Random(a.seed)
     n_assets = a.assets
     n_jobs = a.jobs if a.jobs is not None else int(n_assets * 1.3)
     n_sites = max(4, n_assets // 500)
-    out = ["drplan: 1", f"organization: Generated {n_assets}", "policy:", "  retention:", "    financial: { min: 7y }", "    pii: { max: 10y }", "sites:"]
+    # Its own generator, so that the rest of the inventory is the same with or without zones.
+    zones = random.Random(a.seed + 1)
+    out = ["drplan: 1", f"organization: Generated {n_assets}"] + (["timezone: Europe/London"] if a.timezones else []) + ["policy:", "  retention:", "    financial: { min: 7y }", "    pii: { max: 10y }", "sites:"]
     for s in range(n_sites):
         out.append(f"  - {{ id: site-{s}, kind: {rnd.choice(['datacenter', 'office', 'cloud-region', 'colo'])}, region: region-{s % 7} }}")
     out.append("storage:")
@@ -74,6 +77,8 @@ def main():
         out.append(f"    assets: [{', '.join(sorted(set(covered)))}]")
         out.append(f"    type: {jtype}")
         out.append(f'    schedule: "{sched}"')
+        if a.timezones and zones.random() < 0.33:
+            out.append(f"    timezone: {zones.choice(['America/New_York', 'Asia/Kolkata', 'Australia/Sydney', 'Europe/Berlin'])}")
         if sched == "continuous":
             out.append("    lag: 30s")
         out.append(f"    targets: [{', '.join(targets)}]")

@@ -133,9 +133,13 @@ public enum Notifications {
 
     /// Sends `message` to every notify entry of `job` that asked for its event; returns a
     /// problem sentence for each that failed (the URL redacted).
-    public static func send(_ message: Message, job: Job, baseDirectory: String, timeout: TimeInterval = 10) -> [String] {
+    ///
+    /// `pings`: health-check pings (`hc+`) are sent once per job and invocation, not per run
+    /// (a later target's success must not turn a check green after an earlier one failed),
+    /// so they go out only when this is true, and the others only when it is false.
+    public static func send(_ message: Message, job: Job, baseDirectory: String, pings: Bool = false, timeout: TimeInterval = 10) -> [String] {
         var problems: [String] = []
-        for n in job.monitoring.notify where n.on.contains(message.event) {
+        for n in job.monitoring.notify where n.on.contains(message.event) && n.url.hasPrefix("hc+") == pings {
             if let p = deliver(message, to: n.url, baseDirectory: baseDirectory, timeout: timeout) {
                 problems.append(Redaction.text("\(message.event.rawValue) notification to \(display(n.url)) failed: \(p)"))
             }

@@ -168,6 +168,8 @@ public struct Runner {
         var records: [RunRecord] = []
         for job in jobs {
             let successes = try due.map { _ throws(EvidenceError) in try lastSuccesses(job: job.id) } ?? [:]
+            let before = records.count
+            var pinged = false
             for target in job.targets {
                 guard let kind = job.engine(for: target) else {
                     log("backup \(job.id) → \(target): not written by drplan (target_engines: external); its copy counts as declared, not measured")
@@ -185,7 +187,9 @@ public struct Runner {
                                 log("\(label): \(missed) scheduled run\(missed == 1 ? "" : "s") missed since the last success at \(last.map(EvidenceStore.iso) ?? "never")")
                                 var r = RunRecord(kind: .backup, job: job.id, asset: asset, engine: kind.rawValue, storage: target)
                                 r.status = .failed
-                                notify(Notifications.Message(event: .missed, run: r, missedRuns: missed, lastSuccess: last), job)
+                                let message = Notifications.Message(event: .missed, run: r, missedRuns: missed, lastSuccess: last)
+                                notify(message, job)
+                                notify(message, job, pings: true)
                             }
                         case .notDue(let next):
                             log("\(label): not due (last success \(last.map(EvidenceStore.iso) ?? "never"), next run due \(EvidenceStore.iso(next)))")
@@ -195,8 +199,17 @@ public struct Runner {
                             continue
                         }
                     }
+                    if !pinged {
+                        pinged = true
+                        notify(Notifications.Message(event: .start, run: RunRecord(kind: .backup, job: job.id, engine: kind.rawValue, storage: nil)), job, pings: true)
+                    }
                     records.append(try backupOne(job, asset: asset, target: target, engine: kind, assets: assets))
                 }
+            }
+            // One verdict per job for health checks: success only when every run succeeded.
+            let mine = records[before...]
+            if let outcome = mine.first(where: { $0.status != .success }) ?? mine.last {
+                notify(Notifications.Message(event: outcome.status == .success ? .success : .failure, run: outcome), job, pings: true)
             }
         }
         return records
@@ -409,17 +422,23 @@ public struct Runner {
         return env
     }
 
-    /// Alerts on a failed run; alert failures are logged and audited, never fatal.
-    /// A finished run's notifications: `success`, or `failure` for a failed or interrupted one.
+    /// A finished run's notifications: `success`, or `failure` for a failed or interrupted
+    /// one. Only backups report success and start: a health-check ping that a restore test's
+    /// success reached would say the backup ran when it did not.
     func alert(_ run: RunRecord, _ job: Job) {
-        notify(Notifications.Message(event: run.status == .success ? .success : .failure, run: run), job)
+        if run.status == .success && run.kind != .backup { return }
+        let message = Notifications.Message(event: run.status == .success ? .success : .failure, run: run)
+        notify(message, job)
+        // A restore test or an interrupted run found later is not part of a backup
+        // invocation's verdict; a failure still reaches the health check.
+        if run.kind != .backup || run.status == .interrupted, message.event == .failure { notify(message, job, pings: true) }
     }
 
     /// Sends one event to the job's notify entries that asked for it, and audits the outcome.
     /// A notification that fails is logged and audited; the run's own status stands.
-    func notify(_ message: Notifications.Message, _ job: Job) {
-        guard job.monitoring.notify.contains(where: { $0.on.contains(message.event) }) else { return }
-        let problems = Notifications.send(message, job: job, baseDirectory: baseDirectory)
+    func notify(_ message: Notifications.Message, _ job: Job, pings: Bool = false) {
+        guard job.monitoring.notify.contains(where: { $0.on.contains(message.event) && $0.url.hasPrefix("hc+") == pings }) else { return }
+        let problems = Notifications.send(message, job: job, baseDirectory: baseDirectory, pings: pings)
         for p in problems { log(p) }
         let event = message.event == .failure ? "alert" : "notify.\(message.event.rawValue)"
         do { try store.audit(problems.isEmpty ? "\(event).sent" : "\(event).failed", ["run": message.run.id, "problems": problems.joined(separator: "; ")]) } catch {

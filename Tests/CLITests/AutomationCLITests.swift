@@ -131,6 +131,37 @@ struct AutomationCLITests {
         #expect(rules.status == 0, "\(rules.stdout)\(rules.stderr)")
     }
 
+    @Test("a health-check ping gets one verdict per job: start, then /fail when any target failed, even if a later one succeeded")
+    func healthCheckVerdict() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let port = 30_000 + Int(getpid() % 20_000)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["python3", "-c", """
+            import http.server, sys
+            class H(http.server.BaseHTTPRequestHandler):
+                def do_POST(self):
+                    self.rfile.read(int(self.headers.get('Content-Length', 0)))
+                    with open(sys.argv[2], 'a') as f: f.write(self.path + '\\n')
+                    self.send_response(200); self.end_headers()
+                def log_message(self, *a): pass
+            http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+            """, String(port), dir.path + "/pings.log"]
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        for _ in 0..<50 where (try? Tools.run("python3", ["-c", "import socket; socket.create_connection(('127.0.0.1', \(port)), 1)"]).status) != 0 { Thread.sleep(forTimeInterval: 0.1) }
+        var inv = try String(contentsOfFile: try Self.inventory(dir, notify: "          - { url: \"hc+http://127.0.0.1:\(port)/ping/abc\" }"), encoding: .utf8)
+        // A first target that cannot be written (not mounted), then one that can.
+        inv = inv.replacingOccurrences(of: "storage: [{ id: disk, kind: nas, site: office, path: disk, create: true }]",
+                                       with: "storage: [{ id: usb, kind: removable, site: office, path: /nonexistent/usb }, { id: disk, kind: nas, site: office, path: disk, create: true }]")
+            .replacingOccurrences(of: "targets: [disk]", with: "targets: [usb, disk]")
+        let path = try dir.write("drplan.yaml", inv)
+        let r = try Self.run(["backup", "-i", path])
+        #expect(r.status == 1, "\(r.stderr)")
+        let pings = try String(contentsOfFile: dir.path + "/pings.log", encoding: .utf8).split(separator: "\n")
+        #expect(pings == ["/ping/abc/start", "/ping/abc/fail"], "\(pings)")
+    }
+
     @Test("a failed backup's mailto: notification arrives at a real MTA (msmtp-mta relaying to aiosmtpd), without secrets; the backup's status is its own")
     func mail() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/sendmail"), Tools.hasPython(module: "aiosmtpd") else {

@@ -470,7 +470,9 @@ public struct FactDeriver {
                 let overdue = e.evidence != "declared" && e.lastSuccess.map { now.seconds - $0.seconds > age } ?? true
                 return .object([("storage", .string(t)), ("evidence", .string(e.evidence)), ("last_success", opt(e.lastSuccess, Value.timestamp)),
                                 ("window", .duration(CELDuration(seconds: e.window))), ("max_age", .duration(CELDuration(seconds: age))),
-                                ("overdue", .bool(overdue)), ("missed_runs", opt(e.lastSuccess.map { missedRuns(j, since: $0) }, int))])
+                                ("overdue", .bool(overdue)),
+                                // Counted only where DR605 judges (measured evidence), and only when overdue.
+                                ("missed_runs", opt(overdue ? e.lastSuccess.map { missedRuns(j, since: $0) } : nil, int))])
             })),
             ("last_success", opt(last.success, Value.timestamp)), ("last_success_source", opt(last.source, Value.string)),
             ("last_status", opt(last.status?.rawValue, Value.string)), ("next_run", opt(nextRun, Value.timestamp)),

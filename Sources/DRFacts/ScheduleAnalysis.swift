@@ -117,6 +117,43 @@ public final class ScheduleAnalyzer {
         return out
     }
 
+    private var timeIds: [[Int]: Int] = [:]
+    private var timesById: [[Int]] = []
+    private struct ZoneDay: Hashable { var schedule: Int; var offset: Int; var matches: UInt8 }
+    private var zoneDays: [ZoneDay: Int] = [:]
+
+    private func intern(_ t: [Int]) -> Int {
+        if let id = timeIds[t] { return id }
+        timeIds[t] = timesById.count
+        timesById.append(t)
+        return timesById.count - 1
+    }
+
+    /// An irregular entry's fire times on a day, as an interned id, so that days with the
+    /// same times share one profile as uniform days do. A zoned cron's UTC times on a day
+    /// away from any clock change depend only on the offset and on which of the local days
+    /// around it match, so they are computed once per such class, not once per day.
+    private func irregularId(_ i: Int, dayOffset: Int) -> Int {
+        if case .cron(let c) = schedules[i], let zone = c.zone {
+            let dayStart = Int64(Self.windowStartDay + dayOffset) * 86_400
+            if let o = zone.constantOffset(from: dayStart - 3 * 86_400, to: dayStart + 4 * 86_400) {
+                let firstLocal = Civil.floorDiv(Int(dayStart) - 86_400, 86_400)
+                var bits: UInt8 = 0
+                for k in 0..<4 {
+                    let d = firstLocal + k
+                    let (_, m, dd) = Civil.date(days: d)
+                    if c.matches(month: m, day: dd, weekday: Civil.weekday(days: d)) { bits |= 1 << UInt8(k) }
+                }
+                let key = ZoneDay(schedule: i, offset: o, matches: bits)
+                if let id = zoneDays[key] { return id }
+                let id = intern(irregularTimes(i, dayOffset: dayOffset))
+                zoneDays[key] = id
+                return id
+            }
+        }
+        return intern(irregularTimes(i, dayOffset: dayOffset))
+    }
+
     private func analyse(_ key: [Int], endDay: Int) -> (maxGap: Int64, minGap: Int64, count: Int) {
         let irregular = key.filter { uniformTimes($0) == nil }
         let uniform = key.filter { uniformTimes($0) != nil }
@@ -136,7 +173,12 @@ public final class ScheduleAnalyzer {
                     profiles[matching] = profile
                 }
             } else {
-                profile = DayProfile(merge(matching.map { uniformTimes($0) ?? [] } + irregular.map { irregularTimes($0, dayOffset: offset) }))
+                let ids = irregular.map { irregularId($0, dayOffset: offset) }
+                let dayKey = matching + [-1] + ids
+                if let p = profiles[dayKey] { profile = p } else {
+                    profile = DayProfile(merge(matching.map { uniformTimes($0) ?? [] } + ids.map { timesById[$0] }))
+                    profiles[dayKey] = profile
+                }
             }
             guard let p = profile else { continue }
             let base = Int64(offset) * 86_400

@@ -25,10 +25,21 @@ public final class ZoneRules: Hashable, Sendable, CustomStringConvertible {
 
     /// The rules for an IANA name, or nil when the system has no such zone. Names are exact
     /// (`Europe/London`, not `europe/london`), as in the tz database.
+    /// Rules are built once per name and process: an inventory of thousands of jobs names a
+    /// handful of zones.
     public static func named(_ name: String) -> ZoneRules? {
+        if let known = cache.get(name) { return known }
         guard !name.isEmpty, let zone = TimeZone(identifier: name) else { return nil }
-        return ZoneRules(name: name, zone: zone)
+        return cache.add(ZoneRules(name: name, zone: zone))
     }
+
+    final class Cache: @unchecked Sendable {
+        private let lock = NSLock()
+        private var rules: [String: ZoneRules] = [:]
+        func get(_ name: String) -> ZoneRules? { lock.withLock { rules[name] } }
+        func add(_ r: ZoneRules) -> ZoneRules { lock.withLock { if let e = rules[r.name] { return e }; rules[r.name] = r; return r } }
+    }
+    static let cache = Cache()
 
     private init(name: String, zone: TimeZone) {
         self.name = name
@@ -79,7 +90,7 @@ public final class ZoneRules: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The offset that holds for every instant in [from, to], or nil when it changes there.
-    func constantOffset(from: Int64, to: Int64) -> Int? {
+    public func constantOffset(from: Int64, to: Int64) -> Int? {
         guard from >= Self.rangeStart, to < Self.rangeEnd else { return nil }
         let a = segment(from)
         return segment(to) == a ? offsets[a] : nil

@@ -1,12 +1,10 @@
 import CEL
 import DRInventory
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
-/// The JSON payload of plain `https://`, `file:` and `exec:` notifications, and their
-/// delivery (Notifications.swift chooses the format per URL).
+/// The JSON payload of plain `https://`, `file:` and `exec:` notifications, and the
+/// delivery of `file:` and `exec:` ones (Notifications.swift chooses the format per URL and
+/// posts the HTTP ones).
 public enum Alerts {
     /// The JSON every alert carries.
     public static func payload(_ r: RunRecord) -> Data {
@@ -55,24 +53,7 @@ public enum Alerts {
             p.waitUntilExit()
             return p.terminationStatus == 0 ? nil : "the command exited with status \(p.terminationStatus)"
         }
-        if uri.hasPrefix("https://") || uri.hasPrefix("http://") {
-            guard let url = URL(string: uri) else { return "not a valid URL" }
-            var request = URLRequest(url: url, timeoutInterval: timeout)
-            request.httpMethod = "POST"
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.httpBody = body
-            let box = ResultBox()
-            let done = DispatchSemaphore(value: 0)
-            URLSession.shared.dataTask(with: request) { _, response, error in
-                if let error { box.problem = error.localizedDescription }
-                else if let http = response as? HTTPURLResponse, !(200..<300).contains(http.statusCode) { box.problem = "HTTP status \(http.statusCode)" }
-                done.signal()
-            }.resume()
-            if done.wait(timeout: .now() + timeout + 1) == .timedOut { return "no answer within \(Int(timeout))s" }
-            return box.problem
-        }
-        return "drplan sends alerts to https://, http://, file: and exec: URIs here; Notifications handles the others"
+        return "only file: and exec: URIs are delivered here; Notifications sends the others"
     }
 
-    final class ResultBox: @unchecked Sendable { var problem: String? }
 }

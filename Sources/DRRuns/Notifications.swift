@@ -175,7 +175,7 @@ public enum Notifications {
         request.setValue(r.contentType, forHTTPHeaderField: "Content-Type")
         for (k, v) in r.headers { request.setValue(v, forHTTPHeaderField: k) }
         request.httpBody = r.body
-        let box = Alerts.ResultBox()
+        let box = ResultBox()
         let done = DispatchSemaphore(value: 0)
         URLSession.shared.dataTask(with: request) { _, response, error in
             if let error { box.problem = error.localizedDescription }
@@ -214,6 +214,8 @@ public enum Notifications {
         return nil
     }
 }
+
+final class ResultBox: @unchecked Sendable { var problem: String? }
 
 extension String {
     func trimmingSuffix(_ s: String) -> String { hasSuffix(s) ? String(dropLast(s.count)) : self }

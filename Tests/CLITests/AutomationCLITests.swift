@@ -81,16 +81,29 @@ struct AutomationCLITests {
                   metrics_file: metrics/drplan.prom
                   notify:
             \(notify)
+            restore_tests:
+              - { id: books-restore, job: books-nightly, scope: full, every: 30d }
             """)
     }
 
     @Test("backup --due runs what came due; a missed night is DR605 with the last success and the runs missed, and a missed notification")
     func dueAndMissed() throws {
         let dir = try TempDir(); defer { dir.cleanup() }
-        let inv = try Self.inventory(dir, notify: "          - { url: \"file:events.log\", on: [start, success, failure, missed] }")
+        let inv = try Self.inventory(dir, notify: "          - { url: \"file:events.log\", on: [start, success, failure, missed] }\n          - { url: \"http://127.0.0.1:9/down\", on: [success] }")
         try dir.makeDirectory("metrics")
         let first = try Self.run(["backup", "-i", inv])
-        #expect(first.status == 0, "\(first.stderr)")
+        // A notification that cannot be delivered is said, and the backup still succeeded.
+        #expect(first.status == 0 && first.stderr.contains("success notification to http://127.0.0.1:9/… failed"), "\(first.stderr)")
+        // The run measured the target's filesystem: DR602 and the forecast use it.
+        let facts = try Self.run(["facts", "-i", inv])
+        let f = try #require(try JSONSerialization.jsonObject(with: Data(facts.stdout.utf8)) as? [String: Any])
+        let disk = try #require((f["storage"] as? [[String: Any]])?.first)
+        #expect(disk["capacity_source"] as? String == "measured" && ((disk["free_bytes"] as? Int) ?? 0) > 0, "\(disk)")
+        // restore-test --due: never succeeded, so due; then not due for its 30 days.
+        let t1 = try Self.run(["restore-test", "-i", inv, "--due"])
+        #expect(t1.status == 0 && t1.stderr.contains("restore-test books-restore"), "\(t1.stderr)")
+        let t2 = try Self.run(["restore-test", "-i", inv, "--due"])
+        #expect(t2.status == 0 && t2.stderr.contains("not due"), "\(t2.stderr)")
         let events = try String(contentsOfFile: dir.path + "/events.log", encoding: .utf8).split(separator: "\n")
         #expect(events.count == 2 && events[0].contains("drplan.run.running") && events[1].contains("drplan.run.success"), "\(events)")
         // Just backed up: nothing is due.

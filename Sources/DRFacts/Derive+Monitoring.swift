@@ -1,0 +1,45 @@
+import CEL
+import DRInventory
+
+/// The facts behind monitoring: how long a job may go without a success (DR605), the runs it
+/// missed, and a storage's measured capacity and forecast (DR602, DR606).
+extension FactDeriver {
+    /// `monitoring.max_age`, else twice the schedule's longest gap (a week when it has none):
+    /// how long a job may go without a success on a target before DR605 calls runs missed.
+    func maxAge(_ j: Job) -> Int64 {
+        if let m = j.monitoring.maxAge { return m.seconds }
+        let g = gaps(j)?.maxGap ?? 0
+        return g > 0 ? 2 * g : 7 * 86_400
+    }
+
+    /// Fire times of the job's schedule after `since` and up to now, counted up to 10,000.
+    func missedRuns(_ j: Job, since: Timestamp) -> Int {
+        if j.schedule == .continuous { return 0 }
+        var n = 0
+        var t = since
+        while n < 10_000, let next = j.schedule.nextFire(after: t), next.seconds <= now.seconds { n += 1; t = next }
+        return n
+    }
+
+    /// Free and total space of a storage: measured (statvfs at the last run) when there is a
+    /// measurement, else declared (`capacity`, `used`); nil when neither is known.
+    func capacity(_ s: Storage) -> (free: Int64, total: Int64, utilization: Double, source: String)? {
+        if let f = measured.filesystems[s.id], f.total > 0 {
+            return (f.free, f.total, Double(f.total - f.free) / Double(f.total), "measured")
+        }
+        if let c = s.capacity, let u = s.used, c > 0 { return (max(0, c - u), c, Double(u) / Double(c), "declared") }
+        return nil
+    }
+
+    /// Days until `free` is used up at the repository's growth over the last 30 days
+    /// (measured sizes after each backup); nil without two measurements 1 day apart in the
+    /// window, or when it is not growing.
+    func forecast(_ s: Storage, free: Int64?) -> (perDay: Double, days: Double?)? {
+        let since = now.seconds - 30 * 86_400
+        let points = (measured.sizeHistory[s.id] ?? []).filter { $0.at.seconds >= since && $0.at.seconds <= now.seconds }
+        guard let first = points.first, let last = points.last, last.at.seconds - first.at.seconds >= 86_400 else { return nil }
+        let perDay = Double(last.bytes - first.bytes) / (Double(last.at.seconds - first.at.seconds) / 86_400)
+        guard perDay > 0, let free else { return (perDay, nil) }
+        return (perDay, Double(free) / perDay)
+    }
+}

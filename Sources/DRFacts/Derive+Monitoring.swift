@@ -4,22 +4,11 @@ import DRInventory
 /// The facts behind monitoring: how long a job may go without a success (DR605), the runs it
 /// missed, and a storage's measured capacity and forecast (DR602, DR606).
 extension FactDeriver {
-    /// `monitoring.max_age`, else twice the schedule's longest gap (a week when it has none):
-    /// how long a job may go without a success on a target before DR605 calls runs missed.
-    func maxAge(_ j: Job) -> Int64 {
-        if let m = j.monitoring.maxAge { return m.seconds }
-        let g = gaps(j)?.maxGap ?? 0
-        return g > 0 ? 2 * g : 7 * 86_400
-    }
+    /// How long a job may go without a success on a target before DR605 calls runs missed.
+    func maxAge(_ j: Job) -> Int64 { analyzer.maxAge(j) }
 
     /// Fire times of the job's schedule after `since` and up to now, counted up to 10,000.
-    func missedRuns(_ j: Job, since: Timestamp) -> Int {
-        if j.schedule == .continuous { return 0 }
-        var n = 0
-        var t = since
-        while n < 10_000, let next = j.schedule.nextFire(after: t), next.seconds <= now.seconds { n += 1; t = next }
-        return n
-    }
+    func missedRuns(_ j: Job, since: Timestamp) -> Int { j.schedule.fires(after: since, through: now) }
 
     /// Free and total space of a storage: measured (statvfs at the last run) when there is a
     /// measurement, else declared (`capacity`, `used`); nil when neither is known.

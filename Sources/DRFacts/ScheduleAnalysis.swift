@@ -200,6 +200,15 @@ public final class ScheduleAnalyzer {
 }
 
 extension ScheduleAnalyzer {
+    /// `monitoring.max_age`, else twice the schedule's longest gap (a continuous job's lag),
+    /// else a week: how long a job may go without a success on a target before its runs
+    /// count as missed (DR605, and `backup --due`'s missed notifications).
+    public func maxAge(_ j: Job) -> Int64 {
+        if let m = j.monitoring.maxAge { return m.seconds }
+        let g = j.schedule == .continuous ? j.lag.seconds : (gaps(j.schedule)?.maxGap ?? 0)
+        return g > 0 ? 2 * g : 7 * 86_400
+    }
+
     /// The most data a failure can lose given these jobs' copies: the largest gap in the union
     /// of their fire times; a continuous job contributes its lag, and the smaller of lag and gap
     /// wins. nil when there are no jobs, or no schedule fires twice and none is continuous.

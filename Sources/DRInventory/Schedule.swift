@@ -178,6 +178,14 @@ extension Schedule {
         }
     }
 
+    /// Fire times after `since` and up to `until`, counted up to `limit` (missed runs).
+    public func fires(after since: Timestamp, through until: Timestamp, limit: Int = 10_000) -> Int {
+        var n = 0
+        var t = since
+        while n < limit, let next = nextFire(after: t), next.seconds <= until.seconds { n += 1; t = next }
+        return n
+    }
+
     /// Whether the schedule ever fires (a cron such as `0 0 30 2 *` never does).
     public var everFires: Bool {
         if case .cron = self { return nextFire(after: Timestamp(seconds: Int64(Schedule.windowStartDay) * 86_400 - 1)) != nil }

@@ -36,15 +36,9 @@ public enum Due {
     /// the longest gap, as DR605). nil when nothing was missed.
     public static func missed(_ job: Job, lastSuccess: Date?, now: Date) -> Int? {
         guard let last = lastSuccess, job.schedule != .continuous else { return nil }
-        var fires = 0
-        var t = Timestamp(seconds: Int64(last.timeIntervalSince1970.rounded(.down)))
         let end = Int64(now.timeIntervalSince1970.rounded(.down))
-        while fires < 10_000, let next = job.schedule.nextFire(after: t), next.seconds <= end {
-            fires += 1
-            t = next
-        }
-        let gap = ScheduleAnalyzer().gaps(job.schedule)?.maxGap ?? 0
-        let maxAge = job.monitoring.maxAge?.seconds ?? (gap > 0 ? 2 * gap : 7 * 86_400)
+        let fires = job.schedule.fires(after: Timestamp(seconds: Int64(last.timeIntervalSince1970.rounded(.down))), through: Timestamp(seconds: end))
+        let maxAge = ScheduleAnalyzer().maxAge(job)
         guard end - Int64(last.timeIntervalSince1970) > maxAge, fires > 1 else { return nil }
         return fires - 1
     }

@@ -203,11 +203,19 @@ public enum Notifications {
         p.standardError = output
         do { try p.run() } catch { return "cannot run \(sendmail): \(error.localizedDescription)" }
         let previous = signal(SIGPIPE, SIG_IGN)
-        input.fileHandleForWriting.write(Data(text.utf8))
-        try? input.fileHandleForWriting.close()
+        var writeProblem: String?
+        do {
+            try input.fileHandleForWriting.write(contentsOf: Data(text.utf8))
+            try input.fileHandleForWriting.close()
+        } catch {
+            // Half a message must not go out as a whole one.
+            writeProblem = error.localizedDescription
+            p.terminate()
+        }
         signal(SIGPIPE, previous)
         let said = output.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
+        if let writeProblem { return "the message could not be handed to \(sendmail): \(writeProblem)" }
         if p.terminationStatus != 0 {
             return "\(sendmail) -t exited with status \(p.terminationStatus): " + Redaction.text(String(decoding: said, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
         }

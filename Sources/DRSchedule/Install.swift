@@ -134,12 +134,20 @@ public struct ScheduleInstaller {
         let inPipe = Pipe()
         if input != nil { p.standardInput = inPipe }
         do { try p.run() } catch { return (127, "cannot run \(args.first ?? ""): \(error.localizedDescription)") }
+        var writeProblem: String?
         if let input {
-            inPipe.fileHandleForWriting.write(Data(input.utf8))
-            try? inPipe.fileHandleForWriting.close()
+            do {
+                try inPipe.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+                try inPipe.fileHandleForWriting.close()
+            } catch {
+                // `crontab -` would install what it got so far: stop it before it sees the end.
+                writeProblem = error.localizedDescription
+                p.terminate()
+            }
         }
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
+        if let writeProblem { return (126, "could not write to \(args.first ?? ""): \(writeProblem)") }
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 

@@ -134,15 +134,20 @@ struct ScheduleCommand: ParsableCommand {
             let full = p.hasPrefix("/") ? p : cwd + "/" + p
             return (full as NSString).standardizingPath
         }
-        let exe = absolute(Self.executablePath())
+        let exe = try Self.executablePath()
         let inventories = global.inventoryPaths.map(absolute)
         let workDir = absolute(global.baseDirectory)
         let extra = global.evidence.map { ["--evidence", absolute($0)] } ?? []
         return { job in Invocation(executable: exe, inventories: inventories, workingDirectory: workDir, job: job, extraArguments: extra) }
     }
 
-    static func executablePath() -> String {
-        if let p = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return p }
-        return CommandLine.arguments.first ?? "drplan"
+    /// This drplan's own path, from the system (argv[0] may be a bare name found on PATH,
+    /// which a timer could not find).
+    static func executablePath() throws(CommandFailure) -> String {
+        guard let p = Bundle.main.executablePath, p.hasPrefix("/") else {
+            Console.error("drplan: error: cannot tell where this drplan executable is, so no entry can name it; run drplan by its absolute path")
+            throw CommandFailure(status: .environment)
+        }
+        return p
     }
 }

@@ -94,13 +94,7 @@ public struct PeriodFigures: Sendable {
 
     static func fireCount(_ schedule: Schedule, from: Timestamp, to: Timestamp) -> Int? {
         if case .continuous = schedule { return nil }
-        var n = 0
-        var t = Timestamp(seconds: from.seconds - 1)
-        while let next = schedule.nextFire(after: t), next.seconds <= to.seconds, n < fireLimit {
-            n += 1
-            t = next
-        }
-        return n
+        return schedule.fires(after: Timestamp(seconds: from.seconds - 1), through: to, limit: fireLimit)
     }
 
     /// The longest stretch without a success inside [from, to] (from the last success before

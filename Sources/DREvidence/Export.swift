@@ -106,7 +106,7 @@ public enum EvidenceExport {
         add("audit-log.json", ChainExtract.json(extract))
         var checkpoints: [Checkpoint] = []
         if let store = r.store {
-            do { checkpoints = try Checkpoints.read(store.checkpointPath) } catch { throw ExportError(kind: .evidence, message: error.message) }
+            do { checkpoints = try store.checkpoints() } catch { throw ExportError(kind: .evidence, message: error.message) }
         }
         add("checkpoints.jsonl", checkpoints.map { $0.json + "\n" }.joined())
         for (name, text) in DRPolicy.PolicySet.builtinFiles { add("policies/builtin/" + (name as NSString).lastPathComponent, text) }

@@ -280,3 +280,20 @@ extension Inventory {
         }
     }
 }
+
+extension Inventory {
+    /// The host that runs a job: its own `host:`, else the one host its assets name (the
+    /// validator refuses a job whose assets name several); nil: any host.
+    public func host(of job: Job) -> String? {
+        if let h = job.host { return h }
+        let hosts = Set(job.assets.compactMap { id in assets.first { $0.id == id }?.host })
+        return hosts.count == 1 ? hosts.first : nil
+    }
+
+    /// Whether `host` runs this job: a job for no particular host runs everywhere it is asked
+    /// to (the single machine of a small office).
+    public func runs(_ job: Job, on host: String) -> Bool { self.host(of: job).map { $0 == host } ?? true }
+
+    /// The hosts the inventory names, sorted.
+    public var hosts: [String] { Set(jobs.compactMap { host(of: $0) }).sorted() }
+}

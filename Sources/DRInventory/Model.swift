@@ -132,6 +132,11 @@ public struct EvidenceSettings: Sendable {
     /// `first_run`: when the organization first recorded evidence; a store whose log starts
     /// later has been reset or replaced (rule DR910).
     public var firstRun: Timestamp?
+    /// `url`: where the evidence store is, a file path (relative to the inventory) or a
+    /// `postgresql://USER@HOST:PORT/DB?sslmode=…` URL without a password (`--evidence` wins).
+    public var url: String?
+    /// `password`: the PostgreSQL password, as an `env:` or `file:` reference.
+    public var password: SecretRef?
     public var origin: Origin?
     public init() {}
 }
@@ -283,6 +288,9 @@ public struct Asset: Sendable {
     /// `admins`: who administers the system in production (whose credentials ransomware or a
     /// rogue insider would hold).
     public var admins: [String] = []
+    /// `host`: the machine that backs this asset up (fleets: `drplan backup` runs the jobs of
+    /// this host's assets; nil: any host).
+    public var host: String?
 }
 
 public struct JobRetention: Sendable, Hashable {
@@ -362,6 +370,8 @@ public struct Job: Sendable {
     /// `--api-key`): the value after each is masked wherever a command is shown or stored,
     /// beside the ones `Redaction` always masks (`--password`, `-p`, …).
     public var secretArgs: [String] = []
+    /// `host`: the machine that runs this job (else the host of its assets, if they name one).
+    public var host: String?
 }
 
 /// Who writes one target of a job.

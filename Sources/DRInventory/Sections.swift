@@ -163,7 +163,21 @@ struct SectionReader {
             }
         }
         e.firstRun = r.timestamp("first_run")
-        r.finish(allowed: ["signing_key", "first_run"])
+        e.url = r.string("url")
+        if let u = e.url, u.contains("://"), !(u.hasPrefix("postgresql://") || u.hasPrefix("postgres://")), let n = r.value("url") {
+            ctx.error(n, "evidence.url '\(Redaction.text(u))' is neither a file path nor a postgresql:// URL; write a path, or postgresql://USER@HOST:PORT/DATABASE?sslmode=verify-full")
+        }
+        if let u = e.url, let at = u.range(of: "@"), let scheme = u.range(of: "://"), u[scheme.upperBound..<at.lowerBound].contains(":"), let n = r.value("url") {
+            ctx.error(n, "evidence.url carries a password; remove it from the URL and set evidence.password to an env: or file: reference (or use PGPASSWORD or ~/.pgpass)")
+        }
+        if let p = r.secret("password") {
+            switch p {
+            case .env, .file: e.password = p
+            case .vault, .literal:
+                if let n = r.value("password") { ctx.error(n, "evidence.password must be an env: or file: reference; a password written into the inventory would be in every copy of it") }
+            }
+        }
+        r.finish(allowed: ["signing_key", "first_run", "url", "password"])
         return e
     }
 
@@ -274,7 +288,8 @@ struct SectionReader {
             dependsOn: r.idList("depends_on") ?? [], retention: retention, backup: backup, reason: reason,
             source: readSource(r), labels: r.labels(), origin: r.origin)
         a.admins = r.list("admins")?.map(\.0) ?? []
-        r.finish(allowed: ["id", "kind", "site", "media", "tier", "owner", "name", "size", "data_classes", "rpo", "rto", "depends_on", "retention", "backup", "reason", "source", "labels", "admins"])
+        a.host = r.string("host")
+        r.finish(allowed: ["id", "kind", "site", "media", "tier", "owner", "name", "size", "data_classes", "rpo", "rto", "depends_on", "retention", "backup", "reason", "source", "labels", "admins", "host"])
         guard id != nil else { return }
         assets.append(a)
     }
@@ -390,6 +405,7 @@ struct SectionReader {
         var withTargets = job
         withTargets.timezone = zone
         withTargets.allowEmpty = r.bool("allow_empty") ?? false
+        withTargets.host = r.string("host")
         if let args = r.list("secret_args") {
             for (a, node) in args where !Redaction.isOptionName(a) { ctx.error(node, Messages.secretArgNotOption(a, in: r.what)) }
             withTargets.secretArgs = args.map(\.0).filter(Redaction.isOptionName)
@@ -401,7 +417,7 @@ struct SectionReader {
                 if let engine: Engine = m.choice(e.key) { withTargets.targetEngines[e.key] = .engine(engine) }
             }
         }
-        r.finish(allowed: ["id", "assets", "asset", "type", "schedule", "timezone", "lag", "engine", "targets", "retention", "encryption", "monitoring", "last_success", "last_status", "options", "labels", "allow_empty", "target_engines", "secret_args"])
+        r.finish(allowed: ["id", "assets", "asset", "type", "schedule", "timezone", "lag", "engine", "targets", "retention", "encryption", "monitoring", "last_success", "last_status", "options", "labels", "allow_empty", "target_engines", "secret_args", "host"])
         guard id != nil else { return }
         jobs.append(withTargets)
     }

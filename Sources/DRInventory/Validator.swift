@@ -25,6 +25,12 @@ struct Validator {
             for t in j.targetEngines.keys.sorted() where !j.targets.contains(t) {
                 sink.add(j.origin.of("target_engines", value: t), "'target_engines' in \(what) names '\(t)', which is not one of its targets (\(j.targets.joined(separator: ", "))); add it to 'targets' or remove it")
             }
+            if j.host == nil {
+                let hosts = Set(j.assets.compactMap { id in inventory.assets.first { $0.id == id }?.host })
+                if hosts.count > 1 {
+                    sink.add(j.origin.of(j.origin.keys["asset"] != nil ? "asset" : "assets"), "\(what) backs up assets of hosts \(hosts.sorted().joined(separator: ", ")), so no one host runs it; set 'host:' on the job, or split it into one job per host")
+                }
+            }
             if let k = j.encryption.keyStorage { ref(k, .storage, key: "encryption", in: what, at: j.origin) }
             // The escrow copy of a key is kept on a storage or at a site.
             if let k = j.encryption.keyEscrow {

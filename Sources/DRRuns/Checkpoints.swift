@@ -37,7 +37,7 @@ public enum Checkpoints {
     public static func path(forStore store: String) -> String { store + ".checkpoints" }
 
     public static func sign(seq: Int64, head: String, at: Date, with key: Curve25519.Signing.PrivateKey) throws(EvidenceError) -> Checkpoint {
-        let at = EvidenceStore.iso(at), host = ProcessInfo.processInfo.hostName
+        let at = EvidenceStore.iso(at), host = ThisHost.name
         let sig: Data
         do { sig = try key.signature(for: Checkpoint.message(seq: seq, head: head, at: at, host: host)) } catch {
             throw EvidenceError(kind: .unreadable, message: "cannot sign a checkpoint: \(error)")

@@ -2,7 +2,6 @@ import CEL
 import Crypto
 import DRInventory
 import Foundation
-import GRDB
 
 /// The audit log: append-only, each entry holding the hash of the one before, runs bound to it
 /// by their rows' digests, and (with a signing key) anchored by signed checkpoints.
@@ -16,16 +15,21 @@ extension EvidenceStore {
 
     /// Appends an audit entry, chained to the previous one.
     public func audit(_ event: String, _ detail: [String: String]) throws(EvidenceError) {
-        try write { db in try Self.append(db, event, detail) }
+        try write { tx throws(EvidenceError) in try Self.append(tx, event, detail) }
     }
 
-    static func append(_ db: Database, _ event: String, _ detail: [String: String]) throws {
-        let prev = try String.fetchOne(db, sql: "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1") ?? String(repeating: "0", count: 64)
+    /// Appends inside a write transaction, which serializes every writer of the store: the
+    /// head read here is still the head when the entry is inserted.
+    static func append(_ tx: any EvidenceSQL, _ event: String, _ detail: [String: String]) throws(EvidenceError) {
+        let prev = try tx.row("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")?.text("hash") ?? String(repeating: "0", count: 64)
         let at = iso(Date())
         let clean = Dictionary(uniqueKeysWithValues: detail.map { ($0.key, Redaction.value($0.value, key: $0.key)) })
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]), as: UTF8.self)
-        try db.execute(sql: "INSERT INTO audit (at, event, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
-                       arguments: [at, event, json, prev, chainHash(prev: prev, at: at, event: event, detail: json)])
+        let json: String
+        do { json = String(decoding: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]), as: UTF8.self) } catch {
+            throw EvidenceError(kind: .unreadable, message: "cannot encode the audit entry \(event): \(error)")
+        }
+        try tx.execute("INSERT INTO audit (at, event, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
+                       [.text(at), .text(event), .text(json), .text(prev), .text(chainHash(prev: prev, at: at, event: event, detail: json))])
     }
 
     /// Recomputes the chain. Returns the problems found: an edited entry breaks its own hash, a
@@ -44,14 +48,14 @@ extension EvidenceStore {
     /// SHA-256 of a run row's canonical JSON (its evidence columns, sorted, nulls kept): what
     /// each run's audit entries hold, so that a row changed, backdated or added outside drplan
     /// no longer matches the log.
-    static func rowDigest(_ db: Database, _ id: String) throws -> String {
-        guard let row = try Row.fetchOne(db, sql: "SELECT \(runColumns.joined(separator: ", ")) FROM runs WHERE id = ?", arguments: [id]) else {
+    static func rowDigest(_ tx: any EvidenceSQL, _ id: String) throws(EvidenceError) -> String {
+        guard let row = try tx.row("SELECT \(runColumns.joined(separator: ", ")) FROM runs WHERE id = ?", [.text(id)]) else {
             throw EvidenceError(kind: .unreadable, message: "run \(id) vanished while it was being recorded")
         }
         return rowDigest(row)
     }
 
-    static func rowDigest(_ row: Row) -> String { runDigest(canonicalRun(row)) }
+    static func rowDigest(_ row: SQLRow) -> String { runDigest(canonicalRun(row)) }
 
     /// SHA-256 of a run's canonical fields as compact JSON: what a bundle's verifier
     /// recomputes from runs.json.
@@ -60,14 +64,13 @@ extension EvidenceStore {
     }
 
     /// A run row's evidence columns, sorted by name, with their stored types.
-    static func canonicalRun(_ row: Row) -> [(String, Value)] {
+    static func canonicalRun(_ row: SQLRow) -> [(String, Value)] {
         runColumns.sorted().map { c in
-            let v = row[c] as DatabaseValue
-            switch v.storage {
+            switch row[c] {
             case .null: return (c, .null)
-            case .int64(let i): return (c, .int(i))
+            case .int(let i): return (c, .int(i))
             case .double(let d): return (c, .double(d))
-            case .string(let t): return (c, .string(t))
+            case .text(let t): return (c, .string(t))
             case .blob(let b): return (c, .string(b.base64EncodedString()))
             }
         }
@@ -76,9 +79,9 @@ extension EvidenceStore {
     /// The runs started in a period, as their canonical rows (exactly what the log's digests
     /// cover), oldest first.
     public func runRows(from: Date, to: Date) throws(EvidenceError) -> [[(String, Value)]] {
-        try read { db in
-            try Row.fetchAll(db, sql: "SELECT \(Self.runColumns.joined(separator: ", ")) FROM runs WHERE started_at >= ? AND started_at <= ? ORDER BY started_at, id",
-                             arguments: [Self.iso(from), Self.iso(to)]).map(Self.canonicalRun)
+        try read { tx throws(EvidenceError) in
+            try tx.rows("SELECT \(Self.runColumns.joined(separator: ", ")) FROM runs WHERE started_at >= ? AND started_at <= ? ORDER BY started_at, id",
+                        [.text(Self.iso(from)), .text(Self.iso(to))]).map(Self.canonicalRun)
         }
     }
 
@@ -113,29 +116,31 @@ extension EvidenceStore {
 
     /// Entries from `seq` on, oldest first.
     public func audit(fromSeq seq: Int64) throws(EvidenceError) -> [AuditEntry] {
-        try read { db in
-            try Row.fetchAll(db, sql: "SELECT seq, at, event, detail, prev_hash, hash FROM audit WHERE seq >= ? ORDER BY seq", arguments: [seq]).map {
-                AuditEntry(seq: $0["seq"], at: $0["at"], event: $0["event"], detail: $0["detail"], prevHash: $0["prev_hash"], hash: $0["hash"])
-            }
+        try read { tx throws(EvidenceError) in try Self.audit(tx, fromSeq: seq) }
+    }
+
+    static func audit(_ tx: any EvidenceSQL, fromSeq seq: Int64) throws(EvidenceError) -> [AuditEntry] {
+        try tx.rows("SELECT seq, at, event, detail, prev_hash, hash FROM audit WHERE seq >= ? ORDER BY seq", [.int(seq)]).map { r throws(EvidenceError) in
+            AuditEntry(seq: try r.int("seq"), at: try r.text("at"), event: try r.text("event"), detail: try r.text("detail"), prevHash: try r.text("prev_hash"), hash: try r.text("hash"))
         }
     }
 
     /// The sequence number of the first entry written at or after `date` (nil: none).
     public func firstSeq(atOrAfter date: Date) throws(EvidenceError) -> Int64? {
-        try read { db in try Int64.fetchOne(db, sql: "SELECT MIN(seq) FROM audit WHERE at >= ?", arguments: [Self.iso(date)]) }
+        try read { tx throws(EvidenceError) in try tx.row("SELECT MIN(seq) AS s FROM audit WHERE at >= ?", [.text(Self.iso(date))])?.optionalInt("s") }
     }
 
     /// The last entry written at or before `date` (nil: none).
     public func head(atOrBefore date: Date) throws(EvidenceError) -> (seq: Int64, hash: String)? {
-        try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit WHERE at <= ? ORDER BY seq DESC LIMIT 1", arguments: [Self.iso(date)]) else { return nil }
-            return (row["seq"], row["hash"])
+        try read { tx throws(EvidenceError) in
+            guard let row = try tx.row("SELECT seq, hash FROM audit WHERE at <= ? ORDER BY seq DESC LIMIT 1", [.text(Self.iso(date))]) else { return nil }
+            return (try row.int("seq"), try row.text("hash"))
         }
     }
 
     /// When the log's first entry was written (nil: an empty log), for evidence retention.
     public func chainStart() throws(EvidenceError) -> Date? {
-        try read { db in Self.date(try String.fetchOne(db, sql: "SELECT at FROM audit ORDER BY seq LIMIT 1")) }
+        try read { tx throws(EvidenceError) in Self.date(try tx.row("SELECT at FROM audit ORDER BY seq LIMIT 1")?.text("at")) }
     }
 
     /// Runs against the audit log: each run row must match the digest its last audit entry
@@ -143,50 +148,53 @@ extension EvidenceStore {
     /// gone was deleted. Runs recorded before runs were bound to the log (entries without a
     /// digest) are counted in `unbound`, not judged.
     public func verifyRuns() throws(EvidenceError) -> (problems: [String], unbound: Int) {
-        try read { db in
-            var last: [String: String?] = [:]   // run → digest of its last entry (nil: an entry without one)
-            var problems: [String] = []
-            for row in try Row.fetchAll(db, sql: "SELECT seq, event, detail FROM audit WHERE event IN ('run.started', 'run.finished', 'run.interrupted') ORDER BY seq") {
-                let detail: String = row["detail"], seq: Int64 = row["seq"]
-                guard let obj = (try JSONSerialization.jsonObject(with: Data(detail.utf8))) as? [String: String], let run = obj["run"] else {
-                    problems.append("audit entry \(seq) does not name its run"); continue
-                }
-                last[run] = .some(obj["row_sha256"])
+        try read { tx throws(EvidenceError) in try Self.verifyRuns(tx) }
+    }
+
+    static func verifyRuns(_ tx: any EvidenceSQL) throws(EvidenceError) -> (problems: [String], unbound: Int) {
+        var last: [String: String?] = [:]   // run → digest of its last entry (nil: an entry without one)
+        var problems: [String] = []
+        for row in try tx.rows("SELECT seq, event, detail FROM audit WHERE event IN ('run.started', 'run.finished', 'run.interrupted') ORDER BY seq") {
+            let detail = try row.text("detail"), seq = try row.int("seq")
+            let obj = (try? JSONSerialization.jsonObject(with: Data(detail.utf8))) as? [String: String]
+            guard let obj, let run = obj["run"] else {
+                problems.append("audit entry \(seq) does not name its run"); continue
             }
-            var unbound = 0
-            var seen = Set<String>()
-            for row in try Row.fetchAll(db, sql: "SELECT \(Self.runColumns.joined(separator: ", ")) FROM runs ORDER BY started_at, id") {
-                let id: String = row["id"]
-                seen.insert(id)
-                guard let entry = last[id] else { problems.append("run \(id) has no entry in the audit log: it was added outside drplan"); continue }
-                guard let digest = entry else { unbound += 1; continue }
-                if Self.rowDigest(row) != digest {
-                    let status: String = row["status"], started: String = row["started_at"]
-                    problems.append("run \(id) (now \(status), started \(started)) differs from what drplan recorded: it was changed after it was written")
-                }
-            }
-            for id in last.keys.sorted() where !seen.contains(id) { problems.append("run \(id) is in the audit log but not among the runs: it was deleted") }
-            return (problems, unbound)
+            last[run] = .some(obj["row_sha256"])
         }
+        var unbound = 0
+        var seen = Set<String>()
+        for row in try tx.rows("SELECT \(runColumns.joined(separator: ", ")) FROM runs ORDER BY started_at, id") {
+            let id = try row.text("id")
+            seen.insert(id)
+            guard let entry = last[id] else { problems.append("run \(id) has no entry in the audit log: it was added outside drplan"); continue }
+            guard let digest = entry else { unbound += 1; continue }
+            if rowDigest(row) != digest {
+                let status = try row.text("status"), started = try row.text("started_at")
+                problems.append("run \(id) (now \(status), started \(started)) differs from what drplan recorded: it was changed after it was written")
+            }
+        }
+        for id in last.keys.sorted() where !seen.contains(id) { problems.append("run \(id) is in the audit log but not among the runs: it was deleted") }
+        return (problems, unbound)
     }
 
     /// The last audit entry's sequence number and hash (0 and zeros for an empty log): what
     /// `evidence verify` prints so that someone can write it down, and later see that the log
     /// still reaches it.
     public func auditHead() throws(EvidenceError) -> (seq: Int64, hash: String) {
-        try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") else { return (0, String(repeating: "0", count: 64)) }
-            return (row["seq"], row["hash"])
+        try read { tx throws(EvidenceError) in
+            guard let row = try tx.row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") else { return (0, String(repeating: "0", count: 64)) }
+            return (try row.int("seq"), try row.text("hash"))
         }
     }
 
     /// Audit entries in a period, oldest first, with their hashes, for evidence bundles.
     public func auditEntries(from: Date, to: Date) throws(EvidenceError) -> [[String: String]] {
-        try read { db in
-            try Row.fetchAll(db, sql: "SELECT seq, at, event, detail, prev_hash, hash FROM audit WHERE at >= ? AND at <= ? ORDER BY seq",
-                             arguments: [Self.iso(from), Self.iso(to)]).map { row in
-                let seq: Int64 = row["seq"]
-                return ["seq": String(seq), "at": row["at"], "event": row["event"], "detail": row["detail"], "prev_hash": row["prev_hash"], "hash": row["hash"]]
+        try read { tx throws(EvidenceError) in
+            try tx.rows("SELECT seq, at, event, detail, prev_hash, hash FROM audit WHERE at >= ? AND at <= ? ORDER BY seq",
+                        [.text(Self.iso(from)), .text(Self.iso(to))]).map { row throws(EvidenceError) in
+                ["seq": String(try row.int("seq")), "at": try row.text("at"), "event": try row.text("event"), "detail": try row.text("detail"),
+                 "prev_hash": try row.text("prev_hash"), "hash": try row.text("hash")]
             }
         }
     }
@@ -195,7 +203,10 @@ extension EvidenceStore {
     // MARK: anchors
 
     /// The checkpoint file beside this store.
-    public var checkpointPath: String { Checkpoints.path(forStore: path) }
+    public var checkpointPath: String { db.checkpointLocation }
+
+    /// The store's checkpoints, wherever it keeps them.
+    public func checkpoints() throws(EvidenceError) -> [Checkpoint] { try db.checkpoints() }
 
     /// Sets the key that signs checkpoints from now on, and records in the log when it differs
     /// from the key last in use (configured, changed or removed): an auditor sees when signing
@@ -203,10 +214,12 @@ extension EvidenceStore {
     public func useSigningKey(_ key: Curve25519.Signing.PrivateKey?) throws(EvidenceError) {
         signer = key
         let current = key.map { EvidenceKeys.keyId($0.publicKey) }
-        let last: String? = try read { db in
-            guard let detail = try String.fetchOne(db, sql: "SELECT detail FROM audit WHERE event LIKE 'evidence.key.%' ORDER BY seq DESC LIMIT 1") else { return nil }
-            let obj = (try JSONSerialization.jsonObject(with: Data(detail.utf8))) as? [String: String]
-            return obj?["key"].flatMap { $0.isEmpty ? nil : $0 }
+        let last: String? = try read { tx throws(EvidenceError) in
+            guard let detail = try tx.row("SELECT detail FROM audit WHERE event LIKE 'evidence.key.%' ORDER BY seq DESC LIMIT 1")?.text("detail") else { return nil }
+            guard let obj = (try? JSONSerialization.jsonObject(with: Data(detail.utf8))) as? [String: String] else {
+                throw EvidenceError(kind: .tampered, message: "the audit log's last evidence.key entry is not a JSON object: the log was edited")
+            }
+            return obj["key"].flatMap { $0.isEmpty ? nil : $0 }
         }
         guard current != last else { return }
         switch (last, current) {
@@ -225,8 +238,8 @@ extension EvidenceStore {
         guard let signer, !isReadOnly, path != ":memory:" else { return }
         let head = try auditHead()
         guard head.seq > 0 else { return }
-        if let last = try Checkpoints.read(checkpointPath).last, last.seq == head.seq, last.head == head.hash { return }
-        try Checkpoints.append(try Checkpoints.sign(seq: head.seq, head: head.hash, at: Date(), with: signer), to: checkpointPath)
+        if let last = try db.checkpoints().last, last.seq == head.seq, last.head == head.hash { return }
+        try db.appendCheckpoint(try Checkpoints.sign(seq: head.seq, head: head.hash, at: Date(), with: signer))
     }
 
     /// The checkpoints beside the store, checked against its chain as already read (`head`,
@@ -234,7 +247,7 @@ extension EvidenceStore {
     /// after the last checkpoint are `unanchored`.
     func verifyCheckpoints(key: Curve25519.Signing.PublicKey?, head: Int64, hashes: [Int64: String]) throws(EvidenceError)
         -> (problems: [String], checkpoints: [Checkpoint], unanchored: Int64) {
-        let cps = try Checkpoints.read(checkpointPath)
+        let cps = try db.checkpoints()
         var problems = Checkpoints.problems(cps, headSeq: head, key: key) { hashes[$0] }
         if key != nil && cps.isEmpty {
             problems.append("there is no signed checkpoint in \(checkpointPath): nothing anchors this log (was the file deleted, or is no signing_key configured?)")
@@ -281,9 +294,10 @@ extension EvidenceStore {
     /// when `key` is given).
     public func verification(key: Curve25519.Signing.PublicKey?) throws(EvidenceError) -> StoreVerification {
         // The chain is read once: its problems, its head and its hashes for the checkpoints.
-        let chain = try audit(fromSeq: 0)
+        // The chain and the runs are read in one snapshot: hosts that record meanwhile must
+        // not make a run look "added outside drplan".
+        let (chain, runs) = try read { tx throws(EvidenceError) in (try Self.audit(tx, fromSeq: 0), try Self.verifyRuns(tx)) }
         let head = chain.last.map { (seq: $0.seq, hash: $0.hash) } ?? (seq: 0, hash: Self.genesis.prev)
-        let runs = try verifyRuns()
         let anchors = try verifyCheckpoints(key: key, head: head.seq, hashes: Dictionary(chain.map { ($0.seq, $0.hash) }, uniquingKeysWith: { a, _ in a }))
         return StoreVerification(problems: AuditEntry.chainProblems(chain, from: Self.genesis) + runs.problems + anchors.problems, unbound: runs.unbound,
                                  head: head, checkpoints: anchors.checkpoints, unanchored: anchors.unanchored, signaturesChecked: key != nil)

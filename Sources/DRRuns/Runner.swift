@@ -148,6 +148,12 @@ public struct Runner {
         return inventory.jobs.filter { j in hasSource(j, assets) && j.targets.contains { j.engine(for: $0) != nil } }
     }
 
+    /// The jobs `backup` runs when none is named: every job with something to back up.
+    public static func backupCandidates(_ inventory: Inventory) -> [Job] {
+        let assets = Dictionary(inventory.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        return inventory.jobs.filter { hasSource($0, assets) }
+    }
+
     /// Whether a job has something to back up: a source on an asset, or a command.
     static func hasSource(_ j: Job, _ assets: [String: Asset]) -> Bool {
         j.engine.runsUserCommands ? CommandEngine.option(j, "backup") != nil : j.assets.contains { assets[$0]?.source != nil }
@@ -163,7 +169,7 @@ public struct Runner {
     /// machine that sleeps through the scheduled time.
     public func backup(jobs names: [String], due: Date? = nil) throws(EvidenceError) -> [RunRecord] {
         let assets = Dictionary(inventory.assets.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let jobs = names.isEmpty ? inventory.jobs.filter { Self.hasSource($0, assets) } : names.compactMap { n in inventory.jobs.first { $0.id == n } }
+        let jobs = names.isEmpty ? Self.backupCandidates(inventory) : names.compactMap { n in inventory.jobs.first { $0.id == n } }
         try alertInterruptions()
         var records: [RunRecord] = []
         for job in jobs {

@@ -6,6 +6,7 @@ import DRFacts
 import DRInventory
 import DRRuns
 import Foundation
+import Synchronization
 
 /// Options every command accepts (docs/cli.md: global options follow the subcommand).
 struct GlobalOptions: ParsableArguments {
@@ -15,8 +16,11 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Evaluate as of this instant (RFC 3339 or YYYY-MM-DD); default now.", valueName: "timestamp"))
     var now: String?
 
-    @Option(name: .long, help: ArgumentHelp("Evidence store; default .drplan/evidence.sqlite beside the first inventory file.", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("Evidence store: a file, or postgresql://USER@HOST:PORT/DB?sslmode=… for a fleet; default: the inventory's evidence.url, else .drplan/evidence.sqlite beside the first inventory file.", valueName: "path|url"))
     var evidence: String?
+
+    @Option(name: .long, help: ArgumentHelp("The host to act as: backup, restore-test and schedule take this host's jobs, and runs are recorded under it; default DRPLAN_HOST, else this machine's hostname.", valueName: "name"))
+    var host: String?
 
     @Option(name: .long, help: ArgumentHelp("Wait up to this long for a repository lock another process holds (e.g. 10m); default: fail at once, naming the holder.", valueName: "duration"))
     var retryLock: String?
@@ -39,6 +43,9 @@ struct GlobalOptions: ParsableArguments {
     func validate() throws {
         if let r = retryLock {
             do { _ = try TimeSpan.parse(r) } catch { throw ValidationError("invalid --retry-lock '\(r)': \(error.reason)") }
+        }
+        if let e = evidence, PostgresLocation.isURL(e) {
+            do { _ = try PostgresLocation.parse(e) } catch { throw ValidationError(error.message) }
         }
         if let now {
             do { _ = try Timestamp.parse(now) } catch {
@@ -66,8 +73,50 @@ struct GlobalOptions: ParsableArguments {
         return dir.isEmpty ? "." : dir
     }
 
-    /// `--evidence`, else `.drplan/evidence.sqlite` beside the first inventory file.
-    var evidencePath: String { evidence ?? baseDirectory + "/.drplan/evidence.sqlite" }
+    /// `--evidence`, else the inventory's `evidence.url` (known once it is loaded), else
+    /// `.drplan/evidence.sqlite` beside the first inventory file. A URL is as given (its
+    /// password, if any, is never printed: messages use the store's own `path`).
+    var evidencePath: String {
+        if let evidence { return evidence }
+        if let url = InventoryEvidence.selected.withLock({ $0.url }) {
+            return PostgresLocation.isURL(url) || url.hasPrefix("/") ? url : baseDirectory + "/" + url
+        }
+        return baseDirectory + "/.drplan/evidence.sqlite"
+    }
+
+    /// The evidence store as it may be printed.
+    var evidenceDisplay: String {
+        let p = evidencePath
+        guard PostgresLocation.isURL(p) else { return p }
+        return (try? PostgresLocation.parse(p).display) ?? Redaction.text(p)
+    }
+
+    /// The inventory's `evidence.password`, resolved (nil: none declared, so the PG
+    /// environment and ~/.pgpass are used). Declared but unreadable is exit 3.
+    func evidencePassword() throws(CommandFailure) -> String? {
+        guard PostgresLocation.isURL(evidencePath), let ref = InventoryEvidence.selected.withLock({ $0.password }) else { return nil }
+        do { return try Secrets.resolve(ref, relativeTo: baseDirectory) } catch {
+            Console.error("drplan: error: evidence.password: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+    }
+
+    /// For commands that need no inventory (`history`, `evidence verify`): reads the
+    /// inventory, when there is one and no `--evidence`, to learn its `evidence.url`.
+    func learnEvidenceLocation() throws(CommandFailure) {
+        guard evidence == nil, FileManager.default.fileExists(atPath: inventoryPaths[0]) else { return }
+        _ = try loadInventory()
+    }
+
+    /// The store opened for reading only, or nil when there is none yet (no file; a database
+    /// without drplan's tables). Nothing is created, migrated or marked.
+    func readStore() throws(CommandFailure) -> EvidenceStore? {
+        let password = try evidencePassword()
+        do { return try EvidenceStore.readingIfPresent(evidencePath, password: password) } catch {
+            Console.error("drplan: error: \(error.message)")
+            throw CommandFailure(status: .environment)
+        }
+    }
 
     /// Measured evidence for the facts. Commands that only read never create the store: a
     /// missing store is an empty one. A store whose audit log, runs or checkpoints fail
@@ -89,10 +138,9 @@ struct GlobalOptions: ParsableArguments {
     /// The store opened read-only and verified (nil: there is none). Failing verification is
     /// exit 3 with the problems printed, unless `--allow-unverified-evidence`.
     func verifiedStore(key: Curve25519.Signing.PublicKey?) throws(CommandFailure) -> (EvidenceStore, StoreVerification)? {
-        guard FileManager.default.fileExists(atPath: evidencePath) else { return nil }
-        let store: EvidenceStore, verification: StoreVerification
+        guard let store = try readStore() else { return nil }
+        let verification: StoreVerification
         do {
-            store = try EvidenceStore.reading(evidencePath)
             verification = try store.verification(key: key)
         } catch {
             Console.error("drplan: error: \(error.message)")
@@ -100,9 +148,9 @@ struct GlobalOptions: ParsableArguments {
         }
         let problems = verification.problems
         if !problems.isEmpty {
-            for p in problems.prefix(20) { Console.error("drplan: \(evidencePath): \(p)") }
+            for p in problems.prefix(20) { Console.error("drplan: \(store.path): \(p)") }
             guard allowUnverifiedEvidence else {
-                Console.error("drplan: error: the evidence store \(evidencePath) fails verification (\(problems.count) problem(s)); nothing was judged from it. Investigate with 'drplan evidence verify', or pass --allow-unverified-evidence to use it anyway")
+                Console.error("drplan: error: the evidence store \(store.path) fails verification (\(problems.count) problem(s)); nothing was judged from it. Investigate with 'drplan evidence verify', or pass --allow-unverified-evidence to use it anyway")
                 throw CommandFailure(status: .environment)
             }
             Console.error("drplan: warning: using evidence that fails verification (--allow-unverified-evidence)")
@@ -135,10 +183,11 @@ struct GlobalOptions: ParsableArguments {
     /// wrote a report has no evidence to start), then a checkpoint when a key is configured.
     /// Any failure to record is exit 3: the artefact exists but its record does not.
     func audit(_ inventory: Inventory, _ entries: [(event: String, detail: [String: String])]) throws(CommandFailure) {
-        guard !entries.isEmpty, FileManager.default.fileExists(atPath: evidencePath) else { return }
+        guard !entries.isEmpty, try readStore() != nil else { return }
         let key = try signingKey(inventory)
+        let password = try evidencePassword()
         try recording { () throws(EvidenceError) in
-            let store = try EvidenceStore(path: evidencePath, create: false)
+            let store = try EvidenceStore(path: evidencePath, create: false, password: password)
             try store.useSigningKey(key)
             for e in entries { try store.audit(e.event, e.detail) }
             try store.checkpoint()
@@ -158,8 +207,9 @@ struct GlobalOptions: ParsableArguments {
         } else {
             key = try signingKey(inventory)
         }
+        let password = try evidencePassword()
         do {
-            let store = try EvidenceStore(path: evidencePath)
+            let store = try EvidenceStore(path: evidencePath, password: password)
             try store.useSigningKey(key)
             return store
         } catch {
@@ -182,7 +232,8 @@ struct GlobalOptions: ParsableArguments {
     /// exists and never creates one.
     func readOnlyRunner(_ inventory: Inventory) throws(CommandFailure) -> Runner {
         let store: EvidenceStore
-        do { store = FileManager.default.fileExists(atPath: evidencePath) ? try EvidenceStore(path: evidencePath, create: false) : try EvidenceStore.ephemeral() } catch {
+        let exists = try readStore() != nil, password = try evidencePassword()
+        do { store = exists ? try EvidenceStore(path: evidencePath, create: false, password: password) : try EvidenceStore.ephemeral() } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
         }
@@ -200,13 +251,20 @@ struct GlobalOptions: ParsableArguments {
         }
     }
 
-    /// Applies presentation flags; call first in `run()`.
-    func apply() { Console.useColor = !noColor }
+    /// Applies presentation flags and the host identity; call first in `run()`.
+    func apply() {
+        Console.useColor = !noColor
+        if let host { ThisHost.use(host) }
+        if let e = evidence, PostgresLocation.isURL(e), let p = try? PostgresLocation.parse(e), p.hasURLPassword {
+            Console.error("drplan: warning: the password in --evidence is visible to every user of this machine in its process list; use evidence.password (env: or file:), PGPASSWORD or ~/.pgpass")
+        }
+    }
 
     /// Loads and validates the inventory, printing every problem and failing with exit 2.
     func loadInventory() throws(CommandFailure) -> Inventory {
         do {
             let inv = try InventoryLoader.load(paths: inventoryPaths)
+            InventoryEvidence.selected.withLock { $0 = (inv.evidence.url, inv.evidence.password) }
             if verbose { for f in inv.files { Console.error("drplan: read \(f.path) (\(f.bytes.count) bytes)") } }
             return inv
         } catch {
@@ -224,4 +282,10 @@ struct ReadEvidence {
     var evidence = MeasuredEvidence()
     var unverified: [String] = []
     var status: EvidenceStatus?
+}
+
+/// The inventory's `evidence.url` and `evidence.password`, once it is loaded: the store every
+/// later step of the command uses unless `--evidence` names another (one command per process).
+enum InventoryEvidence {
+    static let selected = Mutex<(url: String?, password: SecretRef?)>((nil, nil))
 }

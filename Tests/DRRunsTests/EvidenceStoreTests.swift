@@ -29,7 +29,7 @@ struct EvidenceStoreTests {
         let path = dir.path + "/old.sqlite"
         do {
             let queue = try DatabaseQueue(path: path)
-            try EvidenceStore.migrator.migrate(queue, upTo: "v2")
+            try SQLiteEvidence.migrator.migrate(queue, upTo: "v2")
             try queue.write { db in
                 try db.execute(sql: "INSERT INTO runs (id, kind, job, engine, host, pid, started_at, status) VALUES ('r1', 'backup', 'nightly', 'builtin', 'h', 1, '2026-11-30T10:00:00.000Z', 'success')")
             }

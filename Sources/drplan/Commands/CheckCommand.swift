@@ -66,7 +66,7 @@ struct CheckCommand: ParsableCommand {
         // A restore test reads only what it samples: a flipped bit elsewhere waits for a read of
         // the whole repository (docs/repository-format.md, "Check").
         let ownRepositories = result.inventory.jobs.contains { j in j.targets.contains { t in [.builtin, .sqlite, .pgDump].contains(j.engine(for: t)) } }
-        if ownRepositories, FileManager.default.fileExists(atPath: global.evidencePath), !global.quiet, format == .text, output == nil {
+        if ownRepositories, !global.quiet, try global.readStore() != nil, format == .text, output == nil {
             Console.error("drplan: note: restore tests read only the files they sample; run 'drplan check-repository --read-data-subset 1/30' daily (or --read-data monthly) so that every stored object is read and checked over time")
         }
         if !result.passed { throw CommandFailure(status: .findings) }

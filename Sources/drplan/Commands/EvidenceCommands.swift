@@ -72,12 +72,13 @@ struct EvidenceVerifyCommand: ParsableCommand {
             if !verdict.intact { throw CommandFailure(status: .findings) }
             return
         }
-        guard FileManager.default.fileExists(atPath: global.evidencePath) else {
-            Console.error("drplan: error: no evidence store at \(global.evidencePath); record runs with 'drplan backup' first, or pass --evidence")
+        try global.learnEvidenceLocation()
+        guard let store = try global.readStore() else {
+            Console.error("drplan: error: no evidence store at \(global.evidenceDisplay); record runs with 'drplan backup' first, or pass --evidence")
             throw CommandFailure(status: .environment)
         }
         let v: StoreVerification
-        do { v = try EvidenceStore.reading(global.evidencePath).verification(key: publicKey) } catch {
+        do { v = try store.verification(key: publicKey) } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
         }
@@ -90,11 +91,11 @@ struct EvidenceVerifyCommand: ParsableCommand {
             if v.unanchored > 0 { facts.append("\(v.unanchored) entr\(v.unanchored == 1 ? "y" : "ies") after the last checkpoint") }
         }
         if v.problems.isEmpty {
-            if !global.quiet { Console.out("ok: the audit log of \(global.evidencePath) is intact and every run matches it; " + facts.joined(separator: "; ")) }
+            if !global.quiet { Console.out("ok: the audit log of \(store.path) is intact and every run matches it; " + facts.joined(separator: "; ")) }
             return
         }
-        for p in v.problems { Console.error("drplan: \(global.evidencePath): \(p)") }
-        Console.out("FAILED: the evidence of \(global.evidencePath) has \(v.problems.count) problem(s); " + facts.joined(separator: "; "))
+        for p in v.problems { Console.error("drplan: \(store.path): \(p)") }
+        Console.out("FAILED: the evidence of \(store.path) has \(v.problems.count) problem(s); " + facts.joined(separator: "; "))
         throw CommandFailure(status: .findings)
     }
 }

@@ -41,9 +41,8 @@ struct MetricsCommand: ParsableCommand {
         let result = try Loaders.check(global, evaluation, inventory: inventory)
         var runs: [RunRecord] = []
         var checks: [EvidenceStore.StorageCheck] = []
-        if FileManager.default.fileExists(atPath: global.evidencePath) {
+        if let store = try global.readStore() {
             do {
-                let store = try EvidenceStore.reading(global.evidencePath)
                 runs = try store.runs()
                 checks = try store.storageChecks()
             } catch {

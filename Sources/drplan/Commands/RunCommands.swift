@@ -41,10 +41,15 @@ struct BackupCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames(jobs, among: inventory.jobs.map(\.id), what: "job")
+        let chosen = try Self.hostJobs(jobs, inventory)
+        if chosen.isEmpty, !inventory.hosts.isEmpty {
+            if !global.quiet { Console.error("drplan: no job of this inventory runs on host '\(ThisHost.name)' (its hosts: \(inventory.hosts.joined(separator: ", "))); pass --host NAME to act as another") }
+            return
+        }
         var runner = try global.runner(inventory)
         runner.progress = progress.sink(quiet: global.quiet)
         let dueAt = due ? Date(timeIntervalSince1970: TimeInterval(global.instant().seconds)) : nil
-        let records = try global.recording { () throws(EvidenceError) in try runner.backup(jobs: jobs, due: dueAt) }
+        let records = try global.recording { () throws(EvidenceError) in try runner.backup(jobs: chosen, due: dueAt) }
         if records.isEmpty, !global.quiet { Console.error(due ? "drplan: nothing is due" : "drplan: no job has a source drplan writes; nothing to back up") }
         // monitoring.metrics_file: refreshed after the runs, so a scrape sees this run. A file
         // that cannot be written is said; the backups themselves are done.
@@ -60,6 +65,25 @@ struct BackupCommand: ParsableCommand {
         }
         if records.contains(where: \.missingTool) { throw CommandFailure(status: .environment) }
         if records.contains(where: { $0.status != .success }) { throw CommandFailure(status: .findings) }
+    }
+}
+
+extension BackupCommand {
+    /// The jobs this host runs: those named (each must be this host's), else every runnable
+    /// job whose `host` is this one or unset. Never empty by accident: an empty result means
+    /// nothing, not "every job".
+    static func hostJobs(_ names: [String], _ inventory: Inventory) throws(CommandFailure) -> [String] {
+        let here = ThisHost.name
+        if !names.isEmpty {
+            for n in names {
+                if let job = inventory.jobs.first(where: { $0.id == n }), let h = inventory.host(of: job), h != here {
+                    Console.error("drplan: error: job '\(n)' runs on host '\(h)', and this is '\(here)'; run it there, or pass --host \(h)")
+                    throw CommandFailure(status: .badInput)
+                }
+            }
+            return names
+        }
+        return Runner.backupCandidates(inventory).filter { inventory.runs($0, on: here) }.map(\.id)
     }
 }
 
@@ -105,11 +129,26 @@ struct RestoreTestCommand: ParsableCommand {
         let inventory = try global.loadInventory()
         try checkNames(tests, among: inventory.restoreTests.map(\.id), what: "restore test")
         if let from { try checkNames([from], among: inventory.storage.map(\.id), what: "storage") }
+        // A restore test restores on the host that runs its job (into that host's scratch space).
+        let here = ThisHost.name
+        let jobsHere = Set(inventory.jobs.filter { inventory.runs($0, on: here) }.map(\.id))
+        for t in tests {
+            if let test = inventory.restoreTests.first(where: { $0.id == t }), !jobsHere.contains(test.job),
+               let job = inventory.jobs.first(where: { $0.id == test.job }), let h = inventory.host(of: job) {
+                Console.error("drplan: error: restore test '\(t)' tests job '\(test.job)', which runs on host '\(h)', and this is '\(here)'; run it there, or pass --host \(h)")
+                throw CommandFailure(status: .badInput)
+            }
+        }
+        let chosen = tests.isEmpty ? inventory.restoreTests.filter { jobsHere.contains($0.job) }.map(\.id) : tests
+        if chosen.isEmpty, !inventory.restoreTests.isEmpty {
+            if !global.quiet { Console.error("drplan: no restore test of this inventory tests a job of host '\(here)'; pass --host NAME to act as another") }
+            return
+        }
         var runner = try global.runner(inventory)
         runner.progress = progress.sink(quiet: global.quiet)
         let chosenSample = sample.flatMap(Runner.Sample.parse), chosenSeed = seed ?? UInt64(Date().timeIntervalSince1970)
         let results = try global.recording { () throws(EvidenceError) in
-            try runner.restoreTest(tests: tests, sample: chosenSample, seed: chosenSeed, keep: keep, from: from,
+            try runner.restoreTest(tests: chosen, sample: chosenSample, seed: chosenSeed, keep: keep, from: from,
                                    due: due ? Date(timeIntervalSince1970: TimeInterval(global.instant().seconds)) : nil)
         }
         for (_, kept) in results { if let kept { Console.out(kept) } }
@@ -147,10 +186,11 @@ struct HistoryCommand: ParsableCommand {
     func run() throws {
         global.apply()
         var runs: [RunRecord] = []
-        if FileManager.default.fileExists(atPath: global.evidencePath) {
+        try global.learnEvidenceLocation()
+        if let store = try global.readStore() {
             do {
                 let sinceDate = since.flatMap { try? Timestamp.parse($0) }.map { Date(timeIntervalSince1970: TimeInterval($0.seconds)) }
-                runs = try EvidenceStore.reading(global.evidencePath).runs(job: job, since: sinceDate)
+                runs = try store.runs(job: job, since: sinceDate, host: global.host)
             } catch {
                 Console.error("drplan: error: \(error.message)")
                 throw CommandFailure(status: .environment)
@@ -171,9 +211,11 @@ struct HistoryCommand: ParsableCommand {
             }
             Console.out(JSONWriter().string(.object([("runs", .list(list))])))
         case .text:
-            if runs.isEmpty { Console.out("no runs recorded in \(global.evidencePath)"); return }
+            if runs.isEmpty { Console.out("no runs recorded in \(global.evidenceDisplay)"); return }
+            // A fleet's store: each line says which host ran it.
+            let manyHosts = Set(runs.map(\.host)).count > 1
             for r in runs {
-                let what = r.kind == .restoreTest ? "restore-test \(r.restoreTest ?? "?")" : "\(r.kind.rawValue) \(r.job ?? "?")"
+                let what = (r.kind == .restoreTest ? "restore-test \(r.restoreTest ?? "?")" : "\(r.kind.rawValue) \(r.job ?? "?")") + (manyHosts ? " on \(r.host)" : "")
                 Console.out("\(Timestamp(r.startedAt).description.prefix(19))  \(r.status.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(what) → \(r.storage ?? "-")  \(r.files) files, \(r.bytesRead) read, \(r.bytesWritten) written, \(r.verifiedBytes) verified" + (r.error.map { "  error: \($0)" } ?? ""))
             }
         }

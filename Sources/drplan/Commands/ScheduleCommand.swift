@@ -59,7 +59,9 @@ struct ScheduleCommand: ParsableCommand {
         global.apply()
         let inventory = try global.loadInventory()
         try checkNames(jobs, among: inventory.jobs.map(\.id), what: "job")
-        let selected = jobs.isEmpty ? Runner.runnableJobs(inventory) : jobs.compactMap { n in inventory.jobs.first { $0.id == n } }
+        // A fleet's inventory names each job's host: this machine installs only its own.
+        let selected = jobs.isEmpty ? Runner.runnableJobs(inventory).filter { inventory.runs($0, on: ThisHost.name) }
+            : jobs.compactMap { n in inventory.jobs.first { $0.id == n } }
         let now = global.instant()
         if list {
             for job in selected {
@@ -137,7 +139,8 @@ struct ScheduleCommand: ParsableCommand {
         let exe = try Self.executablePath()
         let inventories = global.inventoryPaths.map(absolute)
         let workDir = absolute(global.baseDirectory)
-        let extra = global.evidence.map { ["--evidence", absolute($0)] } ?? []
+        var extra = global.evidence.map { ["--evidence", PostgresLocation.isURL($0) ? $0 : absolute($0)] } ?? []
+        if let host = global.host { extra += ["--host", host] }
         return { job in Invocation(executable: exe, inventories: inventories, workingDirectory: workDir, job: job, extraArguments: extra) }
     }
 

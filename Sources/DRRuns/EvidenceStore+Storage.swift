@@ -1,0 +1,102 @@
+import CEL
+import DRFacts
+import DRInventory
+import Foundation
+
+/// What the store remembers of repositories and storage apart from runs: the snapshots each
+/// repository was seen to hold, and measurements (Object Lock, capacity, free space).
+extension EvidenceStore {
+    /// Compares what a repository lists with what the evidence saw it hold: records the new
+    /// snapshots, and returns those seen before, never forgotten by a prune, and now gone.
+    public func reconcileSnapshots(repository: String, storage: String, listed: Set<String>) throws(EvidenceError) -> [(snapshot: String, firstSeen: String)] {
+        try write { tx throws(EvidenceError) in
+            var vanished: [(String, String)] = []
+            for row in try tx.rows("SELECT snapshot, first_seen FROM repository_snapshots WHERE repository = ? AND forgotten_at IS NULL", [.text(repository)]) {
+                let id = try row.text("snapshot")
+                if !listed.contains(id) { vanished.append((id, try row.text("first_seen"))) }
+            }
+            let now = Self.iso(Date())
+            for id in listed.sorted() {
+                try tx.execute("INSERT INTO repository_snapshots (repository, storage, snapshot, first_seen) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                               [.text(repository), .text(storage), .text(id), .text(now)])
+            }
+            for (id, _) in vanished {
+                try Self.append(tx, "snapshot.vanished", ["repository": repository, "storage": storage, "snapshot": id])
+            }
+            return vanished
+        }
+    }
+
+    /// Records that drplan itself removed these snapshots (prune, repair), so that their
+    /// absence is expected.
+    public func forgetSnapshots(repository: String, _ ids: [String]) throws(EvidenceError) {
+        try write { tx throws(EvidenceError) in
+            for id in ids {
+                try tx.execute("UPDATE repository_snapshots SET forgotten_at = ? WHERE repository = ? AND snapshot = ?", [.text(Self.iso(Date())), .text(repository), .text(id)])
+            }
+            if !ids.isEmpty { try Self.append(tx, "snapshots.forgotten", ["repository": repository, "snapshots": ids.sorted().joined(separator: " "), "count": String(ids.count)]) }
+        }
+    }
+
+    /// Records one measurement of a storage (`kind`: `object_lock` or `capacity`); an Object
+    /// Lock check is also audited.
+    public func recordStorageCheck(storage: String, kind: String, ok: Bool, detail: String, run: String?, at: Date = Date(),
+                                   bytes: Int64? = nil, objects: Int? = nil) throws(EvidenceError) {
+        try write { tx throws(EvidenceError) in
+            try tx.execute("INSERT INTO storage_checks (storage, kind, at, ok, detail, run_id, bytes, objects) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [.text(storage), .text(kind), .text(Self.iso(at)), .int(ok ? 1 : 0), .text(detail), Self.opt(run),
+                            bytes.map(SQLValue.int) ?? .null, objects.map { .int(Int64($0)) } ?? .null])
+            if kind == "object_lock" { try Self.append(tx, "storage.\(kind).\(ok ? "verified" : "failed")", ["storage": storage, "detail": detail, "run": run ?? ""]) }
+        }
+    }
+
+    /// Records a filesystem measurement (kind `filesystem`): free bytes in `bytes`, total
+    /// bytes in `objects`, so that stores written before it need no migration to be read.
+    public func recordFilesystem(storage: String, _ space: FilesystemSpace.Space, run: String?, at: Date = Date()) throws(EvidenceError) {
+        try recordStorageCheck(storage: storage, kind: "filesystem", ok: true, detail: "", run: run, at: at, bytes: space.free, objects: Int(space.total))
+    }
+
+    /// Storage checks, oldest first, up to an instant.
+    public struct StorageCheck: Sendable {
+        public var storage: String, kind: String, at: Date, ok: Bool, detail: String
+        public var bytes: Int64?, objects: Int64?
+    }
+
+    public func storageChecks(until: Date? = nil) throws(EvidenceError) -> [StorageCheck] {
+        try read { tx throws(EvidenceError) in try Self.storageChecks(tx, until: until) }
+    }
+
+    static func storageChecks(_ tx: any EvidenceSQL, until: Date?) throws(EvidenceError) -> [StorageCheck] {
+        var out: [StorageCheck] = []
+        for row in try tx.rows("SELECT storage, kind, at, ok, detail, bytes, objects FROM storage_checks WHERE at <= ? ORDER BY seq", [.text(iso(until ?? .distantFuture))]) {
+            guard let at = date(try row.text("at")) else { continue }
+            out.append(StorageCheck(storage: try row.text("storage"), kind: try row.text("kind"), at: at, ok: try row.int("ok") != 0, detail: try row.text("detail"),
+                                    bytes: try row.optionalInt("bytes"), objects: try row.optionalInt("objects")))
+        }
+        return out
+    }
+
+    /// Everything the facts measure from this store: runs and storage checks, up to `until`.
+    /// `runs`: the store's runs when the caller has read them already (an export measures
+    /// the start and the end of a period from one read).
+    public func measured(until: Date? = nil, runs read: [RunRecord]? = nil) throws(EvidenceError) -> MeasuredEvidence {
+        let all: [RunRecord]
+        if let read { all = read } else { all = try runs() }
+        let runs = all.filter { r in until.map { r.startedAt <= $0 } ?? true }
+        var m = MeasuredEvidence(runs: runs)
+        m.store = MeasuredEvidence.Store(chainStarted: try chainStart().map(Timestamp.init), oldestRun: runs.first.map { Timestamp($0.startedAt) }, runs: runs.count)
+        for c in try storageChecks(until: until) {
+            switch c.kind {
+            case "object_lock": m.recordLockCheck(storage: c.storage, MeasuredEvidence.LockCheck(at: Timestamp(c.at), ok: c.ok, detail: c.detail))
+            case "capacity":
+                if let b = c.bytes, let o = c.objects {
+                    m.capacity[c.storage] = .init(at: Timestamp(c.at), bytes: b, objects: o)
+                    m.sizeHistory[c.storage, default: []].append(.init(at: Timestamp(c.at), bytes: b))
+                }
+            case "filesystem": if let free = c.bytes, let total = c.objects { m.filesystems[c.storage] = .init(at: Timestamp(c.at), free: free, total: total) }
+            default: continue
+            }
+        }
+        return m
+    }
+}

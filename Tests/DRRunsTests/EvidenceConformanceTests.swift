@@ -1,0 +1,234 @@
+import Crypto
+import Foundation
+import Testing
+import TestSupport
+@testable import DRRuns
+
+/// One suite over every evidence database: SQLite in a temporary file, and a fresh database
+/// on the real PostgreSQL server `.ci/postgres.sh` starts. Each behaviour the store promises
+/// (runs, per-host interruption, leases, one unforked chain, read-only reads, append-only
+/// log, checkpoints, copying) is checked on both, by the same code.
+@Suite("Evidence store conformance")
+struct EvidenceConformanceTests {
+    enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case sqlite, postgresql
+        var testDescription: String { rawValue }
+    }
+
+    /// Where one test's store lives; nil (after a printed skip) when the backend is missing.
+    struct Place: @unchecked Sendable {
+        let location: String
+        let password: String?
+        let server: PostgresServer?
+        let dir: TempDir
+        func open(host: String = "host-a") throws -> EvidenceStore { try EvidenceStore(path: location, password: password, host: host) }
+        func reading() throws -> EvidenceStore { try EvidenceStore.reading(location, password: password) }
+    }
+
+    static func place(_ b: Backend) throws -> Place? {
+        let dir = try TempDir()
+        switch b {
+        case .sqlite: return Place(location: dir.path + "/evidence.sqlite", password: nil, server: nil, dir: dir)
+        case .postgresql:
+            guard let server = PostgresServer.fromEnvironment() else {
+                _ = Tools.skip("evidence conformance on PostgreSQL", because: "no PostgreSQL server and psql (start one with: eval \"$(bash .ci/postgres.sh start /tmp/drplan-pg)\")") { Issue.record(Comment(rawValue: $0)) }
+                return nil
+            }
+            return Place(location: try server.freshDatabase(), password: server.password, server: server, dir: dir)
+        }
+    }
+
+    @Test("runs are recorded with every field and read back, per host and in total", arguments: Backend.allCases)
+    func runs(_ b: Backend) throws {
+        guard let p = try Self.place(b) else { return }
+        defer { p.dir.cleanup() }
+        let a = try p.open(host: "host-a"), other = try p.open(host: "host-b")
+        var run = try a.begin(RunRecord(kind: .backup, job: "nightly", asset: "docs", engine: "builtin", storage: "nas", host: "host-a"))
+        run.status = .success; run.bytesRead = 1000; run.bytesWritten = 400; run.files = 3; run.snapshot = "abc123"
+        run.output = String(repeating: "x", count: EvidenceStore.outputLimit + 10)
+        try a.finish(run)
+        var r2 = try other.begin(RunRecord(kind: .backup, job: "db", engine: "builtin", storage: "nas", host: "host-b"))
+        r2.status = .failed; r2.error = "disk full"
+        try other.finish(r2)
+        let reader = try p.reading()
+        let all = try reader.runs()
+        #expect(all.count == 2)
+        let back = try #require(all.first { $0.id == run.id })
+        #expect(back.status == .success && back.bytesWritten == 400 && back.snapshot == "abc123" && back.asset == "docs" && back.host == "host-a")
+        #expect(back.output?.count == EvidenceStore.outputLimit)
+        #expect(try reader.runs(host: "host-b").map(\.id) == [r2.id])
+        #expect(try reader.runs(job: "db").first?.error == "disk full")
+        let v = try reader.verification(key: nil)
+        #expect(v.problems.isEmpty)
+        #expect(v.head.seq == 4)
+    }
+
+    @Test("a job's lock is held across hosts; a lapsed lease of another host is taken over and audited", arguments: Backend.allCases)
+    func leases(_ b: Backend) throws {
+        guard let p = try Self.place(b) else { return }
+        defer { p.dir.cleanup() }
+        let a = try p.open(host: "host-a"), other = try p.open(host: "host-b")
+        let held = try a.begin(RunRecord(kind: .backup, job: "nightly", engine: "builtin", storage: "nas", host: "host-a"))
+        do {
+            _ = try other.begin(RunRecord(kind: .backup, job: "nightly", engine: "builtin", storage: "nas", host: "host-b"))
+            Issue.record("host-b took a lock host-a holds")
+        } catch {
+            #expect(error.kind == .locked)
+            #expect(error.message.contains(held.id) && error.message.contains("host-a"))
+        }
+        // host-a stops renewing (crashed): past the lease, host-b takes the job over.
+        other.leaseDuration = 0.5
+        Thread.sleep(forTimeInterval: 1.2)
+        let taken = try other.begin(RunRecord(kind: .backup, job: "nightly", engine: "builtin", storage: "nas", host: "host-b"))
+        try other.finish(taken)
+        let events = try p.reading().audit(fromSeq: 0).map(\.event)
+        #expect(events.contains("lock.broken"))
+    }
+
+    @Test("a host marks only its own dead runs interrupted, when it next starts", arguments: Backend.allCases)
+    func interruptedPerHost(_ b: Backend) throws {
+        guard let p = try Self.place(b) else { return }
+        defer { p.dir.cleanup() }
+        let dead = try Self.deadPid()
+        let a = try p.open(host: "host-a")
+        for h in ["host-a", "host-b"] {
+            _ = try a.begin(RunRecord(kind: .backup, job: "job-\(h)", engine: "builtin", storage: "nas", host: h, pid: dead))
+        }
+        _ = try p.open(host: "host-b")   // host-b's start: its own run (its pid is gone here) is interrupted
+        let runs = try p.reading().runs()
+        #expect(runs.first { $0.host == "host-b" }?.status == .interrupted)
+        // host-a's run is left running for host-a to judge (a reader on host-b cannot ask).
+        #expect(try EvidenceStore.readingIfPresent(p.location, password: p.password).map { _ in true } == true)
+        let raw = try p.open(host: "host-c").runs()
+        #expect(raw.first { $0.host == "host-a" }?.status == .running)
+        _ = try p.open(host: "host-a")
+        #expect(try p.reading().runs().allSatisfy { $0.status == .interrupted })
+        #expect(try p.reading().verification(key: nil).problems.isEmpty)
+    }
+
+    @Test("concurrent writers on separate connections never fork the chain", arguments: Backend.allCases)
+    func concurrentChain(_ b: Backend) throws {
+        guard let p = try Self.place(b) else { return }
+        defer { p.dir.cleanup() }
+        _ = try p.open()
+        let writers = 8, each = 25
+        let failures = LockedCounter()
+        DispatchQueue.concurrentPerform(iterations: writers) { w in
+            do {
+                let store = try p.open(host: "host-\(w)")
+                for i in 0..<each {
+                    var run = try store.begin(RunRecord(kind: .backup, job: "job-\(w)", engine: "builtin", storage: "nas", host: "host-\(w)"))
+                    run.status = .success; run.files = Int64(i)
+                    try store.finish(run)
+                }
+            } catch { failures.add("\(error)") }
+        }
+        #expect(failures.values.isEmpty, "\(failures.values)")
+        let reader = try p.reading()
+        let v = try reader.verification(key: nil)
+        #expect(v.problems.isEmpty)
+        #expect(v.head.seq == Int64(writers * each * 2))
+        #expect(try reader.runs().count == writers * each)
+    }
+
+    @Test("reading never creates, migrates or marks: a place with no store reads as none", arguments: Backend.allCases)
+    func readOnly(_ b: Backend) throws {
+        guard let p = try Self.place(b) else { return }
+        defer { p.dir.cleanup() }
+        #expect(try EvidenceStore.readingIfPresent(p.location, password: p.password) == nil)
+        #expect(try EvidenceStore.readingIfPresent(p.location, password: p.password) == nil)
+        if let server = p.server, let db = p.location.split(separator: "/").last {
+            #expect(try server.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", database: String(db)) == "0")
+        } else {
+            #expect(!FileManager.default.fileExists(atPath: p.location))
+        }
+        let store = try p.open()
+        _ = try store.begin(RunRecord(kind: .backup, job: "j", engine: "builtin", storage: "s", pid: try Self.deadPid()))
+        let reader = try p.reading()
+        #expect(try reader.runs().first?.status == .interrupted)   // shown so…
+        #expect(throws: EvidenceError.self) { _ = try reader.begin(RunRecord(kind: .backup, job: "k", engine: "builtin", storage: "s")) }
+        #expect(try p.open(host: "elsewhere").runs().first?.status == .running)   // …but not written
+    }
+
+    @Test("the audit log refuses updates and deletes from the database itself", arguments: Backend.allCases)
+    func appendOnly(_ b: Backend) throws {
+        guard let p = try Self.place(b) else { return }
+        defer { p.dir.cleanup() }
+        let store = try p.open()
+        try store.audit("test.event", ["k": "v"])
+        for sql in ["UPDATE audit SET event = 'x'", "DELETE FROM audit"] {
+            #expect(throws: EvidenceError.self) { try store.write { tx throws(EvidenceError) in try tx.execute(sql) } }
+        }
+        #expect(try store.verifyAudit().isEmpty)
+    }
+
+    @Test("signed checkpoints anchor the chain, and a checkpoint that disagrees is caught", arguments: Backend.allCases)
+    func checkpoints(_ b: Backend) throws {
+        guard let p = try Self.place(b) else { return }
+        defer { p.dir.cleanup() }
+        let key = Curve25519.Signing.PrivateKey()
+        let store = try p.open()
+        try store.useSigningKey(key)
+        var run = try store.begin(RunRecord(kind: .backup, job: "j", engine: "builtin", storage: "s"))
+        run.status = .success
+        try store.finish(run)
+        let v = try p.reading().verification(key: key.publicKey)
+        #expect(v.problems.isEmpty)
+        #expect(v.state == .verifiedSigned)
+        #expect(v.checkpoints.last?.seq == v.head.seq)
+        // A checkpoint signed by another key is named.
+        let forged = try Checkpoints.sign(seq: v.head.seq, head: v.head.hash, at: Date(), with: Curve25519.Signing.PrivateKey())
+        try store.db.appendCheckpoint(forged)
+        #expect(try p.reading().verification(key: key.publicKey).problems.contains { $0.contains("not by the key given") })
+    }
+
+    @Test("a store copied to the other database keeps its chain, runs and checkpoints, and verifies", arguments: Backend.allCases)
+    func copy(_ b: Backend) throws {
+        guard let from = try Self.place(b), let to = try Self.place(b == .sqlite ? .postgresql : .sqlite) else { return }
+        defer { from.dir.cleanup(); to.dir.cleanup() }
+        let key = Curve25519.Signing.PrivateKey()
+        let store = try from.open()
+        try store.useSigningKey(key)
+        for i in 0..<5 {
+            var run = try store.begin(RunRecord(kind: .backup, job: "j\(i % 2)", engine: "builtin", storage: "s"))
+            run.status = .success; run.snapshot = "snap\(i)"
+            try store.finish(run)
+        }
+        try store.recordStorageCheck(storage: "s", kind: "capacity", ok: true, detail: "", run: nil, bytes: 10, objects: 2)
+        _ = try store.reconcileSnapshots(repository: "r", storage: "s", listed: ["snap1"])
+        let source = try from.reading()
+        let result = try EvidenceStore.copy(from: source, to: to.location, password: to.password)
+        let sourceSeq = try source.auditHead().seq
+        #expect(result.runs == 5 && result.entries == sourceSeq && result.checkpoints > 0)
+        let copied = try to.reading()
+        let v = try copied.verification(key: key.publicKey)
+        #expect(v.problems.isEmpty)
+        let sourceHead = try source.verification(key: nil).head
+        #expect(v.head == sourceHead)
+        #expect(try copied.runs().map(\.id) == source.runs().map(\.id))
+        #expect(try copied.storageChecks().count == 1)
+        // The copy goes on: a new run chains onto the copied head.
+        let next = try to.open()
+        try next.finish(try next.begin(RunRecord(kind: .backup, job: "j9", engine: "builtin", storage: "s")))
+        #expect(try to.reading().verification(key: nil).problems.isEmpty)
+        // A destination that already holds evidence is refused: nothing is merged or replaced.
+        #expect(throws: EvidenceError.self) { _ = try EvidenceStore.copy(from: source, to: to.location, password: to.password) }
+    }
+
+    /// A pid that no process has: a child that has exited.
+    static func deadPid() throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        p.waitUntilExit()
+        return p.processIdentifier
+    }
+}
+
+/// Errors gathered from concurrent workers.
+final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [String] = []
+    func add(_ s: String) { lock.lock(); list.append(s); lock.unlock() }
+    var values: [String] { lock.lock(); defer { lock.unlock() }; return list }
+}

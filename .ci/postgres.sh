@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts a throwaway PostgreSQL cluster on a loopback port for the pg_dump tests, and prints
 # the environment the tests read. Usage: eval "$(bash .ci/postgres.sh start DIR)"; later
-# bash .ci/postgres.sh stop DIR. As root the server runs as the 'postgres' user (PostgreSQL
+# bash .ci/postgres.sh stop DIR (halt DIR and resume DIR stop and restart it, data kept). As root the server runs as the 'postgres' user (PostgreSQL
 # refuses to run as root). Password authentication is on, so the secret path is exercised.
 set -euo pipefail
 cmd="$1"; dir="$2"
@@ -21,8 +21,17 @@ case "$cmd" in
       -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null; then
       echo "PostgreSQL did not start; its log:" >&2; cat "$dir/server.log" >&2; exit 1
     fi
+    echo "$port" > "$dir/port"
     echo "export DRPLAN_PG_DSN=postgresql://drplan@127.0.0.1:$port/postgres"
     echo "export DRPLAN_PG_PASSWORD=drplan-ci-password"
+    ;;
+  halt)
+    # Kills the server as a crash would (the data stays): tests of a store that dies mid-run.
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null
+    ;;
+  resume)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+      -o "-p $(cat "$dir/port") -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
     ;;
   stop)
     as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true

@@ -7,6 +7,27 @@ extension FactDeriver {
     /// How long a job may go without a success on a target before DR605 calls runs missed.
     func maxAge(_ j: Job) -> Int64 { analyzer.maxAge(j) }
 
+    /// Each host the inventory names (`host:` on jobs and assets): its jobs, when it last
+    /// recorded any run, and whether it has stopped reporting, that is recorded nothing
+    /// within the shortest `max_age` of its jobs (a live host would at least have recorded
+    /// its most frequent job's run, failed or not).
+    /// Hosts the store holds runs of but the inventory does not name (`declared: false`: a
+    /// machine that runs the jobs naming no host, or a host renamed) are listed, not judged.
+    func hostFacts() -> [Value] {
+        let declared = Set(inv.hosts)
+        return (declared.union(measured.hostLastRun.keys)).sorted().map { h in
+            let jobs = declared.contains(h) ? inv.jobs.filter { inv.host(of: $0) == h } : []
+            let window = jobs.map(maxAge).min() ?? 0
+            let last = measured.hostLastRun[h]
+            let stopped = declared.contains(h) && (last.map { now.seconds - $0.seconds > window } ?? true)
+            return .object([
+                ("name", .string(h)), ("declared", .bool(declared.contains(h))), ("jobs", .list(jobs.map { .string($0.id) })),
+                ("last_run", opt(last, Value.timestamp)), ("runs", .int(Int64(measured.hostRuns[h] ?? 0))),
+                ("max_age", dur(TimeSpan(seconds: window))), ("stopped_reporting", .bool(stopped)),
+            ])
+        }
+    }
+
     /// Fire times of the job's schedule after `since` and up to now, counted up to 10,000.
     func missedRuns(_ j: Job, since: Timestamp) -> Int { j.schedule.fires(after: since, through: now) }
 

@@ -88,6 +88,7 @@ public struct FactDeriver {
             facts.evidence = [.object([
                 ("id", .string("evidence")), ("chain_started", opt(s?.chainStarted, Value.timestamp)), ("oldest_run", opt(s?.oldestRun, Value.timestamp)),
                 ("runs", .int(Int64(s?.runs ?? 0))), ("first_run", opt(inv.evidence.firstRun, Value.timestamp)), ("retention", dur(inv.policy.evidenceRetention)),
+                ("hosts", .list(hostFacts())),
             ])]
         }
         facts.assets = withRecoveryOrder(facts.assets)

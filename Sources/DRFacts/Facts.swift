@@ -21,6 +21,11 @@ public struct MeasuredEvidence: Sendable {
     /// Per job and target (`key(job:target:)`): each copy's own evidence.
     public var targets: [String: JobRun] = [:]
     public var tests: [String: TestRun] = [:]
+    /// When each host last recorded a run of any kind and outcome (fleets: a host that
+    /// stopped reporting, DR607).
+    public var hostLastRun: [String: Timestamp] = [:]
+    /// How many runs each host recorded.
+    public var hostRuns: [String: Int] = [:]
     /// Jobs whose runs name their asset: their copies are judged per asset only (older runs,
     /// and a command job's, cover every asset of the job at once).
     public var jobsWithAssetRuns = Set<String>()

@@ -1104,6 +1104,71 @@ rules:
           runs:
             - { job: j, target: nas, status: failed, at: 2026-11-22T00:10:00Z }
           findings: [j/nas]
+
+  - id: DR607
+    name: host-reporting
+    title: Every host of the fleet is still recording runs
+    severity: high
+    subject: evidence
+    each: "evidence.hosts"
+    as: host
+    related: "host.name"
+    when:
+      - { expr: "evidence.runs > 0", reason: "not measured: the evidence store holds no run yet" }
+    assert: "!host.declared || !host.stopped_reporting"
+    message: "host {{host.name}} has recorded no run within {{host.max_age}}, the shortest max_age of its jobs ({{host.jobs}}); its last run started {{host.last_run}}: the machine, its timer or its connection to the evidence store has stopped"
+    controls:
+      - "iso27001:A.8.16 Monitoring activities"
+      - "nist-800-53:CP-9 System Backup"
+      - "soc2:CC7.2 System components are monitored for anomalies"
+    rationale: >-
+      In a fleet each host backs up its own data into one shared evidence store. A host that
+      burned, was reinstalled without its timer, or lost its route to the store records
+      nothing, and nothing fails. Its jobs' own findings (DR605) say which copies are stale;
+      this says which machine went quiet. A host names its jobs with `host:` on the jobs or
+      their assets; it has stopped reporting when it recorded no run, of any kind or outcome,
+      within the shortest monitoring.max_age of its jobs.
+    examples:
+      pass:
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq, host: db1 }, { id: web, kind: server, site: hq, host: web1 }]
+            jobs: [{ id: j1, assets: [db], schedule: "@daily", targets: [nas] }, { id: j2, assets: [web], schedule: "@weekly", targets: [nas] }]
+          evidence_store: { runs: 2 }
+          runs:
+            - { job: j1, target: nas, status: failed, at: 2026-11-21T23:10:00Z, host: db1 }
+            - { job: j2, target: nas, status: success, at: 2026-11-16T00:10:00Z, host: web1 }
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq, host: db1 }]
+            jobs: [{ id: j1, assets: [db], schedule: "@daily", targets: [nas] }]
+          evidence_store: { runs: 0 }
+      fail:
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq, host: db1 }, { id: web, kind: server, site: hq }]
+            jobs: [{ id: j1, assets: [db], schedule: "@daily", targets: [nas] }, { id: j2, assets: [web], schedule: "@daily", targets: [nas], host: web1 }]
+          evidence_store: { runs: 2 }
+          runs:
+            - { job: j1, target: nas, status: success, at: 2026-11-18T00:10:00Z, host: db1 }
+            - { job: j2, target: nas, status: success, at: 2026-11-22T00:10:00Z, host: web1 }
+          findings: [evidence/db1]
+        - now: 2026-11-22T06:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq, host: db1 }, { id: web, kind: server, site: hq, host: web1 }]
+            jobs: [{ id: j1, assets: [db], schedule: "@daily", targets: [nas] }, { id: j2, assets: [web], schedule: "@daily", targets: [nas] }]
+          evidence_store: { runs: 1 }
+          runs:
+            - { job: j1, target: nas, status: success, at: 2026-11-22T00:10:00Z, host: db1 }
+          findings: [evidence/web1]
 """###),
         ("policies/protection.yaml", ###"""
 # Copies and protection: 3-2-1-1-0 (three copies, two media, one offsite, one immutable or

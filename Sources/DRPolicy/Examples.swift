@@ -23,7 +23,10 @@ public enum RuleExamples {
                 continue
             }
             var measured = MeasuredEvidence()
-            for r in ex.runs { measured.record(job: r.job, target: r.target, at: r.at, success: r.success) }
+            for r in ex.runs {
+                measured.record(job: r.job, target: r.target, at: r.at, success: r.success)
+                if let h = r.host, measured.hostLastRun[h].map({ r.at > $0 }) ?? true { measured.hostLastRun[h] = r.at }
+            }
             measured.store = ex.store
             for r in ex.restoreRuns { measured.recordRestore(job: r.job, target: r.target, at: r.at, success: r.success) }
             for c in ex.sizes {

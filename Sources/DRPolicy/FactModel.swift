@@ -78,7 +78,9 @@ public enum FactModel {
         "plan": ["id": .string, "declared": .bool, "approved_by": .string, "approved_on": .timestamp, "review_every": .duration,
                  "contacts": .int, "out_of_band_contacts": .int, "emergency_mode": .string,
                  "state_assets": strings, "state_offsite": .bool],
-        "evidence": ["id": .string, "chain_started": .timestamp, "oldest_run": .timestamp, "runs": .int, "first_run": .timestamp, "retention": .duration],
+        "evidence": ["id": .string, "chain_started": .timestamp, "oldest_run": .timestamp, "runs": .int, "first_run": .timestamp, "retention": .duration,
+                     "hosts": .list(.object("host"))],
+        "host": ["name": .string, "declared": .bool, "jobs": .list(.string), "last_run": .timestamp, "runs": .int, "max_age": .duration, "stopped_reporting": .bool],
         "policy": [
             "frameworks": strings, "fail_on": .string, "restore_test_every": .duration, "min_recovery_window": .duration,
             "capacity_threshold": .double, "evidence_retention": .duration, "min_site_distance": .double, "ransomware_dwell": .duration, "retention": .map(.string, .object("retention_bounds")), "restore_rates": .map(.string, .int),

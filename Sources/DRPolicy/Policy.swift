@@ -52,6 +52,8 @@ public struct ExampleRun: Sendable {
     public var target: String
     public var success: Bool
     public var at: Timestamp
+    /// The host that recorded it (fleets); nil: not said.
+    public var host: String? = nil
 }
 
 /// A rule, parsed and checked, ready to evaluate over many subjects without re-parsing.

@@ -289,10 +289,11 @@ public struct PolicyLoader {
                         guard let run = ObjectReader(node, what: "a \(what) of an example of rule \(rule)", ctx: ctx) else { continue }
                         let job = run.string("job", required: true), target = run.string("target", required: true)
                         let status = run.string("status", required: true), at = run.timestamp("at", required: true)
-                        run.finish(allowed: ["job", "target", "status", "at"])
+                        let host = run.string("host")
+                        run.finish(allowed: ["job", "target", "status", "at", "host"])
                         if let status, !["success", "failed"].contains(status) { ctx.error(node, "a run's status is 'success' or 'failed', not '\(status)'") }
                         guard let job, let target, let status, let at else { continue }
-                        let r = ExampleRun(job: job, target: target, success: status == "success", at: at)
+                        let r = ExampleRun(job: job, target: target, success: status == "success", at: at, host: host)
                         if key == "runs" { runs.append(r) } else { restoreRuns.append(r) }
                     }
                 }

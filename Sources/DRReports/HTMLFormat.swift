@@ -126,7 +126,16 @@ public enum HTMLFormat: ReportFormat {
             return ["name": p, "sites": e.sites.sorted().joined(separator: ", "), "storage": e.storage.sorted().joined(separator: ", "),
                     "assets": e.assets.sorted().joined(separator: ", ")]
         }
+        // A fleet's hosts, from the evidence facts: which machine recorded how many runs, and when last.
+        let hosts: [[String: Any]] = r.facts.evidence.first.flatMap { e -> [Value]? in if case .list(let l)? = e["hosts"] { return l } else { return nil } }.map { list in
+            list.map { h in
+                let stopped = h["stopped_reporting"] == .bool(true)
+                return ["name": text(h["name"]), "jobs": text(h["jobs"]), "runs": text(h["runs"]), "lastRun": text(h["last_run"]),
+                        "state": stopped ? "stopped reporting" : "reporting", "stateClass": stopped ? "fail" : "pass"] as [String: Any]
+            }
+        } ?? []
         return [
+            "hosts": hosts, "hasHosts": hosts.count > 1 || r.inventory.jobs.contains { r.inventory.host(of: $0) != nil },
             "organization": r.inventory.organization ?? "inventory", "asOf": r.facts.asOf.description, "asOfDate": String(r.facts.asOf.description.prefix(10)),
             "generatedAt": Timestamp(seconds: context.generatedAt.seconds).description,
             "hasUnverified": !r.unverifiedEvidence.isEmpty, "unverified": r.unverifiedEvidence.isEmpty ? "" : "Judged from evidence that fails verification (\(r.unverifiedEvidence.count) problem(s); --allow-unverified-evidence): \(r.unverifiedEvidence[0])", "toolVersion": context.toolVersion, "sha256": r.inventorySHA256,

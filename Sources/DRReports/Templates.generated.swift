@@ -175,6 +175,14 @@ footer { color: var(--muted); font-size: 12px; padding: 0 32px 30px; }
   {{^hasWaivers}}<p>No waivers.</p>{{/hasWaivers}}
 </section>
 
+{{#hasHosts}}
+<section id="hosts">
+  <h2>Hosts</h2>
+  <p class="muted">The machines that record into this evidence store (<code>host:</code> on jobs and assets), from the store itself.</p>
+  <table><thead><tr><th>Host</th><th>Jobs</th><th>Runs recorded</th><th>Last run</th><th>State</th></tr></thead>
+  <tbody>{{#hosts}}<tr><td>{{name}}</td><td>{{jobs}}</td><td>{{runs}}</td><td>{{lastRun}}</td><td class="{{stateClass}}">{{state}}</td></tr>{{/hosts}}</tbody></table>
+</section>
+{{/hasHosts}}
 <section id="providers">
   <h2>Providers</h2>
   {{#hasProviders}}

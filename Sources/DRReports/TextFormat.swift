@@ -44,6 +44,15 @@ public enum TextFormat: ReportFormat {
             }
             out.append("")
         }
+        // A fleet's store: one line per host, so that a machine that went quiet shows.
+        if case .list(let hosts)? = r.facts.evidence.first?["hosts"], hosts.count > 1 || hosts.contains(where: { $0["declared"] == .bool(true) }) {
+            out.append("hosts:")
+            for h in hosts {
+                let stopped = h["stopped_reporting"] == .bool(true)
+                out.append("  \(HTMLFormat.text(h["name"])): \(HTMLFormat.text(h["runs"])) runs recorded, last \(HTMLFormat.text(h["last_run"]))" + (stopped ? " — " + paint("stopped reporting", "31") : ""))
+            }
+            out.append("")
+        }
         let active = r.active
         var parts = [Severity.critical, .high, .medium, .low].map { "\(r.count($0)) \($0.rawValue)" }
         if r.count(.info) > 0 { parts.append("\(r.count(.info)) info") }

@@ -9,6 +9,8 @@ public struct PostgresServer: Sendable {
     public let password: String
     public let psql: String
 
+    public init(dsn: String, password: String, psql: String) { self.dsn = dsn; self.password = password; self.psql = psql }
+
     public static func fromEnvironment() -> PostgresServer? {
         let env = ProcessInfo.processInfo.environment
         guard let dsn = env["DRPLAN_PG_DSN"], let password = env["DRPLAN_PG_PASSWORD"] else { return nil }

@@ -9,6 +9,7 @@ public enum Tools {
         public var status: Int32
         public var stdout: String
         public var stderr: String
+        public init(status: Int32, stdout: String, stderr: String) { self.status = status; self.stdout = stdout; self.stderr = stderr }
     }
 
     /// Runs a program found on PATH, waiting for it.

@@ -83,3 +83,8 @@ enum EvidenceSchema {
         return list
     }
 }
+
+extension EvidenceStore {
+    /// The schema versions this drplan writes (both databases share them).
+    public static var schemaVersions: [String] { EvidenceSchema.migrations(.sqlite).map(\.0) }
+}

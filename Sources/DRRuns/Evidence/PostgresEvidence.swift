@@ -63,11 +63,12 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
         config.options.connectTimeout = .seconds(10)
         if target.sslMode == .verifyFull { config.options.tlsServerName = target.host }
         do {
-            let conn = try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.next(), configuration: config, id: 1,
-                                                      logger: Logger(label: "drplan.evidence")).wait()
+            let conn = try bounded(PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.next(), configuration: config, id: 1,
+                                                              logger: Logger(label: "drplan.evidence")), seconds: 30)
             return PostgresEvidence(target: target, connection: conn)
         } catch {
-            throw EvidenceError(kind: .unreadable, message: "cannot connect to the evidence store \(target.display): \(Self.describe(error))")
+            let why = error is Timeout ? "no answer within 30 s; is the server running and reachable at that host and port?" : Self.describe(error)
+            throw EvidenceError(kind: .unreadable, message: "cannot connect to the evidence store \(target.display): \(why)")
         }
     }
 
@@ -90,7 +91,7 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
         case .connectionError:
             let why = e.underlying.map { "\($0)" } ?? "no connection"
             return "\(why); is the server running and reachable at that host and port?"
-        case .serverClosedConnection, .uncleanShutdown: return "the server closed the connection (did it stop or restart?)"
+        case .serverClosedConnection, .uncleanShutdown: return "the server closed the connection (did it stop or restart?); nothing more was written"
         case .sslUnsupported: return "the server does not offer TLS, and sslmode requires it"
         case .authMechanismRequiresPassword:
             return "the server asks for a password and none was found; set evidence.password (env: or file:), PGPASSWORD or ~/.pgpass"
@@ -140,8 +141,15 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
             }
         }
         let query = PostgresQuery(unsafeSQL: Self.numbered(sql), binds: binds)
+        if broken { throw EvidenceError(kind: .unreadable, message: "the evidence store \(target.display) stopped answering earlier in this command; nothing more was written") }
         let result: PostgresQueryResult
-        do { result = try connection.query(query, logger: logger).wait() } catch {
+        do { result = try Self.bounded(connection.query(query, logger: logger), seconds: Self.statementTimeout) } catch {
+            if error is Timeout {
+                broken = true
+                let closing: EventLoopFuture<Void> = connection.close()
+                closing.whenComplete { _ in }
+                throw EvidenceError(kind: .unreadable, message: "the evidence store \(target.display) did not answer within \(Self.statementTimeout) s (did the server stop, or the network to it?); nothing more was written")
+            }
             throw EvidenceError(kind: .unreadable, message: "the evidence store \(target.display) failed: \(Self.describe(error))")
         }
         var out: [SQLRow] = []
@@ -153,6 +161,31 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
             out.append(SQLRow(values))
         }
         return out
+    }
+
+    /// How long one statement may take, waiting for the chain's lock included. A server that
+    /// dies can leave a query unanswered instead of failed: without a bound, the command
+    /// would hang with its run half-recorded.
+    static let statementTimeout: Int64 = 30
+    private var broken = false
+    struct Timeout: Error {}
+    /// Touched only on one event loop's thread.
+    final class CompletedFlag: @unchecked Sendable { var done = false }
+
+    /// Waits for `future`, failing with `Timeout` after `seconds`. Both completions run on the
+    /// future's event loop, so exactly one of them completes the promise.
+    static func bounded<T: Sendable>(_ future: EventLoopFuture<T>, seconds: Int64) throws -> T {
+        let loop = future.eventLoop
+        let promise = loop.makePromise(of: T.self)
+        let once = CompletedFlag()
+        let timer = loop.scheduleTask(in: .seconds(seconds)) {
+            if !once.done { once.done = true; promise.fail(Timeout()) }
+        }
+        future.whenComplete { result in
+            timer.cancel()
+            if !once.done { once.done = true; promise.completeWith(result) }
+        }
+        return try promise.futureResult.wait()
     }
 
     static func value(_ cell: PostgresCell) throws(EvidenceError) -> SQLValue {

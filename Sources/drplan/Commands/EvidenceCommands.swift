@@ -11,7 +11,7 @@ struct EvidenceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evidence",
         abstract: "Work with the evidence store: sign it, verify it, export it for an audit.",
-        subcommands: [EvidenceKeygenCommand.self, EvidenceExportCommand.self, EvidenceVerifyCommand.self])
+        subcommands: [EvidenceKeygenCommand.self, EvidenceExportCommand.self, EvidenceVerifyCommand.self, EvidenceMigrateCommand.self, EvidenceCopyCommand.self])
 }
 
 struct EvidenceKeygenCommand: ParsableCommand {

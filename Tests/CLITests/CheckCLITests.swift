@@ -93,7 +93,7 @@ struct CheckCLITests {
     @Test("rules lists the catalog and explains one rule")
     func rules() throws {
         let list = try run(["rules"])
-        #expect(list.status == 0 && list.stdout.split(separator: "\n").count == 47)
+        #expect(list.status == 0 && list.stdout.split(separator: "\n").count == 48)
         let one = try run(["rules", "DR104"])
         #expect(one.status == 0 && one.stdout.contains("ransomware") && one.stdout.contains("example 1 (passes)"))
         #expect(try run(["rules", "DR999"]).status == 2)

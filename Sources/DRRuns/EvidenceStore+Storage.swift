@@ -80,11 +80,14 @@ extension EvidenceStore {
     /// `runs`: the store's runs when the caller has read them already (an export measures
     /// the start and the end of a period from one read).
     public func measured(until: Date? = nil, runs read: [RunRecord]? = nil) throws(EvidenceError) -> MeasuredEvidence {
-        let all: [RunRecord]
-        if let read { all = read } else { all = try runs() }
-        let runs = all.filter { r in until.map { r.startedAt <= $0 } ?? true }
-        var m = MeasuredEvidence(runs: runs)
-        m.store = MeasuredEvidence.Store(chainStarted: try chainStart().map(Timestamp.init), oldestRun: runs.first.map { Timestamp($0.startedAt) }, runs: runs.count)
+        var m: MeasuredEvidence
+        if let read {
+            let runs = read.filter { r in until.map { r.startedAt <= $0 } ?? true }
+            m = MeasuredEvidence(runs: runs)
+            m.store = MeasuredEvidence.Store(chainStarted: try chainStart().map(Timestamp.init), oldestRun: runs.first.map { Timestamp($0.startedAt) }, runs: runs.count)
+        } else {
+            m = try summarized(until: until)
+        }
         for c in try storageChecks(until: until) {
             switch c.kind {
             case "object_lock": m.recordLockCheck(storage: c.storage, MeasuredEvidence.LockCheck(at: Timestamp(c.at), ok: c.ok, detail: c.detail))
@@ -98,5 +101,39 @@ extension EvidenceStore {
             }
         }
         return m
+    }
+
+    /// The facts' evidence without reading every run: only the runs the facts can use (per
+    /// job, target, asset and restore test, the latest run of each outcome, and per storage
+    /// the latest restore test large enough to measure a rate), and the per-host and store
+    /// totals as aggregates, all from one snapshot. The same `MeasuredEvidence` as reading
+    /// every run (EvidenceConformanceTests compares them), at the cost of a few rows per job
+    /// instead of every run the fleet ever recorded.
+    func summarized(until: Date?) throws(EvidenceError) -> MeasuredEvidence {
+        let bound: [SQLValue] = [.text(Self.iso(until ?? .distantFuture))]
+        return try read { tx throws(EvidenceError) -> MeasuredEvidence in
+            let latest = try tx.rows("""
+                SELECT * FROM runs WHERE id IN (
+                  SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY kind, job, storage, asset, restore_test, status
+                                                               ORDER BY COALESCE(finished_at, started_at) DESC, id DESC) AS n
+                                  FROM runs WHERE started_at <= ?) AS t WHERE n = 1
+                  UNION
+                  SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY storage ORDER BY COALESCE(finished_at, started_at) DESC, id DESC) AS n
+                                  FROM runs WHERE started_at <= ? AND kind = 'restore_test' AND status = 'success' AND verified_bytes >= ?) AS r WHERE n = 1)
+                ORDER BY started_at, id
+                """, bound + bound + [.int(MeasuredEvidence.minimumRateSample)]).map { row throws(EvidenceError) in try record(row) }
+            var m = MeasuredEvidence(runs: latest)
+            m.hostLastRun = [:]; m.hostRuns = [:]
+            for row in try tx.rows("SELECT host, MAX(started_at) AS last, COUNT(*) AS n FROM runs WHERE started_at <= ? GROUP BY host", bound) {
+                let host = try row.text("host")
+                if let last = Self.date(try row.optionalText("last")) { m.hostLastRun[host] = Timestamp(last) }
+                m.hostRuns[host] = Int(try row.int("n"))
+            }
+            let totals = try tx.row("SELECT COUNT(*) AS n, MIN(started_at) AS oldest FROM runs WHERE started_at <= ?", bound)
+            let chain = try tx.row("SELECT at FROM audit ORDER BY seq LIMIT 1")?.text("at")
+            m.store = MeasuredEvidence.Store(chainStarted: Self.date(chain).map(Timestamp.init),
+                                             oldestRun: Self.date(try totals?.optionalText("oldest")).map(Timestamp.init), runs: Int(try totals?.int("n") ?? 0))
+            return m
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Crypto
+import DRFacts
 import Foundation
 import Testing
 import TestSupport
@@ -213,6 +214,50 @@ struct EvidenceConformanceTests {
         #expect(try to.reading().verification(key: nil).problems.isEmpty)
         // A destination that already holds evidence is refused: nothing is merged or replaced.
         #expect(throws: EvidenceError.self) { _ = try EvidenceStore.copy(from: source, to: to.location, password: to.password) }
+    }
+
+    @Test("the facts' evidence read in summary is what reading every run gives, to any instant", arguments: Backend.allCases)
+    func summarized(_ b: Backend) throws {
+        guard let p = try Self.place(b) else { return }
+        defer { p.dir.cleanup() }
+        let store = try p.open()
+        let t0 = Date(timeIntervalSince1970: 1_790_000_000)
+        var i = 0
+        for day in 0..<6 {
+            for (job, asset) in [("j1", "a1"), ("j1", "a2"), ("j2", nil as String?)] {
+                for target in ["s1", "s2"] {
+                    i += 1
+                    let start = t0.addingTimeInterval(Double(day * 86_400 + i * 60))
+                    var r = try store.begin(RunRecord(kind: .backup, job: job, asset: asset, engine: "builtin", storage: target, host: "h\(i % 3)", startedAt: start))
+                    r.status = (i % 4 == 0) ? .failed : .success
+                    r.finishedAt = start.addingTimeInterval(30)
+                    try store.finish(r)
+                }
+            }
+            for (target, bytes) in [("s1", Int64(100 << 20)), ("s2", Int64(1 << 20))] {
+                i += 1
+                let start = t0.addingTimeInterval(Double(day * 86_400 + 40_000 + i))
+                var r = try store.begin(RunRecord(kind: .restoreTest, job: "j1", restoreTest: "t1", engine: "builtin", storage: target, host: "h0", startedAt: start))
+                r.status = day == 5 ? .failed : .success
+                r.verifiedBytes = bytes
+                r.finishedAt = start.addingTimeInterval(20)
+                try store.finish(r)
+            }
+        }
+        let reader = try p.reading()
+        let all = try reader.runs()
+        func shape(_ m: MeasuredEvidence) -> String {
+            [m.jobs.sorted { $0.key < $1.key }.description, m.targets.sorted { $0.key < $1.key }.description, m.tests.sorted { $0.key < $1.key }.description,
+             m.restoreRates.sorted { $0.key < $1.key }.description, m.hostLastRun.sorted { $0.key < $1.key }.description,
+             m.hostRuns.sorted { $0.key < $1.key }.description, m.jobsWithAssetRuns.sorted().description,
+             "\(m.store?.runs ?? -1) \(String(describing: m.store?.oldestRun)) \(String(describing: m.store?.chainStarted))"].joined(separator: "\n")
+        }
+        for until in [nil, t0.addingTimeInterval(2.5 * 86_400)] {
+            let expected = try reader.measured(until: until, runs: all)
+            let got = try reader.measured(until: until)
+            #expect(shape(got) == shape(expected))
+        }
+        #expect(!(try reader.measured()).restoreRates.isEmpty)
     }
 
     /// A pid that no process has: a child that has exited.

@@ -115,6 +115,9 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
     private func transaction<T>(_ begin: String, serialize: Bool, _ body: (any EvidenceSQL) throws(EvidenceError) -> T) throws(EvidenceError) -> T {
         lock.lock(); defer { lock.unlock() }
         let s = Statements(owner: self)
+        let outer = inRead
+        inRead = !serialize
+        defer { inRead = outer }
         try s.execute(begin)
         do {
             if serialize { try s.execute("SELECT pg_advisory_xact_lock(?)", [.int(Self.writeLock)]) }
@@ -143,12 +146,13 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
         let query = PostgresQuery(unsafeSQL: Self.numbered(sql), binds: binds)
         if broken { throw EvidenceError(kind: .unreadable, message: "the evidence store \(target.display) stopped answering earlier in this command; nothing more was written") }
         let result: PostgresQueryResult
-        do { result = try Self.bounded(connection.query(query, logger: logger), seconds: Self.statementTimeout) } catch {
+        let limit = inRead ? Self.readTimeout : Self.statementTimeout
+        do { result = try Self.bounded(connection.query(query, logger: logger), seconds: limit) } catch {
             if error is Timeout {
                 broken = true
                 let closing: EventLoopFuture<Void> = connection.close()
                 closing.whenComplete { _ in }
-                throw EvidenceError(kind: .unreadable, message: "the evidence store \(target.display) did not answer within \(Self.statementTimeout) s (did the server stop, or the network to it?); nothing more was written")
+                throw EvidenceError(kind: .unreadable, message: "the evidence store \(target.display) did not answer within \(limit) s (did the server stop, or the network to it?); nothing more was written")
             }
             throw EvidenceError(kind: .unreadable, message: "the evidence store \(target.display) failed: \(Self.describe(error))")
         }
@@ -167,6 +171,9 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
     /// dies can leave a query unanswered instead of failed: without a bound, the command
     /// would hang with its run half-recorded.
     static let statementTimeout: Int64 = 30
+    /// Reads may return a whole fleet's chain (millions of rows): bounded, but generously.
+    static let readTimeout: Int64 = 900
+    private var inRead = false
     private var broken = false
     struct Timeout: Error {}
     /// Touched only on one event loop's thread.

@@ -26,6 +26,12 @@ public struct MeasuredEvidence: Sendable {
     public var hostLastRun: [String: Timestamp] = [:]
     /// How many runs each host recorded.
     public var hostRuns: [String: Int] = [:]
+
+    /// Counts a run of `host` started `at`, keeping the host's latest start.
+    public mutating func recordHostRun(host: String, at: Timestamp) {
+        if hostLastRun[host].map({ at > $0 }) ?? true { hostLastRun[host] = at }
+        hostRuns[host, default: 0] += 1
+    }
     /// Jobs whose runs name their asset: their copies are judged per asset only (older runs,
     /// and a command job's, cover every asset of the job at once).
     public var jobsWithAssetRuns = Set<String>()

@@ -25,7 +25,7 @@ public enum RuleExamples {
             var measured = MeasuredEvidence()
             for r in ex.runs {
                 measured.record(job: r.job, target: r.target, at: r.at, success: r.success)
-                if let h = r.host, measured.hostLastRun[h].map({ r.at > $0 }) ?? true { measured.hostLastRun[h] = r.at }
+                if let h = r.host { measured.recordHostRun(host: h, at: r.at) }
             }
             measured.store = ex.store
             for r in ex.restoreRuns { measured.recordRestore(job: r.job, target: r.target, at: r.at, success: r.success) }

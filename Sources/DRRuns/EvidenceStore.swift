@@ -88,7 +88,7 @@ public final class EvidenceStore: @unchecked Sendable {
     /// `postgresql://` URL; `password`: the inventory's `evidence.password`, resolved.
     public static func reading(_ location: String, password: String? = nil) throws(EvidenceError) -> EvidenceStore {
         guard let store = try readingIfPresent(location, password: password) else {
-            throw EvidenceError(kind: .unreadable, message: "no evidence store at \(PostgresLocation.isURL(location) ? (try PostgresLocation.parse(location)).display : location)")
+            throw EvidenceError(kind: .unreadable, message: "no evidence store at \(PostgresLocation.display(of: location))")
         }
         return store
     }

@@ -8,11 +8,7 @@ extension MeasuredEvidence {
     /// as the facts read them.
     public init(runs: [RunRecord]) {
         self.init()
-        for r in runs {
-            let started = Timestamp(r.startedAt)
-            if hostLastRun[r.host].map({ started > $0 }) ?? true { hostLastRun[r.host] = started }
-            hostRuns[r.host, default: 0] += 1
-        }
+        for r in runs { recordHostRun(host: r.host, at: Timestamp(r.startedAt)) }
         for r in runs where r.status != .running {
             let at = Timestamp(r.finishedAt ?? r.startedAt)
             switch r.kind {

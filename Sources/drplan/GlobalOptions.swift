@@ -85,11 +85,7 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// The evidence store as it may be printed.
-    var evidenceDisplay: String {
-        let p = evidencePath
-        guard PostgresLocation.isURL(p) else { return p }
-        return (try? PostgresLocation.parse(p).display) ?? Redaction.text(p)
-    }
+    var evidenceDisplay: String { PostgresLocation.display(of: evidencePath) }
 
     /// The inventory's `evidence.password`, resolved (nil: none declared, so the PG
     /// environment and ~/.pgpass are used). Declared but unreadable is exit 3.

@@ -20,6 +20,13 @@ public struct PostgresLocation: Sendable, Equatable {
 
     public static func isURL(_ s: String) -> Bool { s.hasPrefix("postgresql://") || s.hasPrefix("postgres://") }
 
+    /// A store location as it may be printed: a path as it is, a URL without its password
+    /// (one that does not parse, with its secrets masked).
+    public static func display(of location: String) -> String {
+        guard isURL(location) else { return location }
+        do { return try parse(location).display } catch { return Redaction.text(location) }
+    }
+
     /// The URL without a password: what messages, evidence and reports show.
     public var display: String {
         var s = "postgresql://\(user)@\(host.contains(":") ? "[\(host)]" : host):\(port)/\(database)"

@@ -1,5 +1,4 @@
 import ArgumentParser
-import DRInventory
 import DRRuns
 import Foundation
 
@@ -57,7 +56,7 @@ struct EvidenceCopyCommand: ParsableCommand {
             let source = try EvidenceStore.reading(from)
             return (try EvidenceStore.copy(from: source, to: to, password: nil), source.path)
         }
-        let display = PostgresLocation.isURL(to) ? ((try? PostgresLocation.parse(to).display) ?? Redaction.text(to)) : to
+        let display = PostgresLocation.display(of: to)
         if !quiet {
             Console.out("copied \(result.0.runs) runs, \(result.0.entries) audit entries, \(result.0.checkpoints) checkpoints, \(result.0.snapshots) snapshot records and \(result.0.storageChecks) storage measurements from \(result.1) to \(display)")
             Console.out("verified: head entry \(result.0.entries), sha256 \(result.0.head), the same as the source's")

@@ -135,7 +135,7 @@ public enum EvidenceExport {
         do {
             var result = try Check.run(inventory: r.inventory, policies: r.policies, now: now, measured: measured, options: options)
             if let v = r.verification {
-                result.evidenceStatus = EvidenceStatus(state: v.state.rawValue, head: v.headLine, problems: v.problems)
+                result.evidenceStatus = EvidenceStatus(state: v.state.rawValue, head: v.headLine, problems: v.problems, scope: v.scopeLine)
                 result.unverifiedEvidence = v.problems
             }
             return result

@@ -64,7 +64,11 @@ public struct EvidenceStatus: Sendable {
     /// "head: entry N, sha256 …".
     public var head: String
     public var problems: [String]
-    public init(state: String, head: String, problems: [String]) { self.state = state; self.head = head; self.problems = problems }
+    /// How much of the log was read ("entries 1…N and every run read", or from a mark).
+    public var scope: String
+    public init(state: String, head: String, problems: [String], scope: String = "") {
+        self.state = state; self.head = head; self.problems = problems; self.scope = scope
+    }
 }
 
 /// Everything `drplan check` and the reports need, computed once.

@@ -139,7 +139,7 @@ public enum HTMLFormat: ReportFormat {
             "organization": r.inventory.organization ?? "inventory", "asOf": r.facts.asOf.description, "asOfDate": String(r.facts.asOf.description.prefix(10)),
             "generatedAt": Timestamp(seconds: context.generatedAt.seconds).description,
             "hasUnverified": !r.unverifiedEvidence.isEmpty, "unverified": r.unverifiedEvidence.isEmpty ? "" : "Judged from evidence that fails verification (\(r.unverifiedEvidence.count) problem(s); --allow-unverified-evidence): \(r.unverifiedEvidence[0])", "toolVersion": context.toolVersion, "sha256": r.inventorySHA256,
-            "evidenceState": r.evidenceStatus?.state ?? "no evidence store (declared values only)", "evidenceHead": r.evidenceStatus?.head ?? "",
+            "evidenceState": r.evidenceStatus?.state ?? "no evidence store (declared values only)", "evidenceHead": r.evidenceStatus?.head ?? "", "evidenceScope": r.evidenceStatus?.scope ?? "",
             "evidenceClass": r.evidenceStatus.map { $0.state == "unverified" ? "fail" : ($0.state == "verified and signed" ? "pass" : "not-assessed") } ?? "not-assessed",
             "hasEvidenceHead": r.evidenceStatus != nil,
             "verdict": r.passed ? "PASS" : "FAIL", "verdictClass": r.passed ? "pass" : "fail", "failOn": r.failOn.description,

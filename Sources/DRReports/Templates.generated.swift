@@ -72,7 +72,7 @@ footer { color: var(--muted); font-size: 12px; padding: 0 32px 30px; }
 <header>
   <h1>Disaster-recovery audit: {{organization}}</h1>
   {{#hasUnverified}}<div class="meta" id="unverified" style="color:#b00020;font-weight:bold">⚠ {{unverified}}</div>{{/hasUnverified}}<div class="meta">As of {{asOf}} · generated {{generatedAt}} by drplan {{toolVersion}} · inventory SHA-256 <code id="sha256">{{sha256}}</code></div>
-  <div class="meta" id="evidence">Evidence: <span class="{{evidenceClass}}" id="evidence-state">{{evidenceState}}</span>{{#hasEvidenceHead}} · chain {{evidenceHead}}{{/hasEvidenceHead}} · each value below says whether it was measured or declared</div>
+  <div class="meta" id="evidence">Evidence: <span class="{{evidenceClass}}" id="evidence-state">{{evidenceState}}</span>{{#hasEvidenceHead}} · chain {{evidenceHead}}{{#evidenceScope}} ({{evidenceScope}}){{/evidenceScope}}{{/hasEvidenceHead}} · each value below says whether it was measured or declared</div>
 </header>
 <main>
 <section id="summary">

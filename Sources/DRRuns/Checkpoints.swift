@@ -83,13 +83,15 @@ public enum Checkpoints {
     /// Checks checkpoints against a chain: `hashAt(seq)` is the chain's hash at that entry
     /// (nil when the chain has no such entry), `headSeq` its last entry. With `key`, each
     /// checkpoint's signature is checked too; without, only its agreement with the chain.
-    public static func problems(_ checkpoints: [Checkpoint], headSeq: Int64, key: Curve25519.Signing.PublicKey?,
+    /// `signaturesFrom`: the first checkpoint whose signature is checked (those before were
+    /// checked with this key by an earlier verification on this machine).
+    public static func problems(_ checkpoints: [Checkpoint], headSeq: Int64, key: Curve25519.Signing.PublicKey?, signaturesFrom: Int = 0,
                                 hashAt: (Int64) -> String?) -> [String] {
         var problems: [String] = []
         var lastSeq: Int64 = 0
         for (i, c) in checkpoints.enumerated() {
             let name = "checkpoint \(i + 1) (entry \(c.seq), signed \(c.at) on \(c.host))"
-            if let key {
+            if let key, i >= signaturesFrom {
                 if c.key != EvidenceKeys.keyId(key) {
                     problems.append("\(name) was signed by key \(c.key), not by the key given (\(EvidenceKeys.keyId(key)))")
                 } else if !c.isSigned(by: key) {

@@ -119,10 +119,10 @@ extension EvidenceStore {
         try read { tx throws(EvidenceError) in try Self.audit(tx, fromSeq: seq) }
     }
 
-    static func audit(_ tx: any EvidenceSQL, fromSeq seq: Int64) throws(EvidenceError) -> [AuditEntry] {
-        try tx.rows("SELECT seq, at, event, detail, prev_hash, hash FROM audit WHERE seq >= ? ORDER BY seq", [.int(seq)]).map { r throws(EvidenceError) in
-            AuditEntry(seq: try r.int("seq"), at: try r.text("at"), event: try r.text("event"), detail: try r.text("detail"), prevHash: try r.text("prev_hash"), hash: try r.text("hash"))
-        }
+    /// Entries from `seq` on, oldest first; at most `limit` of them (nil: all).
+    static func audit(_ tx: any EvidenceSQL, fromSeq seq: Int64, limit: Int? = nil) throws(EvidenceError) -> [AuditEntry] {
+        try tx.rows("SELECT seq, at, event, detail, prev_hash, hash FROM audit WHERE seq >= ? ORDER BY seq" + (limit.map { " LIMIT \($0)" } ?? ""), [.int(seq)])
+            .map { r throws(EvidenceError) in try Self.entry(r) }
     }
 
     /// The sequence number of the first entry written at or after `date` (nil: none).
@@ -141,41 +141,6 @@ extension EvidenceStore {
     /// When the log's first entry was written (nil: an empty log), for evidence retention.
     public func chainStart() throws(EvidenceError) -> Date? {
         try read { tx throws(EvidenceError) in Self.date(try tx.row("SELECT at FROM audit ORDER BY seq LIMIT 1")?.text("at")) }
-    }
-
-    /// Runs against the audit log: each run row must match the digest its last audit entry
-    /// recorded; a row without any entry was added outside drplan, and an entry whose row is
-    /// gone was deleted. Runs recorded before runs were bound to the log (entries without a
-    /// digest) are counted in `unbound`, not judged.
-    public func verifyRuns() throws(EvidenceError) -> (problems: [String], unbound: Int) {
-        try read { tx throws(EvidenceError) in try Self.verifyRuns(tx) }
-    }
-
-    static func verifyRuns(_ tx: any EvidenceSQL) throws(EvidenceError) -> (problems: [String], unbound: Int) {
-        var last: [String: String?] = [:]   // run → digest of its last entry (nil: an entry without one)
-        var problems: [String] = []
-        for row in try tx.rows("SELECT seq, event, detail FROM audit WHERE event IN ('run.started', 'run.finished', 'run.interrupted') ORDER BY seq") {
-            let detail = try row.text("detail"), seq = try row.int("seq")
-            let obj = (try? JSONSerialization.jsonObject(with: Data(detail.utf8))) as? [String: String]
-            guard let obj, let run = obj["run"] else {
-                problems.append("audit entry \(seq) does not name its run"); continue
-            }
-            last[run] = .some(obj["row_sha256"])
-        }
-        var unbound = 0
-        var seen = Set<String>()
-        for row in try tx.rows("SELECT \(runColumns.joined(separator: ", ")) FROM runs ORDER BY started_at, id") {
-            let id = try row.text("id")
-            seen.insert(id)
-            guard let entry = last[id] else { problems.append("run \(id) has no entry in the audit log: it was added outside drplan"); continue }
-            guard let digest = entry else { unbound += 1; continue }
-            if rowDigest(row) != digest {
-                let status = try row.text("status"), started = try row.text("started_at")
-                problems.append("run \(id) (now \(status), started \(started)) differs from what drplan recorded: it was changed after it was written")
-            }
-        }
-        for id in last.keys.sorted() where !seen.contains(id) { problems.append("run \(id) is in the audit log but not among the runs: it was deleted") }
-        return (problems, unbound)
     }
 
     /// The last audit entry's sequence number and hash (0 and zeros for an empty log): what
@@ -240,66 +205,5 @@ extension EvidenceStore {
         guard head.seq > 0 else { return }
         if let last = try db.checkpoints().last, last.seq == head.seq, last.head == head.hash { return }
         try db.appendCheckpoint(try Checkpoints.sign(seq: head.seq, head: head.hash, at: Date(), with: signer))
-    }
-
-    /// The checkpoints beside the store, checked against its chain as already read (`head`,
-    /// and each entry's hash by sequence number); with `key`, their signatures too. Entries
-    /// after the last checkpoint are `unanchored`.
-    func verifyCheckpoints(key: Curve25519.Signing.PublicKey?, head: Int64, hashes: [Int64: String]) throws(EvidenceError)
-        -> (problems: [String], checkpoints: [Checkpoint], unanchored: Int64) {
-        let cps = try db.checkpoints()
-        var problems = Checkpoints.problems(cps, headSeq: head, key: key) { hashes[$0] }
-        if key != nil && cps.isEmpty {
-            problems.append("there is no signed checkpoint in \(checkpointPath): nothing anchors this log (was the file deleted, or is no signing_key configured?)")
-        }
-        return (problems, cps, max(0, head - (cps.map(\.seq).max() ?? 0)))
-    }
-}
-
-/// Everything `evidence verify` checks of a store, computed once and shared by every command
-/// that judges from measured evidence.
-public struct StoreVerification: Sendable {
-    public enum State: String, Sendable {
-        /// The chain, the runs and signed checkpoints all agree (signatures checked when a key was given).
-        case verifiedSigned = "verified and signed"
-        /// The chain, the runs and the checkpoints agree, but no public key was at hand to
-        /// check the checkpoints' signatures: not claimed as signed.
-        case verifiedSignaturesUnchecked = "verified; checkpoint signatures not checked (no key here)"
-        /// The chain and the runs agree; nothing signed anchors them.
-        case verifiedUnsigned = "verified and unsigned"
-        case unverified
-    }
-    public var problems: [String]
-    /// Runs recorded before runs were bound to the log.
-    public var unbound: Int
-    public var head: (seq: Int64, hash: String)
-    public var checkpoints: [Checkpoint]
-    /// Entries written after the last checkpoint.
-    public var unanchored: Int64
-    /// Whether the checkpoints' signatures were checked (a public key was available).
-    public var signaturesChecked: Bool
-
-    public var state: State {
-        if !problems.isEmpty { return .unverified }
-        if checkpoints.isEmpty { return .verifiedUnsigned }
-        return signaturesChecked ? .verifiedSigned : .verifiedSignaturesUnchecked
-    }
-
-    /// "entry 42, sha256 ab12…": the head as anyone can write it down.
-    public var headLine: String { "head: entry \(head.seq), sha256 \(head.hash)" }
-}
-
-extension EvidenceStore {
-    /// The chain, the runs against it, and the checkpoints beside it (their signatures too
-    /// when `key` is given).
-    public func verification(key: Curve25519.Signing.PublicKey?) throws(EvidenceError) -> StoreVerification {
-        // The chain is read once: its problems, its head and its hashes for the checkpoints.
-        // The chain and the runs are read in one snapshot: hosts that record meanwhile must
-        // not make a run look "added outside drplan".
-        let (chain, runs) = try read { tx throws(EvidenceError) in (try Self.audit(tx, fromSeq: 0), try Self.verifyRuns(tx)) }
-        let head = chain.last.map { (seq: $0.seq, hash: $0.hash) } ?? (seq: 0, hash: Self.genesis.prev)
-        let anchors = try verifyCheckpoints(key: key, head: head.seq, hashes: Dictionary(chain.map { ($0.seq, $0.hash) }, uniquingKeysWith: { a, _ in a }))
-        return StoreVerification(problems: AuditEntry.chainProblems(chain, from: Self.genesis) + runs.problems + anchors.problems, unbound: runs.unbound,
-                                 head: head, checkpoints: anchors.checkpoints, unanchored: anchors.unanchored, signaturesChecked: key != nil)
     }
 }

@@ -88,6 +88,12 @@ extension EvidenceStore {
         } else {
             m = try summarized(until: until)
         }
+        try addStorageChecks(&m, until: until)
+        return m
+    }
+
+    /// What the store measured of storage itself, added to the runs' evidence.
+    func addStorageChecks(_ m: inout MeasuredEvidence, until: Date?) throws(EvidenceError) {
         for c in try storageChecks(until: until) {
             switch c.kind {
             case "object_lock": m.recordLockCheck(storage: c.storage, MeasuredEvidence.LockCheck(at: Timestamp(c.at), ok: c.ok, detail: c.detail))
@@ -100,7 +106,6 @@ extension EvidenceStore {
             default: continue
             }
         }
-        return m
     }
 
     /// The facts' evidence without reading every run: only the runs the facts can use (per
@@ -110,30 +115,34 @@ extension EvidenceStore {
     /// every run (EvidenceConformanceTests compares them), at the cost of a few rows per job
     /// instead of every run the fleet ever recorded.
     func summarized(until: Date?) throws(EvidenceError) -> MeasuredEvidence {
+        try read { tx throws(EvidenceError) in try summary(tx, until: until).0 }
+    }
+
+    /// The summary inside a read, with the rows of the runs it used (for `verifyLatest`).
+    func summary(_ tx: any EvidenceSQL, until: Date?) throws(EvidenceError) -> (MeasuredEvidence, [SQLRow]) {
         let bound: [SQLValue] = [.text(Self.iso(until ?? .distantFuture))]
-        return try read { tx throws(EvidenceError) -> MeasuredEvidence in
-            let latest = try tx.rows("""
-                SELECT * FROM runs WHERE id IN (
-                  SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY kind, job, storage, asset, restore_test, status
-                                                               ORDER BY COALESCE(finished_at, started_at) DESC, id DESC) AS n
-                                  FROM runs WHERE started_at <= ?) AS t WHERE n = 1
-                  UNION
-                  SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY storage ORDER BY COALESCE(finished_at, started_at) DESC, id DESC) AS n
-                                  FROM runs WHERE started_at <= ? AND kind = 'restore_test' AND status = 'success' AND verified_bytes >= ?) AS r WHERE n = 1)
-                ORDER BY started_at, id
-                """, bound + bound + [.int(MeasuredEvidence.minimumRateSample)]).map { row throws(EvidenceError) in try record(row) }
-            var m = MeasuredEvidence(runs: latest)
-            m.hostLastRun = [:]; m.hostRuns = [:]
-            for row in try tx.rows("SELECT host, MAX(started_at) AS last, COUNT(*) AS n FROM runs WHERE started_at <= ? GROUP BY host", bound) {
-                let host = try row.text("host")
-                if let last = Self.date(try row.optionalText("last")) { m.hostLastRun[host] = Timestamp(last) }
-                m.hostRuns[host] = Int(try row.int("n"))
-            }
-            let totals = try tx.row("SELECT COUNT(*) AS n, MIN(started_at) AS oldest FROM runs WHERE started_at <= ?", bound)
-            let chain = try tx.row("SELECT at FROM audit ORDER BY seq LIMIT 1")?.text("at")
-            m.store = MeasuredEvidence.Store(chainStarted: Self.date(chain).map(Timestamp.init),
-                                             oldestRun: Self.date(try totals?.optionalText("oldest")).map(Timestamp.init), runs: Int(try totals?.int("n") ?? 0))
-            return m
+        let latestRows = try tx.rows("""
+            SELECT * FROM runs WHERE id IN (
+              SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY kind, job, storage, asset, restore_test, status
+                                                           ORDER BY COALESCE(finished_at, started_at) DESC, id DESC) AS n
+                              FROM runs WHERE started_at <= ?) AS t WHERE n = 1
+              UNION
+              SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY storage ORDER BY COALESCE(finished_at, started_at) DESC, id DESC) AS n
+                              FROM runs WHERE started_at <= ? AND kind = 'restore_test' AND status = 'success' AND verified_bytes >= ?) AS r WHERE n = 1)
+            ORDER BY started_at, id
+            """, bound + bound + [.int(MeasuredEvidence.minimumRateSample)])
+        let latest = try latestRows.map { row throws(EvidenceError) in try record(row) }
+        var m = MeasuredEvidence(runs: latest)
+        m.hostLastRun = [:]; m.hostRuns = [:]
+        for row in try tx.rows("SELECT host, MAX(started_at) AS last, COUNT(*) AS n FROM runs WHERE started_at <= ? GROUP BY host", bound) {
+            let host = try row.text("host")
+            if let last = Self.date(try row.optionalText("last")) { m.hostLastRun[host] = Timestamp(last) }
+            m.hostRuns[host] = Int(try row.int("n"))
         }
+        let totals = try tx.row("SELECT COUNT(*) AS n, MIN(started_at) AS oldest FROM runs WHERE started_at <= ?", bound)
+        let chain = try tx.row("SELECT at FROM audit ORDER BY seq LIMIT 1")?.text("at")
+        m.store = MeasuredEvidence.Store(chainStarted: Self.date(chain).map(Timestamp.init),
+                                         oldestRun: Self.date(try totals?.optionalText("oldest")).map(Timestamp.init), runs: Int(try totals?.int("n") ?? 0))
+        return (m, latestRows)
     }
 }

@@ -37,6 +37,9 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Use measured evidence even from a store that fails verification (the report says so).")
     var allowUnverifiedEvidence = false
 
+    @Flag(name: .long, help: "Read the whole audit log and every run, instead of the entries written since this machine last verified the store (docs/evidence.md).")
+    var fullVerification = false
+
     /// The inventory paths, defaulting to ./drplan.yaml.
     var inventoryPaths: [String] { inventory.isEmpty ? ["drplan.yaml"] : inventory }
 
@@ -121,27 +124,39 @@ struct GlobalOptions: ParsableArguments {
     func measured(_ inventory: Inventory) throws(CommandFailure) -> MeasuredEvidence { try measuredEvidence(inventory).evidence }
 
     func measuredEvidence(_ inventory: Inventory) throws(CommandFailure) -> ReadEvidence {
-        guard let (store, verification) = try verifiedStore(key: publicKey(inventory)) else { return ReadEvidence() }
-        let evidence: MeasuredEvidence
-        do { evidence = try store.measured() } catch {
+        guard let store = try readStore() else { return ReadEvidence() }
+        let mark = fullVerification ? nil : Self.mark(for: store)
+        let verification: StoreVerification, evidence: MeasuredEvidence
+        do { (verification, evidence) = try store.verifiedEvidence(key: publicKey(inventory), after: mark) } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
         }
+        try judge(store, verification)
         return ReadEvidence(evidence: evidence, unverified: verification.problems,
-                            status: EvidenceStatus(state: verification.state.rawValue, head: verification.headLine, problems: verification.problems))
+                            status: EvidenceStatus(state: verification.state.rawValue, head: verification.headLine, problems: verification.problems,
+                                                   scope: verification.scopeLine))
     }
 
-    /// The store opened read-only and verified (nil: there is none). Failing verification is
-    /// exit 3 with the problems printed, unless `--allow-unverified-evidence`.
+    /// The store opened read-only and verified in full (nil: there is none). Failing
+    /// verification is exit 3 with the problems printed, unless `--allow-unverified-evidence`.
     func verifiedStore(key: Curve25519.Signing.PublicKey?) throws(CommandFailure) -> (EvidenceStore, StoreVerification)? {
         guard let store = try readStore() else { return nil }
         let verification: StoreVerification
         do {
-            verification = try store.verification(key: key)
+            verification = try store.verification(key: key, previous: Self.mark(for: store))
         } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
         }
+        try judge(store, verification)
+        return (store, verification)
+    }
+
+    /// Prints a verification's notes and problems, and keeps its mark; problems are exit 3
+    /// unless `--allow-unverified-evidence`.
+    func judge(_ store: EvidenceStore, _ verification: StoreVerification) throws(CommandFailure) {
+        for n in verification.notes { Console.error("drplan: note: \(store.path): \(n)") }
+        if let mark = verification.mark { Self.keep(mark) }
         let problems = verification.problems
         if !problems.isEmpty {
             for p in problems.prefix(20) { Console.error("drplan: \(store.path): \(p)") }
@@ -151,7 +166,21 @@ struct GlobalOptions: ParsableArguments {
             }
             Console.error("drplan: warning: using evidence that fails verification (--allow-unverified-evidence)")
         }
-        return (store, verification)
+    }
+
+    /// This machine's mark for a store; a damaged cache is said and ignored (the whole log
+    /// is read instead, which is the safe side).
+    static func mark(for store: EvidenceStore) -> VerificationMark? {
+        do { return try VerificationMarks.load(for: store.path) } catch {
+            Console.error("drplan: warning: \(error.message); reading the whole log")
+            return nil
+        }
+    }
+
+    /// Keeps a mark; a cache that cannot be written costs the next command a full read,
+    /// which is said, not fatal.
+    static func keep(_ mark: VerificationMark) {
+        do { try VerificationMarks.save(mark) } catch { Console.error("drplan: warning: \(error.message)") }
     }
 
     /// The public half of the inventory's signing key, to check checkpoints' signatures with.

@@ -226,6 +226,36 @@ struct FleetCLITests {
         #expect(try second.sql("SELECT string_agg(status, ',' ORDER BY started_at) FROM runs") == "interrupted,success")
     }
 
+    @Test("TLS: sslmode=require connects encrypted; verify-full refuses a certificate the system store does not trust, accepts it with sslrootcert, and refuses an address")
+    func tls() throws {
+        guard Self.server() != nil else { return }
+        guard ["/usr/bin/openssl", "/bin/openssl", "/usr/local/bin/openssl"].contains(where: FileManager.default.isExecutableFile(atPath:)) else {
+            _ = Tools.skip("the TLS test", because: "openssl is missing (apt-get install openssl)") { Issue.record(Comment(rawValue: $0)) }
+            return
+        }
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let inv = try Self.fleet(dir, hosts: ["db1"])
+        let pgDir = dir.path + "/pg"
+        let started = try Self.postgres("start-tls", pgDir)
+        let port = try String(contentsOfFile: pgDir + "/port", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard started.status == 0, !port.isEmpty else { Issue.record("cannot start a PostgreSQL server with TLS: \(started.stdout)"); return }
+        defer { _ = try? Self.postgres("stop", pgDir) }
+        let env = ["PGPASSWORD": "drplan-ci-password"]
+        // require: encrypted, and the server says so in its log.
+        let require = try CLITests.run(["backup", "-i", inv, "--evidence", "postgresql://drplan@127.0.0.1:\(port)/postgres?sslmode=require", "--host", "db1"], cwd: dir.path, env: env)
+        #expect(require.status == 0, "\(require.stderr)")
+        let log = try String(contentsOfFile: pgDir + "/server.log", encoding: .utf8)
+        #expect(log.contains("connection authorized: user=drplan database=postgres SSL enabled"), "\(log.suffix(2000))")
+        // verify-full: the throwaway CA is in no system store.
+        let base = "postgresql://drplan@localhost:\(port)/postgres?sslmode=verify-full"
+        let untrusted = try CLITests.run(["history", "-i", inv, "--evidence", base], cwd: dir.path, env: env)
+        #expect(untrusted.status == 3 && untrusted.stderr.contains("TLS certificate was not accepted") && untrusted.stderr.contains("sslrootcert"), "\(untrusted.stderr)")
+        let trusted = try CLITests.run(["history", "-i", inv, "--evidence", base + "&sslrootcert=\(pgDir)/ca.crt"], cwd: dir.path, env: env)
+        #expect(trusted.status == 0 && trusted.stdout.contains("success"), "\(trusted.stdout)\(trusted.stderr)")
+        let address = try CLITests.run(["history", "-i", inv, "--evidence", "postgresql://drplan@127.0.0.1:\(port)/postgres?sslmode=verify-full&sslrootcert=\(pgDir)/ca.crt"], cwd: dir.path, env: env)
+        #expect(address.status == 3 && address.stderr.contains("names an address"), "\(address.stderr)")
+    }
+
     /// `.ci/postgres.sh VERB DIR`, its output through a file: a server it starts keeps its
     /// inherited descriptors open, and a pipe would never reach end of file.
     static func postgres(_ verb: String, _ dir: String) throws -> Tools.Output {

@@ -69,6 +69,11 @@ enum EvidenceSchema {
                 CREATE INDEX runs_status ON runs(status);
                 CREATE INDEX audit_event ON audit(event);
                 """),
+            // check verifies the runs the facts use against their last entries without
+            // reading the whole log: entries by the run they name.
+            ("v7", d == .sqlite
+                ? "CREATE INDEX audit_run ON audit((CASE WHEN json_valid(detail) THEN json_extract(detail, '$.run') END))"
+                : "CREATE INDEX audit_run ON audit ((detail::jsonb ->> 'run'))"),
         ]
         if d == .postgresql {
             // Checkpoints live in the database on PostgreSQL (no file is beside a server), in a

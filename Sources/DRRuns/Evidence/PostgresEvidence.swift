@@ -39,6 +39,13 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
 
     /// Connects. `password`: the inventory's `evidence.password`, resolved.
     static func connect(_ target: PostgresLocation, password explicit: String?) throws(EvidenceError) -> PostgresEvidence {
+        // TLS checks a certificate against a host name (SNI); an address cannot be checked
+        // that way here, and verify-full must not quietly become verify-ca.
+        var address = in6_addr()
+        if target.sslMode == .verifyFull, inet_pton(AF_INET, target.host, &address) == 1 || inet_pton(AF_INET6, target.host, &address) == 1 {
+            throw EvidenceError(kind: .unreadable, message: "sslmode=verify-full checks the server's certificate against its host name, and \(target.display) names an address; "
+                                + "connect by the DNS name the certificate holds, or use sslmode=verify-ca to check the certificate's CA only")
+        }
         let tls: PostgresConnection.Configuration.TLS
         do {
             switch target.sslMode {
@@ -90,6 +97,10 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
         switch e.code {
         case .connectionError:
             let why = e.underlying.map { "\($0)" } ?? "no connection"
+            if why.contains("CERTIFICATE_VERIFY_FAILED") || why.contains("handshakeFailed") {
+                return "the server's TLS certificate was not accepted (\(why)): it is not signed by a CA in the system store, or does not name this host; "
+                    + "set sslrootcert=PATH to the CA that signed it, or connect by the name the certificate holds"
+            }
             return "\(why); is the server running and reachable at that host and port?"
         case .serverClosedConnection, .uncleanShutdown: return "the server closed the connection (did it stop or restart?); nothing more was written"
         case .sslUnsupported: return "the server does not offer TLS, and sslmode requires it"

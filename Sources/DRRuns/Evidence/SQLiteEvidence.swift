@@ -21,7 +21,7 @@ final class SQLiteEvidence: EvidenceDatabase, @unchecked Sendable {
     /// An empty store in memory, migrated, for commands that must not create a file.
     static func memory() throws(EvidenceError) -> SQLiteEvidence {
         do {
-            let q = try DatabaseQueue()
+            let q = try DatabaseQueue(configuration: Self.configuration())
             try migrator.migrate(q)
             return SQLiteEvidence(path: ":memory:", db: q, persistent: false)
         } catch {
@@ -36,12 +36,12 @@ final class SQLiteEvidence: EvidenceDatabase, @unchecked Sendable {
             throw EvidenceError(kind: .unreadable, message: "no evidence store at \(path)")
         }
         do {
-            var config = Configuration()
+            var config = Self.configuration()
             config.readonly = true
             config.busyMode = .timeout(30)
             let file = try DatabaseQueue(path: path, configuration: config)
             if try file.read({ try migrator.hasCompletedMigrations($0) }) { return SQLiteEvidence(path: path, db: file, persistent: false) }
-            let copy = try DatabaseQueue()
+            let copy = try DatabaseQueue(configuration: Self.configuration())
             try file.backup(to: copy)
             try migrator.migrate(copy)
             return SQLiteEvidence(path: path, db: copy, persistent: false)
@@ -67,7 +67,7 @@ final class SQLiteEvidence: EvidenceDatabase, @unchecked Sendable {
             defer { if dirFd >= 0 { flock(dirFd, LOCK_UN); close(dirFd) } }
             // Concurrent drplan processes wait for each other's short write transactions
             // instead of failing with SQLite's raw "database is locked".
-            var config = Configuration()
+            var config = Self.configuration()
             config.busyMode = .timeout(30)
             let pool = try DatabasePool(path: path, configuration: config)
             try migrator.migrate(pool)
@@ -77,6 +77,41 @@ final class SQLiteEvidence: EvidenceDatabase, @unchecked Sendable {
         } catch {
             throw EvidenceError(kind: .unreadable, message: "the evidence store \(path) cannot be opened: \(error); check the path and its permissions, or pass another with --evidence")
         }
+    }
+
+    /// Every connection gets the functions behind `EvidenceStore.closedRunsChecksum`.
+    static func configuration() -> Configuration {
+        var config = Configuration()
+        config.prepareDatabase { db in
+            db.add(function: rowHash)
+            db.add(function: DatabaseFunction("drplan_xor", argumentCount: 1, pure: true, aggregate: XorAggregate.self))
+        }
+        return config
+    }
+
+    /// FNV-1a (64 bits) over each value's type and bytes: a checksum of a run's row, cheap
+    /// enough to take over every run of a store (not a defence against a deliberate forgery,
+    /// which the full verification's SHA-256 digests are).
+    static let rowHash = DatabaseFunction("drplan_row_hash", argumentCount: EvidenceStore.runColumns.count, pure: true) { values in
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ bytes: some Sequence<UInt8>) { for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 } }
+        for v in values {
+            switch v.storage {
+            case .null: mix([0])
+            case .int64(let i): mix([1]); mix(withUnsafeBytes(of: i.littleEndian, Array.init))
+            case .double(let d): mix([2]); mix(withUnsafeBytes(of: d.bitPattern.littleEndian, Array.init))
+            case .string(let s): mix([3]); mix(s.utf8); mix([0xff])
+            case .blob(let b): mix([4]); mix(b); mix([0xff])
+            }
+        }
+        return Int64(bitPattern: h)
+    }
+
+    struct XorAggregate: DatabaseAggregate {
+        var value: Int64 = 0
+        init() {}
+        mutating func step(_ values: [DatabaseValue]) throws { if let i = Int64.fromDatabaseValue(values[0]) { value ^= i } }
+        func finalize() throws -> (any DatabaseValueConvertible)? { value }
     }
 
     func migrate() throws(EvidenceError) {

@@ -78,10 +78,12 @@ struct EvidenceVerifyCommand: ParsableCommand {
             throw CommandFailure(status: .environment)
         }
         let v: StoreVerification
-        do { v = try store.verification(key: publicKey) } catch {
+        do { v = try store.verification(key: publicKey, previous: GlobalOptions.mark(for: store)) } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
         }
+        for n in v.notes { Console.error("drplan: note: \(store.path): \(n)") }
+        if let mark = v.mark { GlobalOptions.keep(mark) }
         var facts = [v.headLine]
         if v.unbound > 0 { facts.append("\(v.unbound) run(s) recorded before runs were bound to the log are not checked") }
         if v.checkpoints.isEmpty {

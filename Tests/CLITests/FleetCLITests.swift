@@ -256,6 +256,48 @@ struct FleetCLITests {
         #expect(address.status == 3 && address.stderr.contains("names an address"), "\(address.stderr)")
     }
 
+    @Test("the grants in docs/fleets.md: the owner migrates, a host role records and verifies, and cannot edit, delete or unprotect the log")
+    func grants() throws {
+        guard let s = Self.server() else { return }
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let inv = try Self.fleet(dir, hosts: ["db1"])
+        // The block as written in the docs, with this test's names and passwords.
+        let docs = try String(contentsOfFile: CLITests.root + "/docs/fleets.md", encoding: .utf8)
+        let section = try #require(docs.range(of: "## Roles and grants").map { docs[$0.upperBound...] })
+        let block = try #require(section.range(of: "```sql\n").flatMap { start in section[start.upperBound...].range(of: "```").map { section[start.upperBound..<$0.lowerBound] } })
+        let suffix = UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(8)
+        let owner = "drplan_owner_\(suffix)", host = "drplan_host_\(suffix)", db = "evidence_\(suffix)"
+        var sql = String(block).replacingOccurrences(of: "drplan_owner", with: owner).replacingOccurrences(of: "drplan_host", with: host)
+            .replacingOccurrences(of: "DATABASE evidence", with: "DATABASE \(db)")
+        if let first = sql.range(of: "PASSWORD '…'") { sql.replaceSubrange(first, with: "PASSWORD 'owner-pw'") }
+        sql = sql.replacingOccurrences(of: "PASSWORD '…'", with: "PASSWORD 'host-pw'")
+        let lines = sql.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("--") && !$0.isEmpty }
+        let split = try #require(lines.firstIndex { $0.hasPrefix("CREATE DATABASE") })
+        defer {
+            _ = try? s.sql("DROP DATABASE IF EXISTS \(db) WITH (FORCE)")
+            _ = try? s.sql("DROP ROLE IF EXISTS \(host)")
+            _ = try? s.sql("DROP ROLE IF EXISTS \(owner)")
+        }
+        for statement in lines[...split] { try s.sql(statement) }
+        let base = "postgresql://"
+        let hostPort = String(s.dsn[(s.dsn.range(of: "@")?.upperBound ?? s.dsn.startIndex)...].prefix { $0 != "/" })
+        let ownerURL = "\(base)\(owner)@\(hostPort)/\(db)", hostURL = "\(base)\(host)@\(hostPort)/\(db)"
+        let migrated = try CLITests.run(["evidence", "migrate", "--evidence", ownerURL], cwd: dir.path, env: ["PGPASSWORD": "owner-pw"])
+        #expect(migrated.status == 0, "\(migrated.stderr)")
+        for statement in lines[(split + 1)...] { try s.sql(statement, database: db) }
+
+        let backup = try CLITests.run(["backup", "-i", inv, "--evidence", hostURL, "--host", "db1"], cwd: dir.path, env: ["PGPASSWORD": "host-pw"])
+        #expect(backup.status == 0, "\(backup.stderr)")
+        let verify = try CLITests.run(["evidence", "verify", "-i", inv, "--evidence", hostURL], cwd: dir.path, env: ["PGPASSWORD": "host-pw"])
+        #expect(verify.status == 0 && verify.stdout.hasPrefix("ok:"), "\(verify.stdout)\(verify.stderr)")
+        for attack in ["UPDATE audit SET event = 'x'", "DELETE FROM audit", "TRUNCATE audit", "DROP TRIGGER audit_no_update ON audit",
+                       "ALTER TABLE audit DISABLE TRIGGER ALL", "DELETE FROM checkpoints", "DROP TABLE runs"] {
+            let r = try Tools.run(executable: s.psql, ["--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-At", "--dbname=\(hostURL)", "-c", attack], env: ["PGPASSWORD": "host-pw"])
+            #expect(r.status != 0 && (r.stderr.contains("permission denied") || r.stderr.contains("must be owner")), "\(attack): \(r.stderr)")
+        }
+        #expect(try s.sql("SELECT count(*) FROM runs WHERE status = 'success'", database: db) == "1")
+    }
+
     /// `.ci/postgres.sh VERB DIR`, its output through a file: a server it starts keeps its
     /// inherited descriptors open, and a pipe would never reach end of file.
     static func postgres(_ verb: String, _ dir: String) throws -> Tools.Output {

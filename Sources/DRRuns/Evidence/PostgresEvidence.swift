@@ -258,20 +258,30 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
 
     func migrate() throws(EvidenceError) {
         lock.lock(); defer { lock.unlock() }
+        let all = EvidenceSchema.migrations(.postgresql)
+        // An up-to-date store needs no DDL: the role hosts record with (docs/fleets.md) may
+        // not create anything, and must not need to.
+        if let applied = try appliedVersions(), all.allSatisfy({ applied.contains($0.0) }) { return }
         let s = Statements(owner: self)
         // Session-level: two hosts upgrading at once take turns.
         try s.execute("SELECT pg_advisory_lock(?)", [.int(Self.migrateLock)])
         defer { _ = Result { () throws(EvidenceError) in try s.execute("SELECT pg_advisory_unlock(?)", [.int(Self.migrateLock)]) } }
-        try write { tx throws(EvidenceError) in
-            try tx.execute("CREATE TABLE IF NOT EXISTS drplan_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-        }
-        let applied = try appliedVersions() ?? []
-        for (version, sql) in EvidenceSchema.migrations(.postgresql) where !applied.contains(version) {
-            try write { tx throws(EvidenceError) in
-                // Multi-statement DDL goes through the simple protocol (no bound values).
-                for statement in Self.statements(sql) { try tx.execute(statement) }
-                try tx.execute("INSERT INTO drplan_migrations (version, applied_at) VALUES (?, ?)", [.text(version), .text(EvidenceStore.iso(Date()))])
+        do throws(EvidenceError) {
+            if try appliedVersions() == nil {
+                try write { tx throws(EvidenceError) in
+                    try tx.execute("CREATE TABLE IF NOT EXISTS drplan_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+                }
             }
+            let applied = try appliedVersions() ?? []
+            for (version, sql) in all where !applied.contains(version) {
+                try write { tx throws(EvidenceError) in
+                    // Multi-statement DDL goes through the simple protocol (no bound values).
+                    for statement in Self.statements(sql) { try tx.execute(statement) }
+                    try tx.execute("INSERT INTO drplan_migrations (version, applied_at) VALUES (?, ?)", [.text(version), .text(EvidenceStore.iso(Date()))])
+                }
+            }
+        } catch {
+            throw EvidenceError(kind: error.kind, message: "\(error.message); the store's schema could not be brought up to date: run 'drplan evidence migrate' as the role that owns it (docs/fleets.md)")
         }
     }
 

@@ -12,7 +12,7 @@ an empty store, and prints a table.
     bash .ci/postgres.sh start /tmp/bench-pg > /tmp/bench-pg.env; . /tmp/bench-pg.env
     python3 bench/fleet.py --drplan .build/release/drplan [--hosts 100 --jobs 2000 --runs 1000000]
 """
-import argparse, csv, datetime, hashlib, json, os, statistics, subprocess, sys, tempfile, time, uuid
+import argparse, csv, datetime, hashlib, json, os, re, statistics, subprocess, sys, tempfile, time, uuid
 
 RUN_COLUMNS = ["id", "kind", "job", "restore_test", "asset", "engine", "storage", "host", "pid", "started_at", "finished_at", "status",
                "bytes_read", "bytes_written", "files", "snapshot", "verified_files", "verified_bytes", "error", "output"]
@@ -88,8 +88,13 @@ def psql(url, password, sql):
     return r.stdout.strip()
 
 
+READ = re.compile(r"verified and read in ([0-9.]+) s")
+
+
 def timed(cmd, env, repeat):
-    times, rss = [], 0
+    """Median, min and max wall time, peak RSS, and the evidence read's own time (from
+    --verbose's line) when the command prints it."""
+    times, rss, reads = [], 0, []
     for _ in range(repeat):
         t = time.monotonic()
         r = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, env=env, capture_output=True, text=True)
@@ -97,7 +102,8 @@ def timed(cmd, env, repeat):
         if r.returncode not in (0, 1):
             sys.exit("%s failed (%d): %s" % (" ".join(cmd[:3]), r.returncode, r.stderr[-2000:]))
         rss = max(rss, int(r.stderr.strip().split("\n")[-1]))
-    return statistics.median(times), min(times), max(times), rss // 1024
+        reads += [float(m) for m in READ.findall(r.stderr)]
+    return statistics.median(times), min(times), max(times), rss // 1024, (statistics.median(reads) if reads else None)
 
 
 def main():
@@ -107,6 +113,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--keep", action="store_true", help="keep the generated databases and files (printed) for more timings")
     args = ap.parse_args()
     dsn, password = os.environ.get("DRPLAN_PG_DSN"), os.environ.get("DRPLAN_PG_PASSWORD")
     if not dsn or not password:
@@ -141,23 +148,26 @@ def main():
     env["DRPLAN_CACHE_DIR"] = work + "/cache"
     rows = [
         ("check, empty store (evaluation alone)", [drplan, "check", "--format", "json"] + inv + ["--evidence", empty], None),
-        ("check, first on this machine (whole log read)", [drplan, "check", "--format", "json", "--full-verification"] + inv + ["--evidence", url], None),
+        ("check, first on this machine (whole log read)", [drplan, "check", "--format", "json", "--full-verification", "--verbose"] + inv + ["--evidence", url], None),
         ("evidence verify (whole log)", [drplan, "evidence", "verify"] + inv + ["--evidence", url], None),
-        ("check, from this machine's mark", [drplan, "check", "--format", "json"] + inv + ["--evidence", url], "mark"),
+        ("check, from this machine's mark", [drplan, "check", "--format", "json", "--verbose"] + inv + ["--evidence", url], "mark"),
         ("history --since 1 day ago", [drplan, "history", "--format", "json", "--since", (now - datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")] + inv + ["--evidence", url], None),
     ]
     print("store: %d hosts, %d jobs, %d runs, %d audit entries; %s in PostgreSQL; generated in %.0f s, loaded in %.0f s" % (args.hosts, args.jobs, runs, entries, size, gen, load))
-    print("| command | median s | min–max s | peak RSS MiB |")
-    print("|---|---:|---:|---:|")
+    print("| command | median s | min–max s | peak RSS MiB | evidence verified and read, s |")
+    print("|---|---:|---:|---:|---:|")
     results = {}
     for label, cmd, needs in rows:
         if needs == "mark" and not os.listdir(work + "/cache/verified"):
             sys.exit("evidence verify left no mark in " + work + "/cache")
-        med, lo, hi, rss = timed(cmd, env, args.repeat)
+        med, lo, hi, rss, read = timed(cmd, env, args.repeat)
         results[label] = med
-        print("| %s | %.2f | %.2f–%.2f | %d |" % (label, med, lo, hi, rss))
+        print("| %s | %.2f | %.2f–%.2f | %d | %s |" % (label, med, lo, hi, rss, "%.2f" % read if read is not None else ""))
     print("reading the store's evidence adds %.2f s to check from the mark, %.2f s reading the whole log"
           % (results[rows[3][0]] - results[rows[0][0]], results[rows[1][0]] - results[rows[0][0]]))
+    if args.keep:
+        print("kept: %s, %s, %s (DRPLAN_CACHE_DIR=%s/cache)" % (url, empty, work, work))
+        return
     psql(dsn, password, "DROP DATABASE %s" % name)
     psql(dsn, password, "DROP DATABASE %s_empty" % name)
 

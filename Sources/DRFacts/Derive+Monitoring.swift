@@ -14,9 +14,10 @@ extension FactDeriver {
     /// Hosts the store holds runs of but the inventory does not name (`declared: false`: a
     /// machine that runs the jobs naming no host, or a host renamed) are listed, not judged.
     func hostFacts() -> [Value] {
-        let declared = Set(inv.hosts)
+        let byHost = inv.jobsByHost
+        let declared = Set(byHost.keys)
         return (declared.union(measured.hostLastRun.keys)).sorted().map { h in
-            let jobs = declared.contains(h) ? inv.jobs.filter { inv.host(of: $0) == h } : []
+            let jobs = byHost[h] ?? []
             let window = jobs.map(maxAge).min() ?? 0
             let last = measured.hostLastRun[h]
             let stopped = declared.contains(h) && (last.map { now.seconds - $0.seconds > window } ?? true)

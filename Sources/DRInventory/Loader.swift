@@ -284,10 +284,22 @@ extension Inventory {
 extension Inventory {
     /// The host that runs a job: its own `host:`, else the one host its assets name (the
     /// validator refuses a job whose assets name several); nil: any host.
-    public func host(of job: Job) -> String? {
+    public func host(of job: Job) -> String? { Self.host(of: job) { id in assets.first { $0.id == id }?.host } }
+
+    static func host(of job: Job, assetHost: (String) -> String?) -> String? {
         if let h = job.host { return h }
-        let hosts = Set(job.assets.compactMap { id in assets.first { $0.id == id }?.host })
+        let hosts = Set(job.assets.compactMap(assetHost))
         return hosts.count == 1 ? hosts.first : nil
+    }
+
+    /// Each host's jobs, every job's host found once (a fleet has thousands of jobs).
+    public var jobsByHost: [String: [Job]] {
+        let assetHost = Dictionary(assets.map { ($0.id, $0.host) }, uniquingKeysWith: { a, _ in a })
+        var out: [String: [Job]] = [:]
+        for j in jobs {
+            if let h = Self.host(of: j, assetHost: { assetHost[$0] ?? nil }) { out[h, default: []].append(j) }
+        }
+        return out
     }
 
     /// Whether `host` runs this job: a job for no particular host runs everywhere it is asked
@@ -295,5 +307,5 @@ extension Inventory {
     public func runs(_ job: Job, on host: String) -> Bool { self.host(of: job).map { $0 == host } ?? true }
 
     /// The hosts the inventory names, sorted.
-    public var hosts: [String] { Set(jobs.compactMap { host(of: $0) }).sorted() }
+    public var hosts: [String] { jobsByHost.keys.sorted() }
 }

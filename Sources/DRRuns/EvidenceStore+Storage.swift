@@ -120,6 +120,27 @@ extension EvidenceStore {
 
     /// The summary inside a read, with the rows of the runs it used (for `verifyLatest`).
     func summary(_ tx: any EvidenceSQL, until: Date?) throws(EvidenceError) -> (MeasuredEvidence, [SQLRow]) {
+        let (latest, tally) = try summaryRows(tx, until: until)
+        return (try measured(latest, tally, tx), latest)
+    }
+
+    /// The totals the facts read besides the latest runs: per host and for the store, as
+    /// stored text (a verification mark keeps them, and adds the runs recorded since).
+    struct Tally: Codable, Sendable, Equatable {
+        var hostRuns: [String: Int] = [:]
+        var hostLast: [String: String] = [:]
+        var runs = 0
+        var oldest: String?
+
+        mutating func add(host: String, started: String) {
+            hostRuns[host, default: 0] += 1
+            if hostLast[host].map({ started > $0 }) ?? true { hostLast[host] = started }
+            runs += 1
+            if oldest.map({ started < $0 }) ?? true { oldest = started }
+        }
+    }
+
+    func summaryRows(_ tx: any EvidenceSQL, until: Date?) throws(EvidenceError) -> ([SQLRow], Tally) {
         let bound: [SQLValue] = [.text(Self.iso(until ?? .distantFuture))]
         let latestRows = try tx.rows("""
             SELECT * FROM runs WHERE id IN (
@@ -131,18 +152,54 @@ extension EvidenceStore {
                               FROM runs WHERE started_at <= ? AND kind = 'restore_test' AND status = 'success' AND verified_bytes >= ?) AS r WHERE n = 1)
             ORDER BY started_at, id
             """, bound + bound + [.int(MeasuredEvidence.minimumRateSample)])
-        let latest = try latestRows.map { row throws(EvidenceError) in try record(row) }
-        var m = MeasuredEvidence(runs: latest)
-        m.hostLastRun = [:]; m.hostRuns = [:]
+        var tally = Tally()
         for row in try tx.rows("SELECT host, MAX(started_at) AS last, COUNT(*) AS n FROM runs WHERE started_at <= ? GROUP BY host", bound) {
             let host = try row.text("host")
-            if let last = Self.date(try row.optionalText("last")) { m.hostLastRun[host] = Timestamp(last) }
-            m.hostRuns[host] = Int(try row.int("n"))
+            tally.hostRuns[host] = Int(try row.int("n"))
+            if let last = try row.optionalText("last") { tally.hostLast[host] = last }
         }
         let totals = try tx.row("SELECT COUNT(*) AS n, MIN(started_at) AS oldest FROM runs WHERE started_at <= ?", bound)
+        tally.runs = Int(try totals?.int("n") ?? 0)
+        tally.oldest = try totals?.optionalText("oldest")
+        return (latestRows, tally)
+    }
+
+    /// The facts' evidence from the latest runs and the totals.
+    func measured(_ latestRows: [SQLRow], _ tally: Tally, _ tx: any EvidenceSQL) throws(EvidenceError) -> MeasuredEvidence {
+        let latest = try latestRows.map { row throws(EvidenceError) in try record(row) }
+        var m = MeasuredEvidence(runs: latest)
+        m.hostLastRun = [:]; m.hostRuns = tally.hostRuns
+        for (host, last) in tally.hostLast { if let d = Self.date(last) { m.hostLastRun[host] = Timestamp(d) } }
         let chain = try tx.row("SELECT at FROM audit ORDER BY seq LIMIT 1")?.text("at")
         m.store = MeasuredEvidence.Store(chainStarted: Self.date(chain).map(Timestamp.init),
-                                         oldestRun: Self.date(try totals?.optionalText("oldest")).map(Timestamp.init), runs: Int(try totals?.int("n") ?? 0))
-        return (m, latestRows)
+                                         oldestRun: Self.date(tally.oldest).map(Timestamp.init), runs: tally.runs)
+        return m
+    }
+
+    /// The latest runs as the summary's query chooses them, from candidate rows in memory:
+    /// per (kind, job, storage, asset, restore test, status) the latest to end (else start),
+    /// ties to the greater id; and per storage the latest restore test large enough to
+    /// measure a rate. Ordered by start, then id.
+    static func latest(of rows: [SQLRow]) throws(EvidenceError) -> [SQLRow] {
+        func key(_ r: SQLRow) throws(EvidenceError) -> (String, String) {
+            let end = try r.optionalText("finished_at"), start = try r.text("started_at")
+            return (end ?? start, try r.text("id"))
+        }
+        func later(_ a: SQLRow, _ b: SQLRow) throws(EvidenceError) -> Bool { let (x, y) = (try key(a), try key(b)); return x.0 != y.0 ? x.0 > y.0 : x.1 > y.1 }
+        var groups: [[String?]: SQLRow] = [:], rates: [String?: SQLRow] = [:]
+        for r in rows {
+            let g = [try r.optionalText("kind"), try r.optionalText("job"), try r.optionalText("storage"), try r.optionalText("asset"),
+                     try r.optionalText("restore_test"), try r.optionalText("status")]
+            if let best = groups[g] { if try later(r, best) { groups[g] = r } } else { groups[g] = r }
+            if try r.text("kind") == "restore_test", try r.text("status") == "success", try r.int("verified_bytes") >= MeasuredEvidence.minimumRateSample {
+                let storage = try r.optionalText("storage")
+                if let best = rates[storage] { if try later(r, best) { rates[storage] = r } } else { rates[storage] = r }
+            }
+        }
+        var chosen: [String: SQLRow] = [:]
+        for r in Array(groups.values) + Array(rates.values) { chosen[try r.text("id")] = r }
+        var keyed: [(String, String, SQLRow)] = []
+        for r in chosen.values { keyed.append((try r.text("started_at"), try r.text("id"), r)) }
+        return keyed.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }.map(\.2)
     }
 }

@@ -34,8 +34,9 @@ public struct StoreVerification: Sendable {
     public var fullAt: String?
     /// Where the next verification of this store may start; nil when problems were found.
     public var mark: VerificationMark?
-    /// The runs named by the entries read (all of them, for a whole read).
+    /// The runs named by the entries read since a mark, and those of them started since.
     var runsRead: Set<String> = []
+    var runsStarted: Set<String> = []
 
     public var state: State {
         if !problems.isEmpty { return .unverified }
@@ -49,7 +50,8 @@ public struct StoreVerification: Sendable {
     /// How much of the log this verification read.
     public var scopeLine: String {
         guard let fullAt, readFrom > 1 else { return "entries 1…\(head.seq) and every run read" }
-        return "entries \(readFrom)…\(head.seq), the runs they name and the runs the facts use read now; entries 1…\(readFrom - 1) as verified in full on this machine at \(fullAt)"
+        let since = readFrom > head.seq ? "no entry written since entry \(head.seq)" : "entries \(readFrom)…\(head.seq) and the runs they name"
+        return "\(since), and the runs the facts use, read now; entries 1…\(readFrom - 1) as verified in full on this machine at \(fullAt)"
     }
 }
 
@@ -76,8 +78,13 @@ public struct VerificationMark: Codable, Sendable, Equatable {
     /// and test), by id, with their rows' digests: a run edited out of the facts' view since
     /// (a failure turned into a success) no longer matches.
     public var latest: [String: String] = [:]
-    /// `closedRunsChecksum` over the runs not running at `seq`.
-    public var closed: Int64 = 0
+    /// `closedRunsChecksum` over the runs not running at `seq`; nil when the store's
+    /// triggers kept ended runs final (then none is needed).
+    public var closed: Int64?
+    /// The runs running at `seq`, and the per-host and store totals: with `latest`, what
+    /// the facts' summary is computed from, adding the runs named since.
+    var running: [String] = []
+    var tally = EvidenceStore.Tally()
 }
 
 extension EvidenceStore {
@@ -141,7 +148,15 @@ extension EvidenceStore {
         } else {
             v = try verify(tx, key: key, checkpoints: cps, after: mark)
         }
-        let (m, latest) = try summary(tx, until: nil)
+        let (m, latest): (MeasuredEvidence, [SQLRow])
+        var tally = Tally()
+        if let mark, v.readFrom > 1 {
+            (m, latest, tally) = try summary(tx, from: mark, named: v.runsRead, started: v.runsStarted)
+        } else {
+            let rows: [SQLRow]
+            (rows, tally) = try summaryRows(tx, until: nil)
+            (m, latest) = (try measured(rows, tally, tx), rows)
+        }
         if let mark, v.readFrom > 1 {
             let problems = try verifyLatest(tx, latest, after: v.readFrom - 1, head: v.head.seq)
                 + verifyUnchanged(tx, mark.latest, except: v.runsRead, current: latest)
@@ -151,8 +166,51 @@ extension EvidenceStore {
             var digests: [String: String] = [:]
             for row in latest { digests[try row.text("id")] = Self.rowDigest(row) }
             v.mark?.latest = digests
+            v.mark?.tally = tally
+            v.mark?.running = try tx.rows("SELECT id FROM runs WHERE status = 'running' ORDER BY id").map { r throws(EvidenceError) in try r.text("id") }
         }
         return (v, m)
+    }
+
+    /// The summary from a mark: the latest runs chosen among those the facts used then, those
+    /// running then, and those named since (a run that has ended is final, so no other can
+    /// have become the latest of anything); the totals are the mark's plus the runs started since.
+    func summary(_ tx: any EvidenceSQL, from mark: VerificationMark, named: Set<String>, started: Set<String>) throws(EvidenceError)
+        -> (MeasuredEvidence, [SQLRow], Tally) {
+        var rows: [SQLRow] = []
+        for chunk in Self.chunks(Set(mark.latest.keys).union(mark.running).union(named).sorted()) {
+            rows += try tx.rows("SELECT * FROM runs WHERE id IN (\(Self.marks(chunk.count)))", chunk.map(SQLValue.text))
+        }
+        var tally = mark.tally
+        for r in rows where started.contains(try r.text("id")) { tally.add(host: try r.text("host"), started: try r.text("started_at")) }
+        let latest = try Self.latest(of: rows)
+        return (try measured(latest, tally, tx), latest, tally)
+    }
+
+    /// Whether the triggers that keep ended runs final are in place as this drplan writes
+    /// them (not dropped, disabled or replaced): then a run recorded before a mark is what it
+    /// was, and no checksum of every run is needed.
+    func finalRunsEnforced(_ tx: any EvidenceSQL) throws(EvidenceError) -> Bool {
+        if db.readsUpgradedCopy { return false }
+        func flat(_ s: String) -> String { s.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
+        switch db.dialect {
+        case .sqlite:
+            var found: [String: String] = [:]
+            for r in try tx.rows("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'runs'") {
+                found[try r.text("name")] = flat(try r.optionalText("sql") ?? "")
+            }
+            return EvidenceSchema.sqliteRunTriggers.allSatisfy { found[$0.name] == flat($0.sql) }
+        case .postgresql:
+            var found: [String: (enabled: String, source: String)] = [:]
+            for r in try tx.rows("""
+                SELECT t.tgname::text AS name, t.tgenabled::text AS enabled, p.proname::text AS function, p.prosrc AS source
+                FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE t.tgrelid = 'runs'::regclass AND NOT t.tgisinternal
+                """) {
+                found[try r.text("name")] = (try r.text("enabled"), try r.text("function") + ":" + flat(try r.text("source")))
+            }
+            return found["runs_final"].map { $0.enabled == "O" && $0.source == "drplan_runs_final:" + flat(EvidenceSchema.runsFinalBody) } == true
+                && found["runs_no_truncate"]?.enabled == "O"
+        }
     }
 
     /// The runs the facts used at the mark, not named by any entry since: each must still be
@@ -201,7 +259,7 @@ extension EvidenceStore {
         var hashes: [Int64: String] = [:]
         var problems: [String] = []
         var last: [String: String?] = [:]   // run → digest of its last entry (nil: an entry without one)
-        var ended = Set<String>()           // runs that ended after the mark
+        var ended = Set<String>(), started = Set<String>()   // runs that ended, and started, after the mark
         var expected = start
         var head = (seq: start.seq - 1, hash: start.prev)
         while true {
@@ -213,7 +271,7 @@ extension EvidenceStore {
                 let obj = (try? JSONSerialization.jsonObject(with: Data(e.detail.utf8))) as? [String: String]
                 guard let obj, let run = obj["run"] else { problems.append("audit entry \(e.seq) does not name its run"); continue }
                 last[run] = .some(obj["row_sha256"])
-                if mark != nil, e.event != "run.started" { ended.insert(run) }
+                if mark != nil { if e.event == "run.started" { started.insert(run) } else { ended.insert(run) } }
             }
             guard let end = page.last else { break }
             head = (end.seq, end.hash)
@@ -221,12 +279,15 @@ extension EvidenceStore {
             if page.count < Self.pageSize { break }
         }
         let runsRead = mark == nil ? Set<String>() : Set(last.keys)
-        let closed = try closedChecksum(tx)
-        if let given = mark {
+        let enforced = try finalRunsEnforced(tx)
+        let closed: Int64? = enforced ? nil : try closedChecksum(tx)
+        if let given = mark, let closed {
             // The runs ended since the mark taken out, the rest must add up to what they were:
             // otherwise a run was changed outside drplan (or ended twice), and only reading
             // every run can say which.
-            if closed ^ (try closedChecksum(tx, ids: ended.sorted())) != given.closed { return try verify(tx, key: key, checkpoints: cps, after: nil) }
+            guard let was = given.closed, closed ^ (try closedChecksum(tx, ids: ended.sorted())) == was else {
+                return try verify(tx, key: key, checkpoints: cps, after: nil)
+            }
         }
         // A mark past the head is caught by markProblem; here the head is at least the mark.
         var unbound = mark?.unbound ?? 0
@@ -257,7 +318,7 @@ extension EvidenceStore {
                                                        checkpointsSHA256: Self.digest(cps[...]), key: keyId, fullAt: mark?.fullAt ?? now, at: now, closed: closed) : nil
         return StoreVerification(problems: problems, unbound: unbound, head: head, checkpoints: cps,
                                  unanchored: max(0, head.seq - (cps.map(\.seq).max() ?? 0)), signaturesChecked: key != nil,
-                                 readFrom: start.seq, fullAt: mark?.fullAt, mark: next, runsRead: runsRead)
+                                 readFrom: start.seq, fullAt: mark?.fullAt, mark: next, runsRead: runsRead, runsStarted: started)
     }
 
     /// Every run, a page at a time, against the digest of its last entry; the runs matched

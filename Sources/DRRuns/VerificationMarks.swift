@@ -30,7 +30,7 @@ public enum VerificationMarks {
         }
         let mark: VerificationMark
         do { mark = try JSONDecoder().decode(VerificationMark.self, from: data) } catch {
-            throw EvidenceError(kind: .unreadable, message: "the verification cache \(path) is damaged (\(error)); delete it")
+            throw EvidenceError(kind: .unreadable, message: "the verification cache \(path) cannot be used (another drplan version wrote it, or it is damaged: \(error)); it is replaced once the whole log verifies")
         }
         // Two stores whose locations hash alike would be a SHA-256 collision; a file copied
         // from another store's name is this.

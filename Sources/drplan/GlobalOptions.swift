@@ -127,9 +127,14 @@ struct GlobalOptions: ParsableArguments {
         guard let store = try readStore() else { return ReadEvidence() }
         let mark = fullVerification ? nil : Self.mark(for: store)
         let verification: StoreVerification, evidence: MeasuredEvidence
+        let started = DispatchTime.now()
         do { (verification, evidence) = try store.verifiedEvidence(key: publicKey(inventory), after: mark) } catch {
             Console.error("drplan: error: \(error.message)")
             throw CommandFailure(status: .environment)
+        }
+        if verbose {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+            Console.error("drplan: evidence of \(store.path) verified and read in \(String(format: "%.2f", seconds)) s (\(verification.scopeLine))")
         }
         try judge(store, verification)
         return ReadEvidence(evidence: evidence, unverified: verification.problems,

@@ -246,74 +246,91 @@ struct EvidenceConformanceTests {
         }
         let reader = try p.reading()
         let all = try reader.runs()
-        func shape(_ m: MeasuredEvidence) -> String {
-            [m.jobs.sorted { $0.key < $1.key }.description, m.targets.sorted { $0.key < $1.key }.description, m.tests.sorted { $0.key < $1.key }.description,
-             m.restoreRates.sorted { $0.key < $1.key }.description, m.hostLastRun.sorted { $0.key < $1.key }.description,
-             m.hostRuns.sorted { $0.key < $1.key }.description, m.jobsWithAssetRuns.sorted().description,
-             "\(m.store?.runs ?? -1) \(String(describing: m.store?.oldestRun)) \(String(describing: m.store?.chainStarted))"].joined(separator: "\n")
-        }
         for until in [nil, t0.addingTimeInterval(2.5 * 86_400)] {
             let expected = try reader.measured(until: until, runs: all)
             let got = try reader.measured(until: until)
-            #expect(shape(got) == shape(expected))
+            #expect(Self.shape(got) == Self.shape(expected))
         }
         #expect(!(try reader.measured()).restoreRates.isEmpty)
     }
 
-    @Test("check's verification from this machine's mark reads only what is new, and still finds edits of the runs the facts use", arguments: Backend.allCases)
+    @Test("check's verification from this machine's mark reads only what is new, gives the same evidence, and still finds edits", arguments: Backend.allCases)
     func fromMark(_ b: Backend) throws {
         guard let p = try Self.place(b) else { return }
         defer { p.dir.cleanup() }
         let store = try p.open()
         var ids: [String] = []
         for i in 0..<6 {
-            var r = try store.begin(RunRecord(kind: .backup, job: "j\(i % 2)", engine: "builtin", storage: "s"))
+            var r = try store.begin(RunRecord(kind: .backup, job: "j\(i % 2)", engine: "builtin", storage: "s", host: "h\(i % 3)"))
             r.status = i == 1 ? .failed : .success; r.error = i == 1 ? "disk full" : nil
             try store.finish(r)
             ids.append(r.id)
         }
+        var pending = try store.begin(RunRecord(kind: .backup, job: "j2", engine: "builtin", storage: "s", host: "h0"))   // running at the mark
         let full = try p.reading().verification(key: nil)
         let mark = try #require(full.mark)
         #expect(full.problems.isEmpty && full.readFrom == 1 && full.fullAt == nil && mark.seq == full.head.seq)
-        for _ in 0..<2 { var r = try store.begin(RunRecord(kind: .backup, job: "j0", engine: "builtin", storage: "s")); r.status = .success; try store.finish(r) }
+        #expect(mark.closed == nil, "the triggers keep ended runs final: no checksum is needed")
+        for job in ["j0", "j3"] { var r = try store.begin(RunRecord(kind: .backup, job: job, engine: "builtin", storage: "s", host: "h4")); r.status = .success; try store.finish(r) }
+        pending.status = .failed; pending.error = "cut short"
+        try store.finish(pending)
 
         let (quick, evidence) = try p.reading().verifiedEvidence(key: nil, after: mark)
         #expect(quick.problems.isEmpty, "\(quick.problems)")
-        #expect(quick.readFrom == mark.seq + 1 && quick.fullAt == mark.fullAt && quick.head.seq == mark.seq + 4)
+        #expect(quick.readFrom == mark.seq + 1 && quick.fullAt == mark.fullAt && quick.head.seq == mark.seq + 5)
         #expect(quick.mark?.seq == quick.head.seq)
-        #expect(evidence.jobs.sorted { $0.key < $1.key }.description == (try p.reading().measured()).jobs.sorted { $0.key < $1.key }.description)
+        #expect(Self.shape(evidence) == Self.shape(try p.reading().measured()), "the summary from the mark is the summary of every run")
 
-        // The failed run (before the mark) is one the facts use: edited, it is found without reading the whole log.
+        // Ended runs are final in the database itself.
+        #expect(throws: EvidenceError.self) { try store.write { tx throws(EvidenceError) in try tx.execute("UPDATE runs SET status = 'success' WHERE id = ?", [.text(ids[1])]) } }
+        #expect(throws: EvidenceError.self) { try store.write { tx throws(EvidenceError) in try tx.execute("DELETE FROM runs WHERE id = ?", [.text(ids[0])]) } }
+        // With the triggers gone, a mark carries a checksum of every ended run, and edits are found from it.
+        try store.write { tx throws(EvidenceError) in
+            for sql in b == .sqlite ? ["DROP TRIGGER runs_final", "DROP TRIGGER runs_no_delete"] : ["ALTER TABLE runs DISABLE TRIGGER runs_final"] { try tx.execute(sql) }
+        }
+        let unguarded = try #require(try p.reading().verification(key: nil).mark)
+        #expect(unguarded.closed != nil)
+        #expect(try p.reading().verifiedEvidence(key: nil, after: unguarded).0.readFrom > 1)
+
+        // The failed run (one the facts use), edited: found.
         try store.write { tx throws(EvidenceError) in try tx.execute("UPDATE runs SET status = 'success', error = NULL WHERE id = ?", [.text(ids[1])]) }
-        let edited = try p.reading().verifiedEvidence(key: nil, after: quick.mark).0
+        let edited = try p.reading().verifiedEvidence(key: nil, after: unguarded).0
         #expect(edited.mark == nil)
         #expect(edited.problems.contains { $0.contains("run \(ids[1])") && $0.contains("differs from what drplan recorded") }, "\(edited.problems)")
         try store.write { tx throws(EvidenceError) in try tx.execute("UPDATE runs SET status = 'failed', error = 'disk full' WHERE id = ?", [.text(ids[1])]) }
-        #expect(try p.reading().verifiedEvidence(key: nil, after: quick.mark).0.problems.isEmpty)
+        #expect(try p.reading().verifiedEvidence(key: nil, after: unguarded).0.problems.isEmpty)
 
-        // A run the facts do not use (a success superseded since), backdated: the ended runs' checksum no longer adds up.
+        // A run the facts do not use (a success superseded since), backdated: the checksum no longer adds up.
         let original = try #require(try store.read { tx throws(EvidenceError) in try tx.row("SELECT started_at FROM runs WHERE id = ?", [.text(ids[2])]) }?.text("started_at"))
         try store.write { tx throws(EvidenceError) in try tx.execute("UPDATE runs SET started_at = '2020-01-01T00:00:00.000Z' WHERE id = ?", [.text(ids[2])]) }
-        let backdated = try p.reading().verifiedEvidence(key: nil, after: quick.mark).0
+        let backdated = try p.reading().verifiedEvidence(key: nil, after: unguarded).0
         #expect(backdated.problems.contains { $0.contains("run \(ids[2])") && $0.contains("differs from what drplan recorded") }, "\(backdated.problems)")
         try store.write { tx throws(EvidenceError) in try tx.execute("UPDATE runs SET started_at = ? WHERE id = ?", [.text(original), .text(ids[2])]) }
-        #expect(try p.reading().verifiedEvidence(key: nil, after: quick.mark).0.readFrom > 1)
+        #expect(try p.reading().verifiedEvidence(key: nil, after: unguarded).0.readFrom > 1)
 
         // A mark the log no longer reaches is a finding for check, and a note for a full verification.
-        var rewritten = try #require(quick.mark)
+        var rewritten = unguarded
         rewritten.hash = String(repeating: "e", count: 64)
         let caught = try p.reading().verifiedEvidence(key: nil, after: rewritten).0
         #expect(caught.problems.first?.contains("the log was rewritten or replaced since") == true && caught.readFrom == 1)
         let whole = try p.reading().verification(key: nil, previous: rewritten)
         #expect(whole.problems.isEmpty && whole.notes.first?.contains("rewritten or replaced") == true && whole.mark != nil)
-        var past = try #require(quick.mark)
+        var past = unguarded
         past.seq += 5
         #expect(try p.reading().verifiedEvidence(key: nil, after: past).0.problems.first?.contains("entries were removed") == true)
 
         // A run deleted changes the runs' count against the log: the whole log is read, and the run named.
         try store.write { tx throws(EvidenceError) in try tx.execute("DELETE FROM runs WHERE id = ?", [.text(ids[0])]) }
-        let deleted = try p.reading().verifiedEvidence(key: nil, after: quick.mark).0
+        let deleted = try p.reading().verifiedEvidence(key: nil, after: unguarded).0
         #expect(deleted.readFrom == 1 && deleted.problems.contains { $0.contains("run \(ids[0]) is in the audit log but not among the runs") }, "\(deleted.problems)")
+    }
+
+    /// Everything the facts read of measured evidence, as text to compare.
+    static func shape(_ m: MeasuredEvidence) -> String {
+        [m.jobs.sorted { $0.key < $1.key }.description, m.targets.sorted { $0.key < $1.key }.description, m.tests.sorted { $0.key < $1.key }.description,
+         m.restoreRates.sorted { $0.key < $1.key }.description, m.hostLastRun.sorted { $0.key < $1.key }.description,
+         m.hostRuns.sorted { $0.key < $1.key }.description, m.jobsWithAssetRuns.sorted().description,
+         "\(m.store?.runs ?? -1) \(String(describing: m.store?.oldestRun)) \(String(describing: m.store?.chainStarted))"].joined(separator: "\n")
     }
 
     /// A pid that no process has: a child that has exited.

@@ -91,6 +91,9 @@ public protocol EvidenceDatabase: AnyObject, Sendable {
     var checkpointLocation: String { get }
     /// The SQL dialect the schema is written in.
     var dialect: SQLDialect { get }
+    /// Whether reads see a copy upgraded in memory (an older store read by a newer drplan):
+    /// its schema, triggers included, is not the stored one's.
+    var readsUpgradedCopy: Bool { get }
     func write<T>(_ body: (any EvidenceSQL) throws(EvidenceError) -> T) throws(EvidenceError) -> T
     func read<T>(_ body: (any EvidenceSQL) throws(EvidenceError) -> T) throws(EvidenceError) -> T
     func checkpoints() throws(EvidenceError) -> [Checkpoint]

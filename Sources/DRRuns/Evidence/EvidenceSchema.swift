@@ -74,6 +74,10 @@ enum EvidenceSchema {
             ("v7", d == .sqlite
                 ? "CREATE INDEX audit_run ON audit((CASE WHEN json_valid(detail) THEN json_extract(detail, '$.run') END))"
                 : "CREATE INDEX audit_run ON audit ((detail::jsonb ->> 'run'))"),
+            // A run that has ended is final, and no run is deleted: drplan only inserts runs
+            // and finishes running ones (alert bookkeeping aside). check relies on these
+            // triggers, as they are written here, to read only what changed since its mark.
+            ("v8", runsFinal(d)),
         ]
         if d == .postgresql {
             // Checkpoints live in the database on PostgreSQL (no file is beside a server), in a
@@ -86,6 +90,47 @@ enum EvidenceSchema {
                 """))
         }
         return list
+    }
+}
+
+extension EvidenceSchema {
+    /// The evidence columns of a run, as `EvidenceStore.runColumns`.
+    static let runColumns = EvidenceStore.runColumns
+
+    /// The PostgreSQL trigger function's body, compared with `pg_proc.prosrc` by check.
+    static var runsFinalBody: String {
+        """
+
+          BEGIN
+            IF TG_OP = 'DELETE' THEN RAISE EXCEPTION 'runs are never deleted'; END IF;
+            IF OLD.status <> 'running' AND ROW(\(runColumns.map { "NEW." + $0 }.joined(separator: ", ")))
+                IS DISTINCT FROM ROW(\(runColumns.map { "OLD." + $0 }.joined(separator: ", "))) THEN
+              RAISE EXCEPTION 'a run that has ended is final';
+            END IF;
+            RETURN NEW;
+          END
+        """
+    }
+
+    /// The SQLite triggers, compared with `sqlite_master.sql` by check.
+    static var sqliteRunTriggers: [(name: String, sql: String)] {
+        let changed = runColumns.map { "NEW.\($0) IS NOT OLD.\($0)" }.joined(separator: " OR ")
+        return [
+            ("runs_final", "CREATE TRIGGER runs_final BEFORE UPDATE ON runs WHEN OLD.status <> 'running' AND (\(changed)) BEGIN SELECT RAISE(ABORT, 'a run that has ended is final'); END"),
+            ("runs_no_delete", "CREATE TRIGGER runs_no_delete BEFORE DELETE ON runs BEGIN SELECT RAISE(ABORT, 'runs are never deleted'); END"),
+        ]
+    }
+
+    static func runsFinal(_ d: SQLDialect) -> String {
+        switch d {
+        case .sqlite: return sqliteRunTriggers.map { $0.sql + ";" }.joined(separator: "\n")
+        case .postgresql:
+            return """
+                CREATE FUNCTION drplan_runs_final() RETURNS trigger LANGUAGE plpgsql AS $$\(runsFinalBody)$$;
+                CREATE TRIGGER runs_final BEFORE UPDATE OR DELETE ON runs FOR EACH ROW EXECUTE FUNCTION drplan_runs_final();
+                CREATE TRIGGER runs_no_truncate BEFORE TRUNCATE ON runs FOR EACH STATEMENT EXECUTE FUNCTION drplan_append_only();
+                """
+        }
     }
 }
 

@@ -12,10 +12,11 @@ final class SQLiteEvidence: EvidenceDatabase, @unchecked Sendable {
     var location: String { path }
     var checkpointLocation: String { Checkpoints.path(forStore: path) }
     var dialect: SQLDialect { .sqlite }
+    let readsUpgradedCopy: Bool
     private let persistent: Bool
 
-    private init(path: String, db: any DatabaseWriter, persistent: Bool) {
-        self.path = path; self.db = db; self.persistent = persistent
+    private init(path: String, db: any DatabaseWriter, persistent: Bool, upgraded: Bool = false) {
+        self.path = path; self.db = db; self.persistent = persistent; self.readsUpgradedCopy = upgraded
     }
 
     /// An empty store in memory, migrated, for commands that must not create a file.
@@ -44,7 +45,7 @@ final class SQLiteEvidence: EvidenceDatabase, @unchecked Sendable {
             let copy = try DatabaseQueue(configuration: Self.configuration())
             try file.backup(to: copy)
             try migrator.migrate(copy)
-            return SQLiteEvidence(path: path, db: copy, persistent: false)
+            return SQLiteEvidence(path: path, db: copy, persistent: false, upgraded: true)
         } catch {
             throw EvidenceError(kind: .unreadable, message: "the evidence store \(path) cannot be read: \(error); check the path and its permissions, or pass another with --evidence")
         }

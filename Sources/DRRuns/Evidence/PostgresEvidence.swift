@@ -37,10 +37,10 @@ final class PostgresEvidence: EvidenceDatabase, @unchecked Sendable {
         _ = Result { try closing.wait() }
     }
 
-    /// Connects. `password`: the inventory's `evidence.password`, resolved.
     /// Readers never migrate a PostgreSQL store (an older schema is refused).
     var readsUpgradedCopy: Bool { false }
 
+    /// Connects. `password`: the inventory's `evidence.password`, resolved.
     static func connect(_ target: PostgresLocation, password explicit: String?) throws(EvidenceError) -> PostgresEvidence {
         // TLS checks a certificate against a host name (SNI); an address cannot be checked
         // that way here, and verify-full must not quietly become verify-ca.

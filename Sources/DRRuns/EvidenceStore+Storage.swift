@@ -118,10 +118,11 @@ extension EvidenceStore {
         try read { tx throws(EvidenceError) in try summary(tx, until: until).0 }
     }
 
-    /// The summary inside a read, with the rows of the runs it used (for `verifyLatest`).
-    func summary(_ tx: any EvidenceSQL, until: Date?) throws(EvidenceError) -> (MeasuredEvidence, [SQLRow]) {
+    /// The summary inside a read, with the rows of the runs it used and the totals (for a
+    /// verification mark).
+    func summary(_ tx: any EvidenceSQL, until: Date?) throws(EvidenceError) -> (MeasuredEvidence, [SQLRow], Tally) {
         let (latest, tally) = try summaryRows(tx, until: until)
-        return (try measured(latest, tally, tx), latest)
+        return (try measured(latest, tally, tx), latest, tally)
     }
 
     /// The totals the facts read besides the latest runs: per host and for the store, as

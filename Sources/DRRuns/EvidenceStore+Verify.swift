@@ -148,19 +148,14 @@ extension EvidenceStore {
         } else {
             v = try verify(tx, key: key, checkpoints: cps, after: mark)
         }
-        let (m, latest): (MeasuredEvidence, [SQLRow])
-        var tally = Tally()
+        let (m, latest, tally): (MeasuredEvidence, [SQLRow], Tally)
         if let mark, v.readFrom > 1 {
             (m, latest, tally) = try summary(tx, from: mark, named: v.runsRead, started: v.runsStarted)
-        } else {
-            let rows: [SQLRow]
-            (rows, tally) = try summaryRows(tx, until: nil)
-            (m, latest) = (try measured(rows, tally, tx), rows)
-        }
-        if let mark, v.readFrom > 1 {
             let problems = try verifyLatest(tx, latest, after: v.readFrom - 1, head: v.head.seq)
                 + verifyUnchanged(tx, mark.latest, except: v.runsRead, current: latest)
             if !problems.isEmpty { v.problems += problems; v.mark = nil }
+        } else {
+            (m, latest, tally) = try summary(tx, until: nil)
         }
         if v.mark != nil {
             var digests: [String: String] = [:]
@@ -177,10 +172,7 @@ extension EvidenceStore {
     /// have become the latest of anything); the totals are the mark's plus the runs started since.
     func summary(_ tx: any EvidenceSQL, from mark: VerificationMark, named: Set<String>, started: Set<String>) throws(EvidenceError)
         -> (MeasuredEvidence, [SQLRow], Tally) {
-        var rows: [SQLRow] = []
-        for chunk in Self.chunks(Set(mark.latest.keys).union(mark.running).union(named).sorted()) {
-            rows += try tx.rows("SELECT * FROM runs WHERE id IN (\(Self.marks(chunk.count)))", chunk.map(SQLValue.text))
-        }
+        let rows = try Self.runs(tx, ids: Set(mark.latest.keys).union(mark.running).union(named).sorted(), columns: "*")
         var tally = mark.tally
         for r in rows where started.contains(try r.text("id")) { tally.add(host: try r.text("host"), started: try r.text("started_at")) }
         let latest = try Self.latest(of: rows)
@@ -219,15 +211,11 @@ extension EvidenceStore {
         var rows: [String: SQLRow] = [:]
         for row in current { rows[try row.text("id")] = row }
         let wanted = latest.keys.filter { !read.contains($0) }.sorted()
-        for chunk in Self.chunks(wanted.filter { rows[$0] == nil }) {
-            for row in try tx.rows("SELECT \(Self.runColumns.joined(separator: ", ")) FROM runs WHERE id IN (\(Self.marks(chunk.count)))", chunk.map(SQLValue.text)) {
-                rows[try row.text("id")] = row
-            }
-        }
+        for row in try Self.runs(tx, ids: wanted.filter { rows[$0] == nil }) { rows[try row.text("id")] = row }
         var problems: [String] = []
         for id in wanted {
             guard let digest = latest[id] else { continue }
-            guard let row = rows[id] else { problems.append("run \(id) is in the audit log but not among the runs: it was deleted"); continue }
+            guard let row = rows[id] else { problems.append(Self.deleted(id)); continue }
             if let p = try Self.differs(row, digest) { problems.append(p) }
         }
         return problems
@@ -268,8 +256,7 @@ extension EvidenceStore {
             for e in page {
                 if anchorSeqs.contains(e.seq) { hashes[e.seq] = e.hash }
                 guard e.event == "run.started" || e.event == "run.finished" || e.event == "run.interrupted" else { continue }
-                let obj = (try? JSONSerialization.jsonObject(with: Data(e.detail.utf8))) as? [String: String]
-                guard let obj, let run = obj["run"] else { problems.append("audit entry \(e.seq) does not name its run"); continue }
+                guard let obj = Self.runDetail(e), let run = obj["run"] else { problems.append(Self.unnamed(e)); continue }
                 last[run] = .some(obj["row_sha256"])
                 if mark != nil { if e.event == "run.started" { started.insert(run) } else { ended.insert(run) } }
             }
@@ -294,7 +281,7 @@ extension EvidenceStore {
         let runs = mark == nil ? try verifyAllRuns(tx, &last) : try verifyRuns(tx, &last)
         problems += runs.problems
         unbound += runs.unbound
-        for id in last.keys.sorted() { problems.append("run \(id) is in the audit log but not among the runs: it was deleted") }
+        problems += last.keys.sorted().map(Self.deleted)
 
         // Checkpoints: all against the chain (hashes before the start read by sequence
         // number), signatures only of those this machine has not checked with this key.
@@ -324,36 +311,41 @@ extension EvidenceStore {
     /// Every run, a page at a time, against the digest of its last entry; the runs matched
     /// are taken out of `last`, so that what remains was deleted.
     func verifyAllRuns(_ tx: any EvidenceSQL, _ last: inout [String: String?]) throws(EvidenceError) -> (problems: [String], unbound: Int) {
-        var problems: [String] = [], unbound = 0, after = ""
+        var result: (problems: [String], unbound: Int) = ([], 0), after = ""
         let columns = Self.runColumns.joined(separator: ", ")
         while true {
             let page = try tx.rows("SELECT \(columns) FROM runs WHERE id > ? ORDER BY id LIMIT \(Self.pageSize)", [.text(after)])
-            for row in page {
-                let id = try row.text("id")
-                switch last.removeValue(forKey: id) {
-                case nil: problems.append("run \(id) has no entry in the audit log: it was added outside drplan")
-                case .some(nil): unbound += 1
-                case .some(.some(let digest)): if let p = try Self.differs(row, digest) { problems.append(p) }
-                }
-            }
+            for row in page { try Self.judge(row, &last, &result) }
             guard page.count == Self.pageSize, let end = page.last else { break }
             after = try end.text("id")
         }
-        return (problems, unbound)
+        return result
     }
 
     /// The runs the entries read named, against their digests; found runs leave `last`.
     func verifyRuns(_ tx: any EvidenceSQL, _ last: inout [String: String?]) throws(EvidenceError) -> (problems: [String], unbound: Int) {
-        var problems: [String] = [], unbound = 0
-        for chunk in Self.chunks(last.keys.sorted()) {
-            for row in try tx.rows("SELECT \(Self.runColumns.joined(separator: ", ")) FROM runs WHERE id IN (\(Self.marks(chunk.count)))", chunk.map(SQLValue.text)) {
-                let id = try row.text("id")
-                guard let entry = last.removeValue(forKey: id) else { continue }
-                guard let digest = entry else { unbound += 1; continue }
-                if let p = try Self.differs(row, digest) { problems.append(p) }
-            }
+        var result: (problems: [String], unbound: Int) = ([], 0)
+        for row in try Self.runs(tx, ids: last.keys.sorted()) { try Self.judge(row, &last, &result) }
+        return result
+    }
+
+    /// One run against the digest of its last entry, taken out of `last`.
+    static func judge(_ row: SQLRow, _ last: inout [String: String?], _ result: inout (problems: [String], unbound: Int)) throws(EvidenceError) {
+        let id = try row.text("id")
+        switch last.removeValue(forKey: id) {
+        case nil: result.problems.append(added(id))
+        case .some(nil): result.unbound += 1
+        case .some(.some(let digest)): if let p = try differs(row, digest) { result.problems.append(p) }
         }
-        return (problems, unbound)
+    }
+
+    /// Runs by id (`columns`: the evidence columns, or `*`), a bounded list at a time.
+    static func runs(_ tx: any EvidenceSQL, ids: [String], columns: String = runColumns.joined(separator: ", ")) throws(EvidenceError) -> [SQLRow] {
+        var rows: [SQLRow] = []
+        for chunk in chunks(ids) {
+            rows += try tx.rows("SELECT \(columns) FROM runs WHERE id IN (\(marks(chunk.count)))", chunk.map(SQLValue.text))
+        }
+        return rows
     }
 
     /// The runs the facts use that were recorded before `mark`, each against its last entry:
@@ -381,18 +373,26 @@ extension EvidenceStore {
         }
         for id in byId.keys.sorted() {
             guard let row = byId[id] else { continue }
-            guard let e = entries[id] else { problems.append("run \(id) has no entry in the audit log: it was added outside drplan"); continue }
+            guard let e = entries[id] else { problems.append(Self.added(id)); continue }
             if e.seq > mark { continue }   // read with the chain's new entries
             if !e.isIntact { problems.append("entry \(e.seq) (\(e.event)) was edited after it was written") }
             if e.seq < head, prevOf[e.seq + 1] != e.hash { problems.append("entry \(e.seq + 1) does not follow the entry before it (an entry was deleted or edited)") }
-            guard let obj = (try? JSONSerialization.jsonObject(with: Data(e.detail.utf8))) as? [String: String] else {
-                problems.append("audit entry \(e.seq) does not name its run"); continue
-            }
+            guard let obj = Self.runDetail(e) else { problems.append(Self.unnamed(e)); continue }
             guard let digest = obj["row_sha256"] else { continue }   // recorded before runs were bound
             if let p = try Self.differs(row, digest) { problems.append(p) }
         }
         return problems
     }
+
+    /// A run entry's detail; nil when it is not a JSON object of strings, which every caller
+    /// reports as a problem (`unnamed`): drplan writes none such.
+    static func runDetail(_ e: AuditEntry) -> [String: String]? {
+        (try? JSONSerialization.jsonObject(with: Data(e.detail.utf8))) as? [String: String]
+    }
+
+    static func unnamed(_ e: AuditEntry) -> String { "audit entry \(e.seq) does not name its run" }
+    static func added(_ id: String) -> String { "run \(id) has no entry in the audit log: it was added outside drplan" }
+    static func deleted(_ id: String) -> String { "run \(id) is in the audit log but not among the runs: it was deleted" }
 
     static func differs(_ row: SQLRow, _ digest: String) throws(EvidenceError) -> String? {
         guard rowDigest(row) != digest else { return nil }

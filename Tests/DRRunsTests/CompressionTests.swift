@@ -49,6 +49,27 @@ struct CompressionTests {
         #expect(try repo.check(readData: .all).problems.isEmpty)
     }
 
+    @Test("a snapshot's entries are compressed even when they begin with a large file's random chunk ids")
+    func listingsCompressed() throws {
+        func hex() -> String { (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined() }
+        // As a backup sorts them: one 600 MiB file first (600 chunk ids, more than the codec's
+        // 16 KiB sample), then 5,000 small files, as in the bench tree.
+        var entries = [ManifestEntry(path: "large/l0.bin", kind: .file, mode: 0o100644, mtime: 1_700_000_000, mtimeNanos: 0, size: 600 << 20)]
+        entries[0].sha256 = hex()
+        entries[0].chunks = (0..<600).map { _ in hex() }
+        for i in 0..<5000 {
+            var e = ManifestEntry(path: "small/\(i / 500)/f\(i)", kind: .file, mode: 0o100644, mtime: 1_700_000_000 + Int64(i), mtimeNanos: Int32(i), size: Int64(1024 + i))
+            e.sha256 = hex()
+            e.chunks = [hex()]
+            entries.append(e)
+        }
+        let raw = SnapshotCodec.encode(entries)
+        #expect(ObjectCodec.frame(raw, with: CompressionContext()).first == ObjectCodec.none.rawValue, "the sample alone judges these incompressible")
+        let framed = SnapshotCodec.framed(entries)
+        #expect(framed.first == ObjectCodec.zstd.rawValue && framed.count < raw.count * 85 / 100, "\(framed.count) of \(raw.count) bytes")
+        #expect(SnapshotCodec.decode(try ObjectCodec.unframe(framed, limit: raw.count)) == entries)
+    }
+
     @Test("a version-2 repository (no codec bytes) stays version 2, and what it holds still restores")
     func versionTwoStillReads() throws {
         let dir = try TempDir(); defer { dir.cleanup() }

@@ -281,8 +281,7 @@ extension BuiltinRepository {
         var out = ByteWriter(bytes: SnapshotCodec.magic)
         out.u32(UInt32(sealedHeader.count))
         out.bytes += sealedHeader
-        let entries = SnapshotCodec.encode(s.entries)
-        out.bytes += try seal(framesObjects ? ObjectCodec.frame(entries, with: CompressionContext()) : entries, aad: Array(("snapshot:" + s.id).utf8))
+        out.bytes += try seal(framesObjects ? SnapshotCodec.framed(s.entries) : SnapshotCodec.encode(s.entries), aad: Array(("snapshot:" + s.id).utf8))
         try storage.write("snapshots/" + s.id, out.bytes, exclusive: true)
     }
 

@@ -17,9 +17,10 @@ enum ObjectCodec: UInt8 {
     /// without paying for a full compression.
     static let sample = 16 << 10
 
-    /// Frames `plain` for storage: compressed when that pays, raw otherwise.
-    static func frame(_ plain: [UInt8], with context: CompressionContext) -> [UInt8] {
-        if plain.count >= 64, plain.count > sample {
+    /// Frames `plain` for storage: compressed when that pays, raw otherwise. `probe: false`
+    /// skips the sample, for objects whose first bytes say nothing about the rest.
+    static func frame(_ plain: [UInt8], with context: CompressionContext, probe: Bool = true) -> [UInt8] {
+        if probe, plain.count >= 64, plain.count > sample {
             guard let probe = context.compress(plain[0..<sample], level: 1), probe.count <= sample * 95 / 100 else { return raw(plain) }
         }
         if plain.count >= 64, let packed = context.compress(plain[...], level: level), packed.count < plain.count * 97 / 100 {

@@ -1,3 +1,4 @@
+import Crypto
 import DRInventory
 import Foundation
 import Testing
@@ -101,6 +102,31 @@ struct S3RunnerTests {
         #expect(try repo.check(readData: .none).notes.contains { $0.contains("multipart upload(s) were never completed") })
         _ = try repo.collectGarbage(grace: 0)
         #expect(try storage.unfinishedUploads().isEmpty)
+    }
+
+    @Test("every PUT carries the body's SHA-256 as x-amz-checksum-sha256, which the server keeps with the object")
+    func checksums() throws {
+        guard let s = S3TestServer.current() else { return }
+        let storage = try s.storage(prefix: "sum-" + UUID().uuidString.prefix(8).lowercased())
+        let small = Array("a small object".utf8)
+        try storage.write("index/small", small, exclusive: false)
+        var big = [UInt8](repeating: 7, count: 20 << 20)
+        for i in stride(from: 0, to: big.count, by: 512) { big[i] = UInt8(truncatingIfNeeded: i >> 9) }
+        let w = try storage.writer("packs/ab/big")
+        try StorageConformanceTests.append(w, big)
+        try w.commit()
+        func stored(_ path: String) throws -> String? {
+            let r = try storage.send("HEAD", key: storage.s3.key(path), headers: ["x-amz-checksum-mode": "ENABLED"])
+            #expect(r.status == 200)
+            return r.headers["x-amz-checksum-sha256"]
+        }
+        #expect(try stored("index/small") == Data(SHA256.hash(data: small)).base64EncodedString())
+        // A multipart object's checksum is S3's checksum of its parts' checksums.
+        let parts = stride(from: 0, to: big.count, by: S3Storage.partSize).map { Data(SHA256.hash(data: big[$0..<min(big.count, $0 + S3Storage.partSize)])) }
+        let composite = Data(SHA256.hash(data: parts.reduce(Data(), +))).base64EncodedString()
+        let got = try #require(try stored("packs/ab/big"), "the server kept no checksum for the multipart upload")
+        #expect(got == composite || got == composite + "-\(parts.count)", "\(got)")
+        #expect(try storage.read("packs/ab/big") == big)
     }
 
     @Test("restic to the same S3 server, with the storage's credentials in restic's environment only")

@@ -12,7 +12,7 @@ extension S3Storage {
     }
 
     /// The retention headers for a PUT or CreateMultipartUpload of `path`. S3 requires a
-    /// Content-MD5 (or checksum) on such a PUT; `write` always sends one.
+    /// Content-MD5 or a checksum on such a PUT; `write` always sends `x-amz-checksum-sha256`.
     func lockHeaders(_ path: String) -> [String: String] {
         guard let lock = objectLock, Self.isLocked(path) else { return [:] }
         return ["x-amz-object-lock-mode": lock.mode.rawValue.uppercased(),

@@ -7,7 +7,7 @@ docs/reliability.md unless --no-write.
 usage: bench/reliability.py [--drplan .build/debug/drplan] [--engines builtin,restic]
                             [--backup-kills 50] [--prune-kills 20] [--flips 100]
                             [--truncations 20] [--deletions 20] [--concurrency 5]
-                            [--seed 1] [--json FILE] [--no-write]
+                            [--seed 1] [--json FILE] [--no-write] [--s3]
        bench/reliability.py --from-json builtin.json restic.json   # one table from split runs
 
 Every trial works on real files in a scratch folder, through the `drplan` command line as a
@@ -22,9 +22,16 @@ user's cron job would run it, and checks the outcome itself:
   `check-repository --read-data` fails, whether its output names the damaged file, whether
   every file not depending on the damage still restores, and any restore that yields wrong
   bytes without saying so.
-- concurrency: two jobs' first backups into new repositories; backup and prune; backup and
-  restore-test; two backups of the same job. Counted: corrupt repositories, lost snapshots,
-  and refusals without a clear message.
+- concurrency: two jobs' first backups into new repositories; backup and prune (whichever
+  locks first runs, the other must be refused naming the holder); backup and restore-test;
+  two backups of the same job. Counted: corrupt repositories, lost snapshots, failed runs
+  (with what they said, in the JSON), and refusals without a clear message.
+- --s3: the same trials with the target a bucket on an S3 server (the one .ci/s3.sh starts:
+  DRPLAN_S3_ENDPOINT, DRPLAN_S3_BUCKET and its access key), builtin engine only. The damage is
+  done through the S3 API (boto3, which moto installs): the object is read, changed and put
+  back, or deleted, as a faulty provider or an attacker with the bucket's key could. Each lab
+  gets a prefix of its own, and its objects are deleted afterwards. The disk-full trial does
+  not apply and is skipped.
 - disk full: the target on a small tmpfs (needs root to mount; skipped with the reason
   otherwise). Counted: whether the error says the disk is full, whether earlier snapshots stay
   intact, and whether the next run succeeds once there is room.
@@ -60,8 +67,105 @@ restore_tests:
 """
 
 
+S3_STORAGE = ('{{ id: drive, kind: cloud-object, site: home, url: "s3://{bucket}/{prefix}", endpoint: "{endpoint}", create: true, '
+              'credentials: {{ access_key_id: "env:DRPLAN_S3_ACCESS_KEY_ID", secret_access_key: "env:DRPLAN_S3_SECRET_ACCESS_KEY" }} }}')
+
+
+class LocalRepo:
+    """The repository's files on disk, as the damage trials see them."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.root = lab.path("target", "drplan-repository" if lab.engine == "builtin" else "drplan-restic")
+
+    def names(self):
+        """Every non-empty file's path relative to the repository, locks left out."""
+        out = []
+        for d, _, fs in os.walk(self.root):
+            if os.path.basename(d) == "locks":
+                continue
+            for f in fs:
+                p = os.path.join(d, f)
+                if os.path.getsize(p) > 0:
+                    out.append(os.path.relpath(p, self.root))
+        return sorted(out)
+
+    def copy_from(self, pristine):
+        """Makes this lab's repository a copy of `pristine`'s."""
+        shutil.rmtree(self.lab.path("target"))
+        shutil.copytree(pristine.path("target"), self.lab.path("target"), symlinks=True)
+
+    def read(self, name):
+        with open(os.path.join(self.root, name), "rb") as f:
+            return f.read()
+
+    def write(self, name, data):
+        with open(os.path.join(self.root, name), "r+b") as f:
+            f.write(data)
+            f.truncate()
+
+    def delete(self, name):
+        os.remove(os.path.join(self.root, name))
+
+    def remove_all(self):
+        pass
+
+
+class S3Repo:
+    """The repository's objects under the lab's prefix in the S3 bucket, through boto3."""
+
+    def __init__(self, prefix):
+        import boto3
+        env = os.environ
+        self.bucket, self.prefix = env["DRPLAN_S3_BUCKET"], prefix
+        self.client = boto3.client("s3", endpoint_url=env["DRPLAN_S3_ENDPOINT"], region_name="us-east-1",
+                                   aws_access_key_id=env["DRPLAN_S3_ACCESS_KEY_ID"],
+                                   aws_secret_access_key=env["DRPLAN_S3_SECRET_ACCESS_KEY"])
+
+    def keys(self):
+        out, token = [], None
+        while True:
+            kw = {"Bucket": self.bucket, "Prefix": self.prefix + "/"}
+            if token:
+                kw["ContinuationToken"] = token
+            page = self.client.list_objects_v2(**kw)
+            out += [(o["Key"], o["Size"]) for o in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return out
+            token = page["NextContinuationToken"]
+
+    def names(self):
+        names = [k[len(self.prefix) + 1:] for k, size in self.keys() if size > 0]
+        return sorted(n for n in names if not n.startswith("locks/"))
+
+    def copy_from(self, pristine):
+        """Makes this lab's repository a copy of `pristine`'s (server-side copies)."""
+        other = pristine.repo
+        for key, _ in other.keys():
+            name = key[len(other.prefix) + 1:]
+            if not name.startswith("locks/"):
+                self.client.copy_object(Bucket=self.bucket, Key=self.prefix + "/" + name,
+                                        CopySource={"Bucket": other.bucket, "Key": key})
+
+    def read(self, name):
+        return self.client.get_object(Bucket=self.bucket, Key=self.prefix + "/" + name)["Body"].read()
+
+    def write(self, name, data):
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + "/" + name, Body=data)
+
+    def delete(self, name):
+        self.client.delete_object(Bucket=self.bucket, Key=self.prefix + "/" + name)
+
+    def remove_all(self):
+        keys = [k for k, _ in self.keys()]
+        for i in range(0, len(keys), 1000):
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+
+
 class Lab:
     """A scratch inventory: a source tree, one target, drplan driven through its CLI."""
+
+    s3 = False   # set by --s3: every lab's target is a prefix of the S3 server's bucket
 
     def __init__(self, base, drplan, engine, rng, size_mb=24):
         self.dir = tempfile.mkdtemp(prefix="drplan-rel-", dir=base)
@@ -69,8 +173,17 @@ class Lab:
         os.makedirs(self.path("target"))
         with open(self.path("pw.txt"), "w") as f:
             f.write(PASS + "\n")
+        inventory = INVENTORY.format(engine=engine)
+        if Lab.s3:
+            prefix = "reliability-" + os.path.basename(self.dir).replace("_", "-").lower()
+            local = "{ id: drive, kind: removable, site: home, path: target, create: true }"
+            inventory = inventory.replace(local, S3_STORAGE.format(bucket=os.environ["DRPLAN_S3_BUCKET"], prefix=prefix,
+                                                                   endpoint=os.environ["DRPLAN_S3_ENDPOINT"]))
+            self.repo = S3Repo(prefix)
+        else:
+            self.repo = LocalRepo(self)
         with open(self.path("drplan.yaml"), "w") as f:
-            f.write(INVENTORY.format(engine=engine))
+            f.write(inventory)
         self.write_tree("data", files=60, total=size_mb << 20)
         self.write_tree("mail", files=20, total=2 << 20)
         self.expected = {}   # snapshot id -> {relative path: sha256} of the tree it holds
@@ -148,6 +261,7 @@ class Lab:
         return v.returncode == 0 and not running
 
     def cleanup(self):
+        self.repo.remove_all()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -234,19 +348,6 @@ def kill_trials(base, drplan, engine, n, what, rng):
         lab.cleanup()
 
 
-def repo_files(lab):
-    root = lab.path("target", "drplan-repository" if lab.engine == "builtin" else "drplan-restic")
-    out = []
-    for d, _, fs in os.walk(root):
-        if os.path.basename(d) == "locks":
-            continue
-        for f in fs:
-            p = os.path.join(d, f)
-            if os.path.getsize(p) > 0:
-                out.append(p)
-    return root, sorted(out)
-
-
 def damage_trials(base, drplan, engine, kinds, rng):
     """One damaged file per trial, on a copy of a pristine repository."""
     pristine = Lab(base, drplan, engine, rng, size_mb=8)
@@ -256,32 +357,27 @@ def damage_trials(base, drplan, engine, kinds, rng):
         pristine.mutate()
         pristine.backup()
         pristine.backup("mail-nightly")
-        root, files = repo_files(pristine)
+        files = pristine.repo.names()
         for kind in kinds:
             lab = Lab(base, drplan, engine, rng, size_mb=1)
-            shutil.rmtree(lab.path("target"))
-            shutil.copytree(pristine.path("target"), lab.path("target"), symlinks=True)
+            lab.repo.copy_from(pristine)
             # The evidence too: it remembers which snapshots the repository holds.
             shutil.copytree(pristine.path(".drplan"), lab.path(".drplan"))
             for sub in ("data", "mail"):
                 shutil.rmtree(lab.path(sub))
                 shutil.copytree(pristine.path(sub), lab.path(sub))
             lab.expected = dict(pristine.expected)
-            victim = rng.choice(files)
-            rel = os.path.relpath(victim, root)
-            target = os.path.join(lab.path("target", os.path.basename(root)), rel)
-            size = os.path.getsize(target)
-            if kind == "flip":
-                with open(target, "r+b") as f:
-                    at = rng.randrange(size)
-                    f.seek(at)
-                    b = f.read(1)
-                    f.seek(at)
-                    f.write(bytes([b[0] ^ (1 << rng.randrange(8))]))
-            elif kind == "truncate":
-                os.truncate(target, rng.randrange(size))
+            rel = rng.choice(files)
+            if kind == "delete":
+                lab.repo.delete(rel)
             else:
-                os.remove(target)
+                data = bytearray(lab.repo.read(rel))
+                if kind == "flip":
+                    at = rng.randrange(len(data))
+                    data[at] ^= 1 << rng.randrange(8)
+                else:
+                    del data[rng.randrange(len(data)):]
+                lab.repo.write(rel, bytes(data))
             check = lab.run("check-repository", "--read-data")
             text = check.stdout + check.stderr
             name = os.path.basename(rel)
@@ -307,44 +403,60 @@ def damage_trials(base, drplan, engine, kinds, rng):
 def concurrency_trials(base, drplan, engine, n, rng):
     bad = unclear = 0
     cases = 0
+    failures = []   # what went wrong, for the JSON: the case and the tail of each message
+
+    def failed(case, *texts):
+        nonlocal bad
+        bad += 1
+        failures.append({"case": case, "stderr": [t[-600:] for t in texts if t]})
+
+    def check_repo(lab):
+        r = lab.run("check-repository", "--read-data")
+        return "" if r.returncode == 0 else "check-repository: " + r.stdout + r.stderr
+
     for _ in range(n):
         # Two jobs' first backups into a new repository.
         lab = Lab(base, drplan, engine, rng, size_mb=16)
         a, b = lab.start("backup", "docs-nightly"), lab.start("backup", "mail-nightly")
         ea, eb = a.communicate()[1], b.communicate()[1]
         cases += 1
-        if a.returncode != 0 or b.returncode != 0 or lab.run("check-repository", "--read-data").returncode != 0:
-            bad += 1
+        problem = check_repo(lab)
+        if a.returncode != 0 or b.returncode != 0 or problem:
+            failed("two first backups", ea if a.returncode else "", eb if b.returncode else "", problem)
         # Backup and prune.
         lab.mutate()
         p1, p2 = lab.start("backup", "docs-nightly"), lab.start("prune", "mail-nightly")
         e1, e2 = p1.communicate()[1], p2.communicate()[1]
         cases += 1
-        if p1.returncode != 0 or lab.run("check-repository", "--read-data").returncode != 0:
-            bad += 1
-        if p2.returncode != 0 and "locked by" not in e2:
-            unclear += 1
+        problem = check_repo(lab)
+        # Whichever takes the lock first runs; the other is refused, naming the holder (the
+        # default without --retry-lock). Locally the backup wins the race, on S3 either may.
+        refused = [e for p, e in ((p1, e1), (p2, e2)) if p.returncode != 0]
+        if len(refused) > 1 or problem:
+            failed("backup and prune", *refused, problem)
+        unclear += sum(1 for e in refused if "locked by" not in e)
         # Backup and restore-test.
         lab.mutate()
         p1, p2 = lab.start("backup", "docs-nightly"), lab.start("restore-test")
         e1, e2 = p1.communicate()[1], p2.communicate()[1]
         cases += 1
         if p1.returncode != 0 or p2.returncode != 0:
-            bad += 1
+            failed("backup and restore-test", e1 if p1.returncode else "", e2 if p2.returncode else "")
         # Two backups of the same job.
         lab.mutate()
         p1, p2 = lab.start("backup", "docs-nightly"), lab.start("backup", "docs-nightly")
         e1, e2 = p1.communicate()[1], p2.communicate()[1]
         cases += 1
         codes = sorted([p1.returncode, p2.returncode])
-        if codes not in ([0, 0], [0, 3]):
-            bad += 1
+        problem = check_repo(lab)
+        test = lab.run("restore-test")
+        if codes not in ([0, 0], [0, 3]) or problem or test.returncode != 0:
+            failed("two backups of one job", e1 if p1.returncode else "", e2 if p2.returncode else "", problem,
+                   "restore-test: " + test.stderr if test.returncode else "")
         if 3 in codes and "already running" not in (e1 + e2):
             unclear += 1
-        if lab.run("check-repository", "--read-data").returncode != 0 or lab.run("restore-test").returncode != 0:
-            bad += 1
         lab.cleanup()
-    return {"cases": cases, "corrupt_or_failed": bad, "unclear_refusals": unclear}
+    return {"cases": cases, "corrupt_or_failed": bad, "unclear_refusals": unclear, "failures": failures}
 
 
 def disk_full_trial(base, drplan, engine, rng):
@@ -379,6 +491,7 @@ def main():
     ap.add_argument("--deletions", type=int, default=20)
     ap.add_argument("--concurrency", type=int, default=5)
     ap.add_argument("--no-disk-full", action="store_true")
+    ap.add_argument("--s3", action="store_true", help="the target is a bucket on the S3 server of DRPLAN_S3_* (builtin engine)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", default=tempfile.gettempdir())
     ap.add_argument("--json")
@@ -399,10 +512,17 @@ def main():
         if not args.no_write:
             sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
             from benchdoc import write_section
-            write_section("reliability", table, doc="docs/reliability.md")
+            write_section("reliability-s3" if args.s3 else "reliability", table, doc="docs/reliability.md")
         return
     if not os.access(args.drplan, os.X_OK):
         sys.exit(f"{args.drplan} is not built: run 'swift build' first")
+    if args.s3:
+        missing = [v for v in ("DRPLAN_S3_ENDPOINT", "DRPLAN_S3_BUCKET", "DRPLAN_S3_ACCESS_KEY_ID", "DRPLAN_S3_SECRET_ACCESS_KEY") if v not in os.environ]
+        if missing:
+            sys.exit(f"--s3 needs an S3 server: {', '.join(missing)} not set (eval \"$(bash .ci/s3.sh start /tmp/drplan-s3)\")")
+        if args.engines != "builtin":
+            sys.exit("--s3 trials drplan's builtin engine only: give --engines builtin")
+        Lab.s3 = True
     report = {}
     for engine in args.engines.split(","):
         if engine == "restic" and shutil.which("restic") is None:
@@ -416,11 +536,12 @@ def main():
             "prune_kills": kill_trials(args.work, args.drplan, engine, args.prune_kills, "prune", rng) if args.prune_kills else None,
             "damage": damage_trials(args.work, args.drplan, engine, kinds, rng) if kinds else [],
             "concurrency": concurrency_trials(args.work, args.drplan, engine, args.concurrency, rng) if args.concurrency else None,
-            "disk_full": None if args.no_disk_full else disk_full_trial(args.work, args.drplan, engine, rng),
+            "disk_full": None if args.no_disk_full else {"skipped": "not applicable to S3"} if args.s3 else disk_full_trial(args.work, args.drplan, engine, rng),
         }
         e["seconds"] = round(time.monotonic() - t0, 1)
         report[engine] = e
-    trials = (f"{', '.join(report)}: {args.backup_kills} kills in backup, {args.prune_kills} in prune, {args.flips} flips, "
+    where = "an S3 bucket (moto on loopback)" if args.s3 else "a local folder"
+    trials = (f"{', '.join(report)} to {where}: {args.backup_kills} kills in backup, {args.prune_kills} in prune, {args.flips} flips, "
               f"{args.truncations} truncations, {args.deletions} deletions, {args.concurrency} concurrency rounds, seed {args.seed}")
     table = render(report, args, [trials])
     print(table)
@@ -430,7 +551,7 @@ def main():
     if not args.no_write:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from benchdoc import write_section
-        write_section("reliability", table, doc="docs/reliability.md")
+        write_section("reliability-s3" if args.s3 else "reliability", table, doc="docs/reliability.md")
 
 
 def render(report, args, trials):

@@ -417,6 +417,18 @@ public struct RestoreTest: Sendable {
     public var labels: [(String, String)]
     public var origin: Origin
     public var targets: RestoreTargets = .rotate
+    /// What was done about failed runs, as the test's owner records it (NIST CP-4 c).
+    public var correctiveActions: [CorrectiveAction] = []
+}
+
+/// One corrective action after a restore test: when it was opened, what it is, who owns it,
+/// when it is due and when it was closed.
+public struct CorrectiveAction: Sendable {
+    public var opened: Timestamp
+    public var action: String
+    public var owner: String?
+    public var due: Timestamp?
+    public var closed: Timestamp?
 }
 
 extension RestoreTest {

@@ -440,7 +440,24 @@ struct SectionReader {
         } else if let list = r.idList("targets") {
             test.targets = .only(list)
         }
-        r.finish(allowed: ["id", "job", "asset", "scope", "every", "last_run", "result", "duration", "restored", "labels", "targets"])
+        if let v = r.value("corrective_actions") {
+            if case .sequence(let items) = v {
+                for (i, item) in items.enumerated() {
+                    guard let c = ObjectReader(item, what: "corrective action #\(i + 1) of \(r.what)", ctx: ctx) else { continue }
+                    let opened = c.timestamp("opened", required: true), action = c.string("action", required: true).map(Redaction.text)
+                    let a = CorrectiveAction(opened: opened ?? Timestamp(seconds: 0), action: action ?? "", owner: c.string("owner").map(Redaction.text),
+                                             due: c.timestamp("due"), closed: c.timestamp("closed"))
+                    if let opened, let closed = a.closed, closed < opened, let n = c.value("closed") {
+                        ctx.error(n, Messages.invalidValue(closed.description, key: "closed", in: c.what, reason: "an action cannot be closed before it was opened (\(opened))"))
+                    }
+                    c.finish(allowed: ["opened", "action", "owner", "due", "closed"])
+                    if opened != nil, action != nil { test.correctiveActions.append(a) }
+                }
+            } else {
+                ctx.error(v, Messages.expected("a list of corrective actions", for: "corrective_actions", in: r.what, found: v.shapeDescription))
+            }
+        }
+        r.finish(allowed: ["id", "job", "asset", "scope", "every", "last_run", "result", "duration", "restored", "labels", "targets", "corrective_actions"])
         guard id != nil else { return }
         restoreTests.append(test)
     }

@@ -1947,6 +1947,101 @@ rules:
             - { job: j, target: nas, status: success, at: 2026-11-01T03:00:00Z }
             - { job: j, target: s3, status: failed, at: 2026-11-15T03:00:00Z }
           findings: [db]
+
+  - id: DR506
+    name: failed-test-corrective-action
+    title: A failed restore test has a corrective action recorded
+    severity: medium
+    subject: restore_test
+    assert: "restore_test.failure_followed_up != false"
+    message: "restore test {{restore_test.id}} failed on {{restore_test.last_run}} and no corrective action has been recorded since: record what is being done about it under the test's corrective_actions (opened, action, owner, due)"
+    controls:
+      - "nist-800-53:CP-4 Contingency Plan Testing"
+      - "hipaa:164.308(a)(7)(ii)(D) Testing and revision procedures"
+      - "iso27001:10.2 Nonconformity and corrective action"
+      - "soc2:CC4.2 Internal control deficiencies are communicated for corrective action"
+    rationale: >-
+      NIST CP-4 c asks that test results are reviewed and corrective actions initiated, and
+      an auditor asks for the record: a failed test with no action after it is a known gap
+      left open. DR503 says the test failed; this rule says whether anyone has taken it up.
+      An action counts when it was opened on or after the day of the failed run. Every
+      restore test is judged (one whose latest run did not fail needs no action), so that a
+      control this rule maps to is assessed, not left open, where nothing failed.
+    examples:
+      pass:
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+            restore_tests:
+              - id: t
+                job: j
+                last_run: 2026-11-01
+                result: fail
+                corrective_actions: [{ opened: 2026-11-01, action: "replace the drive that failed to read; test again", owner: ops, due: 2026-11-30 }]
+              - { id: passed, job: j, last_run: 2026-11-01, result: pass }
+      fail:
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+            restore_tests:
+              - { id: bare, job: j, last_run: 2026-11-01, result: fail }
+              - id: stale-action
+                job: j
+                last_run: 2026-11-10
+                result: fail
+                corrective_actions: [{ opened: 2026-10-01, action: "an action about an earlier failure", closed: 2026-10-05 }]
+          findings: [bare, stale-action]
+
+  - id: DR507
+    name: corrective-action-overdue
+    title: Corrective actions after restore tests are closed by their due date
+    severity: low
+    subject: restore_test
+    assert: "restore_test.overdue_actions == 0"
+    message: "restore test {{restore_test.id}} has {{restore_test.overdue_actions}} corrective action(s) still open past their due date, the first: {{restore_test.corrective_actions.filter(a, a.overdue)[0].action}}"
+    controls:
+      - "nist-800-53:CP-4 Contingency Plan Testing"
+      - "iso27001:10.2 Nonconformity and corrective action"
+      - "soc2:CC4.2 Internal control deficiencies are communicated for corrective action"
+    rationale: >-
+      A corrective action that stays open past its date is a gap the plan has stopped
+      tracking. Close it (`closed:`) when it is done, or give it a new `due:` date.
+    examples:
+      pass:
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+            restore_tests:
+              - id: t
+                job: j
+                last_run: 2026-11-01
+                result: fail
+                corrective_actions:
+                  - { opened: 2026-11-01, action: "replace the drive", due: 2026-11-10, closed: 2026-11-09 }
+                  - { opened: 2026-11-01, action: "test again from the new drive", due: 2026-11-30 }
+      fail:
+        - now: 2026-11-22T00:00:00Z
+          inventory:
+            sites: *sites
+            storage: *storage
+            assets: [{ id: db, kind: database, site: hq }]
+            jobs: [{ id: j, assets: [db], schedule: "@daily", targets: [nas] }]
+            restore_tests:
+              - id: t
+                job: j
+                last_run: 2026-11-01
+                result: fail
+                corrective_actions: [{ opened: 2026-11-01, action: "replace the drive", owner: ops, due: 2026-11-10 }]
+          findings: [t]
 """###),
     ]
 }

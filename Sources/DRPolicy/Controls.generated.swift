@@ -58,6 +58,7 @@ framework: iso27001
 title: ISO/IEC 27001:2022
 controls:
   - { id: "6.1.3", title: "Information security risk treatment (risk owners accept residual risk)", url: "https://www.iso.org/standard/27001" }
+  - { id: "10.2", title: "Nonconformity and corrective action", url: "https://www.iso.org/standard/27001" }
   - { id: A.5.9, title: "Inventory of information and other associated assets", url: "https://www.iso.org/standard/27001" }
   - { id: A.5.17, title: "Authentication information", url: "https://www.iso.org/standard/27001" }
   - id: A.5.29
@@ -148,6 +149,7 @@ controls:
   - { id: A1.3, title: "Recovery plan procedures are tested", url: "https://www.aicpa-cima.com/resources/download/2017-trust-services-criteria-with-revised-points-of-focus-2022" }
   - { id: C1.2, title: "Confidential information is disposed of", url: "https://www.aicpa-cima.com/resources/download/2017-trust-services-criteria-with-revised-points-of-focus-2022" }
   - { id: CC6.1, title: "Logical access security over protected information assets", url: "https://www.aicpa-cima.com/resources/download/2017-trust-services-criteria-with-revised-points-of-focus-2022" }
+  - { id: CC4.2, title: "Internal control deficiencies are communicated for corrective action", url: "https://www.aicpa-cima.com/resources/download/2017-trust-services-criteria-with-revised-points-of-focus-2022" }
   - { id: CC6.7, title: "Transmission and movement of information is restricted and protected", url: "https://www.aicpa-cima.com/resources/download/2017-trust-services-criteria-with-revised-points-of-focus-2022" }
   - { id: CC7.2, title: "System components are monitored for anomalies", url: "https://www.aicpa-cima.com/resources/download/2017-trust-services-criteria-with-revised-points-of-focus-2022" }
   - id: CC7.5

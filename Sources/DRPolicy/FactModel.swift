@@ -66,8 +66,10 @@ public enum FactModel {
         "restore_test": [
             "id": .string, "job": .string, "asset": .string, "scope": .string, "every": .duration, "last_run": .timestamp,
             "result": .string, "duration": .duration, "restored": .int, "labels": labels, "assets": strings, "age": .duration,
-            "full_equivalent": .duration, "last_run_source": .string,
+            "full_equivalent": .duration, "last_run_source": .string, "corrective_actions": .list(.object("corrective_action")),
+            "failure_followed_up": .bool, "overdue_actions": .int,
         ],
+        "corrective_action": ["opened": .timestamp, "action": .string, "owner": .string, "due": .timestamp, "closed": .timestamp, "overdue": .bool],
         "waiver": [
             "rule": .string, "subject": .string, "reason": .string, "approved_by": .string, "expires": .timestamp, "labels": labels,
             "expired": .bool,

@@ -52,7 +52,7 @@ struct CheckCLITests {
         #expect(summary["passed"] as? Bool == false && summary["fail_on"] as? String == "high" && summary["waived"] as? Int == 1)
         #expect((summary["counts"] as? [String: Int])?["high"] == 35)
         let findings = try #require(json["findings"] as? [[String: Any]])
-        #expect(findings.count == 55)
+        #expect(findings.count == 56)
         let first = try #require(findings.first)
         #expect(first["rule"] as? String == "DR703" && first["severity"] as? String == "critical")
         let waived = try #require(findings.first { $0["status"] as? String == "waived" })
@@ -93,7 +93,7 @@ struct CheckCLITests {
     @Test("rules lists the catalog and explains one rule")
     func rules() throws {
         let list = try run(["rules"])
-        #expect(list.status == 0 && list.stdout.split(separator: "\n").count == 48)
+        #expect(list.status == 0 && list.stdout.split(separator: "\n").count == 50)
         let one = try run(["rules", "DR104"])
         #expect(one.status == 0 && one.stdout.contains("ransomware") && one.stdout.contains("example 1 (passes)"))
         #expect(try run(["rules", "DR999"]).status == 2)

@@ -2,12 +2,17 @@ import Crypto
 import DRInventory
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 import TestSupport
 @testable import DRRuns
 
 /// The builtin engine on S3 (moto, verifying signatures), driven as a user's inventory drives it.
 @Suite("S3: the builtin repository on object storage")
 struct S3RunnerTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
     static func inventory(_ dir: TempDir, _ s: S3TestServer, prefix: String, bucket: String? = nil, secretEnv: String = "DRPLAN_S3_SECRET_ACCESS_KEY",
                           keyEnv: String = "DRPLAN_S3_ACCESS_KEY_ID", create: Bool = true) throws -> Inventory {
         try dir.write("pw.txt", "correct horse\n")
@@ -127,6 +132,38 @@ struct S3RunnerTests {
         let got = try #require(try stored("packs/ab/big"), "the server kept no checksum for the multipart upload")
         #expect(got == composite || got == composite + "-\(parts.count)", "\(got)")
         #expect(try storage.read("packs/ab/big") == big)
+    }
+
+    @Test("a server that refuses x-amz-checksum-* headers (as Backblaze B2 does) gets Content-MD5 instead, and the writes succeed")
+    func checksumRefused() throws {
+        guard let s = S3TestServer.current() else { return }
+        let port = try #require(URL(string: s.endpoint)?.port)
+        let proxy = Process()
+        proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        proxy.arguments = ["python3", Self.root + "/Tests/Tools/no_checksum_proxy.py", "0", String(port)]
+        let out = Pipe()
+        proxy.standardOutput = out
+        proxy.standardError = FileHandle.nullDevice
+        try proxy.run()
+        defer { kill(proxy.processIdentifier, SIGKILL); proxy.waitUntilExit() }   // SIGTERM may be ignored, inherited from the runner
+        let ready = String(decoding: out.fileHandleForReading.readData(ofLength: 12), as: UTF8.self)   // "ready PPPPP\n"
+        let listen = try #require(ready.hasPrefix("ready ") ? Int(ready.dropFirst(6).trimmingCharacters(in: .whitespacesAndNewlines)) : nil, "\(ready)")
+        let behind = S3TestServer(endpoint: "http://127.0.0.1:\(listen)", bucket: s.bucket, accessKey: s.accessKey, secret: s.secret)
+        let storage = try behind.storage(prefix: "md5-" + UUID().uuidString.prefix(8).lowercased())
+        var big = [UInt8](repeating: 3, count: 20 << 20)
+        for i in stride(from: 0, to: big.count, by: 512) { big[i] = UInt8(truncatingIfNeeded: i >> 9) }
+        let w = try storage.writer("packs/ab/big")
+        try StorageConformanceTests.append(w, big)
+        try w.commit()
+        #expect(storage.flexibleChecksums.withLock { $0 } == false)
+        try storage.write("index/small", Array("small".utf8), exclusive: false)
+        #expect(try storage.read("packs/ab/big") == big && storage.read("index/small") == Array("small".utf8))
+        // A whole repository through it: created, backed up to, read back in full.
+        let dir = try TempDir(); defer { dir.cleanup() }
+        try RepositoryTests.randomFile(dir.path + "/data/r.bin", bytes: 3_000_000)
+        let repo = try BuiltinRepository.create(storage: try behind.storage(prefix: "md5r-" + UUID().uuidString.prefix(8).lowercased()), passphrase: "pw", kdfRounds: 1 << 10).0
+        _ = try repo.backup(paths: [dir.path + "/data"], tags: [])
+        #expect(try repo.check(readData: .all).problems.isEmpty)
     }
 
     @Test("restic to the same S3 server, with the storage's credentials in restic's environment only")

@@ -57,6 +57,10 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
     public var objectLock: ObjectLock? = nil
     /// The clock retention dates are computed from (tests inject one).
     var now: @Sendable () -> Date = { Date() }
+    /// Whether the server takes `x-amz-checksum-*` headers. Cleared by the first refusal
+    /// (Backblaze B2 answers them with 400 InvalidArgument "Unsupported header"), after which
+    /// uploads carry Content-MD5 instead: an integrity check either way, never none.
+    let flexibleChecksums = LockedBox(true)
 
     public init(_ s3: S3Location, credentials: AWSCredentials, timeout: TimeInterval = 60) {
         self.s3 = s3
@@ -238,10 +242,31 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
             if try info(path) != nil { return false }
             headers["if-none-match"] = "*"
         }
-        let r = try send("PUT", key: s3.key(path), headers: headers, body: Data(bytes), checksum: true)
+        let r = try putChecked(key: s3.key(path), headers: headers, body: Data(bytes))
         if exclusive && r.status == 412 { return false }
         guard r.status == 200 else { throw error(r.status, r.body, key: s3.key(path), what: "PUT") }
         return true
+    }
+
+    /// A PUT with the body's checksum: `x-amz-checksum-sha256` while the server takes it,
+    /// Content-MD5 from its first refusal on (the refused request is sent again that way).
+    func putChecked(key: String, query: [(String, String)] = [], headers: [String: String], body: Data, digest: SHA256.Digest? = nil) throws(RepositoryError) -> Response {
+        if flexibleChecksums.withLock({ $0 }) {
+            let r = try send("PUT", key: key, query: query, headers: headers, body: body, checksum: true, digest: digest)
+            guard Self.refusesChecksums(r) else { return r }
+            flexibleChecksums.withLock { $0 = false }
+        }
+        var md5 = headers
+        md5["content-md5"] = Data(Insecure.MD5.hash(data: body)).base64EncodedString()
+        return try send("PUT", key: key, query: query, headers: md5, body: body, digest: digest)
+    }
+
+    /// Whether `r` is a server's refusal of the flexible-checksum headers themselves.
+    static func refusesChecksums(_ r: Response) -> Bool {
+        guard r.status == 400 || r.status == 501 else { return false }
+        let text = String(decoding: r.body, as: UTF8.self)
+        guard let code = XMLText.first("Code", in: text), ["InvalidArgument", "NotImplemented", "InvalidRequest"].contains(code) else { return false }
+        return (XMLText.first("Message", in: text) ?? "").lowercased().contains("checksum")
     }
 
     public func delete(_ path: String) throws(RepositoryError) {
@@ -264,15 +289,22 @@ extension S3Storage {
     static let multipartThreshold = 16 << 20
 
     /// Uploads `bytes` in parts, up to four in flight, each with its SHA-256 checksum (the
-    /// upload declares the algorithm, and the completion lists each part's), then completes
-    /// the upload; on any failure the upload is aborted so no parts are left to pay for, and
-    /// the object never appears.
+    /// upload declares the algorithm, and the completion lists each part's; Content-MD5 where
+    /// the server refuses that), then completes the upload; on any failure the upload is
+    /// aborted so no parts are left to pay for, and the object never appears.
     func putMultipart(_ path: String, _ bytes: [UInt8]) throws(RepositoryError) {
         let key = s3.key(path)
-        let start = try send("POST", key: key, query: [("uploads", "")], headers: lockHeaders(path).merging(["x-amz-checksum-algorithm": "SHA256"]) { a, _ in a })
+        var declared = flexibleChecksums.withLock { $0 }
+        var start = try send("POST", key: key, query: [("uploads", "")], headers: lockHeaders(path).merging(declared ? ["x-amz-checksum-algorithm": "SHA256"] : [:]) { a, _ in a })
+        if declared && Self.refusesChecksums(start) {
+            flexibleChecksums.withLock { $0 = false }
+            declared = false
+            start = try send("POST", key: key, query: [("uploads", "")], headers: lockHeaders(path))
+        }
         guard start.status == 200, let id = XMLText.first("UploadId", in: String(decoding: start.body, as: UTF8.self)) else {
             throw error(start.status, start.body, key: key, what: "CreateMultipartUpload")
         }
+        let checked = declared
         let count = (bytes.count + Self.partSize - 1) / Self.partSize
         let results = LockedBox<[Int: Result<(etag: String, checksum: String), RepositoryError>]>([:])
         Threads.perform(min(4, count)) { [self] worker in
@@ -282,7 +314,9 @@ extension S3Storage {
                 let r: Result<(etag: String, checksum: String), RepositoryError>
                 do throws(RepositoryError) {
                     let digest = SHA256.hash(data: slice)
-                    let reply = try send("PUT", key: key, query: [("partNumber", String(part + 1)), ("uploadId", id)], body: slice, checksum: true, digest: digest)
+                    let query = [("partNumber", String(part + 1)), ("uploadId", id)]
+                    let reply = checked ? try send("PUT", key: key, query: query, body: slice, checksum: true, digest: digest)
+                                         : try send("PUT", key: key, query: query, headers: ["content-md5": Data(Insecure.MD5.hash(data: slice)).base64EncodedString()], body: slice, digest: digest)
                     guard reply.status == 200, let etag = reply.headers["etag"] else { throw error(reply.status, reply.body, key: key, what: "UploadPart \(part + 1)") }
                     r = .success((etag, Data(digest).base64EncodedString()))
                 } catch { r = .failure(error) }
@@ -300,7 +334,7 @@ extension S3Storage {
             etags.append(etag)
         }
         let xml = "<CompleteMultipartUpload>" + etags.enumerated().map {
-            "<Part><PartNumber>\($0.offset + 1)</PartNumber><ETag>\($0.element.etag)</ETag><ChecksumSHA256>\($0.element.checksum)</ChecksumSHA256></Part>"
+            "<Part><PartNumber>\($0.offset + 1)</PartNumber><ETag>\($0.element.etag)</ETag>" + (checked ? "<ChecksumSHA256>\($0.element.checksum)</ChecksumSHA256>" : "") + "</Part>"
         }.joined() + "</CompleteMultipartUpload>"
         let complete: Response
         do { complete = try send("POST", key: key, query: [("uploadId", id)], headers: ["content-type": "application/xml"], body: Data(xml.utf8)) } catch { abandonUpload(key, id); throw error }

@@ -468,20 +468,19 @@ public struct FactDeriver {
             ("corrective_actions", .list(t.correctiveActions.map { a in
                 .object([("opened", .timestamp(a.opened)), ("action", .string(a.action)), ("owner", opt(a.owner, Value.string)),
                          ("due", opt(a.due, Value.timestamp)), ("closed", opt(a.closed, Value.timestamp)),
-                         ("overdue", .bool(a.closed == nil && a.due.map { $0 < now } == true))])
+                         ("overdue", .bool(a.isOverdue(at: now)))])
             })),
-            ("failure_followed_up", followedUp(t, last: last)),
-            ("overdue_actions", .int(Int64(t.correctiveActions.filter { $0.closed == nil && $0.due.map { $0 < now } == true }.count))),
+            ("failure_followed_up", last.result == .fail ? opt(last.run) { .bool(followedUp(t, failedRun: $0)) } : .null),
+            ("overdue_actions", .int(Int64(t.correctiveActions.filter { $0.isOverdue(at: now) }.count))),
         ])
     }
 
-    /// Whether a corrective action was opened on or after the day of the test's latest run,
-    /// when that run failed (null otherwise). By day, since an inventory dates an action as it
-    /// dates `last_run`, while a measured run has a time of day.
-    func followedUp(_ t: RestoreTest, last: (run: Timestamp?, result: TestResult?, duration: TimeSpan?, restored: Int64?, source: String?)) -> Value {
-        guard last.result == .fail, let run = last.run else { return .null }
-        let day = run.seconds - ((run.seconds % 86_400) + 86_400) % 86_400
-        return .bool(t.correctiveActions.contains { $0.opened.seconds >= day })
+    /// Whether a corrective action was opened on or after the day (UTC) of the failed run. By
+    /// day, since an inventory dates an action as it dates `last_run`, while a measured run
+    /// has a time of day.
+    func followedUp(_ t: RestoreTest, failedRun run: Timestamp) -> Bool {
+        let day = Int64(Civil.floorDiv(Int(run.seconds), 86_400)) * 86_400
+        return t.correctiveActions.contains { $0.opened.seconds >= day }
     }
 
     func waiverValue(_ w: Waiver) -> Value {

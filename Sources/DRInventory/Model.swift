@@ -429,6 +429,9 @@ public struct CorrectiveAction: Sendable {
     public var owner: String?
     public var due: Timestamp?
     public var closed: Timestamp?
+
+    /// Still open after its due date.
+    public func isOverdue(at now: Timestamp) -> Bool { closed == nil && due.map { $0 < now } == true }
 }
 
 extension RestoreTest {

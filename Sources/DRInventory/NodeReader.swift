@@ -222,6 +222,20 @@ package final class ObjectReader {
         return out
     }
 
+    /// A list of objects: `body` reads each one that is a mapping, named `item(i)` (from 0)
+    /// in its messages; a value that is not a list is reported with `notAList(value)`.
+    package func objects(_ key: String, item: (Int) -> String, notAList: (Node) -> String, _ body: (ObjectReader) -> Void) {
+        guard let v = value(key) else { return }
+        guard case .sequence(let items) = v else {
+            ctx.error(v, notAList(v))
+            return
+        }
+        for (i, node) in items.enumerated() {
+            guard let r = ObjectReader(node, what: item(i), ctx: ctx) else { continue }
+            body(r)
+        }
+    }
+
     package func idList(_ key: String, required: Bool = false) -> [String]? {
         guard let items = list(key, required: required) else { return nil }
         var out: [String] = []

@@ -134,18 +134,12 @@ struct SectionReader {
         p.approvedOn = r.timestamp("approved_on")
         if let d = r.duration("review_every") { p.reviewEvery = d }
         p.emergencyMode = r.string("emergency_mode")
-        if let v = r.value("contacts") {
-            if case .sequence(let items) = v {
-                for (i, item) in items.enumerated() {
-                    guard let c = ObjectReader(item, what: "contact #\(i + 1) of 'plan'", ctx: ctx) else { continue }
-                    let name = c.string("name", required: true)
-                    let contact = PlanGovernance.Contact(name: name ?? "", role: c.string("role"), outOfBand: c.bool("out_of_band") ?? false)
-                    c.finish(allowed: ["name", "role", "phone", "email", "out_of_band"])
-                    if name != nil { p.contacts.append(contact) }
-                }
-            } else {
-                ctx.error(v, Messages.expected("a list of contacts", for: "contacts", in: "'plan'", found: v.shapeDescription))
-            }
+        r.objects("contacts", item: { "contact #\($0 + 1) of 'plan'" },
+                  notAList: { Messages.expected("a list of contacts", for: "contacts", in: "'plan'", found: $0.shapeDescription) }) { c in
+            let name = c.string("name", required: true)
+            let contact = PlanGovernance.Contact(name: name ?? "", role: c.string("role"), outOfBand: c.bool("out_of_band") ?? false)
+            c.finish(allowed: ["name", "role", "phone", "email", "out_of_band"])
+            if name != nil { p.contacts.append(contact) }
         }
         r.finish(allowed: ["approved_by", "approved_on", "review_every", "contacts", "emergency_mode"])
         return p
@@ -373,26 +367,20 @@ struct SectionReader {
             for (url, node) in alerts {
                 if Self.checkNotifyURL(url, node: node, ctx: ctx) { mon.notify.append(Notify(url: url, on: [.failure])) }
             }
-            if let v = m.value("notify") {
-                if case .sequence(let items) = v {
-                    for item in items {
-                        guard let n = ObjectReader(item, what: "a notify entry of \(r.what)", ctx: ctx) else { continue }
-                        let url = n.string("url", required: true)
-                        var events: [Notify.Event]? = nil
-                        if let list = n.list("on") {
-                            events = list.compactMap { (name, node) in
-                                if let e = Notify.Event(rawValue: name) { return e }
-                                ctx.error(node, "unknown notification event '\(name)'; use \(Notify.Event.allCases.map(\.rawValue).joined(separator: ", "))")
-                                return nil
-                            }
-                        }
-                        n.finish(allowed: ["url", "on"])
-                        if let url, let node = n.value("url"), Self.checkNotifyURL(url, node: node, ctx: ctx) {
-                            mon.notify.append(Notify(url: url, on: events ?? Notify.defaultEvents(url)))
-                        }
+            m.objects("notify", item: { _ in "a notify entry of \(r.what)" },
+                      notAList: { _ in "'notify' in \(r.what) is a list of {url, on: [start, success, failure, missed]}" }) { n in
+                let url = n.string("url", required: true)
+                var events: [Notify.Event]? = nil
+                if let list = n.list("on") {
+                    events = list.compactMap { (name, node) in
+                        if let e = Notify.Event(rawValue: name) { return e }
+                        ctx.error(node, "unknown notification event '\(name)'; use \(Notify.Event.allCases.map(\.rawValue).joined(separator: ", "))")
+                        return nil
                     }
-                } else {
-                    ctx.error(v, "'notify' in \(r.what) is a list of {url, on: [start, success, failure, missed]}")
+                }
+                n.finish(allowed: ["url", "on"])
+                if let url, let node = n.value("url"), Self.checkNotifyURL(url, node: node, ctx: ctx) {
+                    mon.notify.append(Notify(url: url, on: events ?? Notify.defaultEvents(url)))
                 }
             }
             m.finish(allowed: ["alert_on_failure", "max_age", "notify", "metrics_file"])
@@ -440,22 +428,15 @@ struct SectionReader {
         } else if let list = r.idList("targets") {
             test.targets = .only(list)
         }
-        if let v = r.value("corrective_actions") {
-            if case .sequence(let items) = v {
-                for (i, item) in items.enumerated() {
-                    guard let c = ObjectReader(item, what: "corrective action #\(i + 1) of \(r.what)", ctx: ctx) else { continue }
-                    let opened = c.timestamp("opened", required: true), action = c.string("action", required: true).map(Redaction.text)
-                    let a = CorrectiveAction(opened: opened ?? Timestamp(seconds: 0), action: action ?? "", owner: c.string("owner").map(Redaction.text),
-                                             due: c.timestamp("due"), closed: c.timestamp("closed"))
-                    if let opened, let closed = a.closed, closed < opened, let n = c.value("closed") {
-                        ctx.error(n, Messages.invalidValue(closed.description, key: "closed", in: c.what, reason: "an action cannot be closed before it was opened (\(opened))"))
-                    }
-                    c.finish(allowed: ["opened", "action", "owner", "due", "closed"])
-                    if opened != nil, action != nil { test.correctiveActions.append(a) }
-                }
-            } else {
-                ctx.error(v, Messages.expected("a list of corrective actions", for: "corrective_actions", in: r.what, found: v.shapeDescription))
+        r.objects("corrective_actions", item: { "corrective action #\($0 + 1) of \(r.what)" },
+                  notAList: { Messages.expected("a list of corrective actions", for: "corrective_actions", in: r.what, found: $0.shapeDescription) }) { c in
+            let opened = c.timestamp("opened", required: true), action = c.string("action", required: true).map(Redaction.text)
+            let owner = c.string("owner").map(Redaction.text), due = c.timestamp("due"), closed = c.timestamp("closed")
+            if let opened, let closed, closed < opened, let n = c.value("closed") {
+                ctx.error(n, Messages.invalidValue(closed.description, key: "closed", in: c.what, reason: "an action cannot be closed before it was opened (\(opened))"))
             }
+            c.finish(allowed: ["opened", "action", "owner", "due", "closed"])
+            if let opened, let action { test.correctiveActions.append(CorrectiveAction(opened: opened, action: action, owner: owner, due: due, closed: closed)) }
         }
         r.finish(allowed: ["id", "job", "asset", "scope", "every", "last_run", "result", "duration", "restored", "labels", "targets", "corrective_actions"])
         guard id != nil else { return }

@@ -67,15 +67,7 @@ struct S3CLITests {
 
     /// Starts the proxy on `port` in front of the S3 server's port; returns once it listens.
     static func proxy(_ port: Int, to target: Int) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", CLITests.root + "/Tests/Tools/tcp_proxy.py", String(port), String(target)]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice   // never holds the test runner's pipes open
-        try p.run()
-        _ = out.fileHandleForReading.readData(ofLength: 6)   // "ready\n"
-        return p
+        try Tools.startPython(CLITests.root + "/Tests/Tools/tcp_proxy.py", [String(port), String(target)]).process   // after its "ready"
     }
 
     static func freePort() -> Int {

@@ -138,16 +138,9 @@ struct S3RunnerTests {
     func checksumRefused() throws {
         guard let s = S3TestServer.current() else { return }
         let port = try #require(URL(string: s.endpoint)?.port)
-        let proxy = Process()
-        proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        proxy.arguments = ["python3", Self.root + "/Tests/Tools/no_checksum_proxy.py", "0", String(port)]
-        let out = Pipe()
-        proxy.standardOutput = out
-        proxy.standardError = FileHandle.nullDevice
-        try proxy.run()
+        let (proxy, ready) = try Tools.startPython(Self.root + "/Tests/Tools/no_checksum_proxy.py", ["0", String(port)])
         defer { kill(proxy.processIdentifier, SIGKILL); proxy.waitUntilExit() }   // SIGTERM may be ignored, inherited from the runner
-        let ready = String(decoding: out.fileHandleForReading.readData(ofLength: 12), as: UTF8.self)   // "ready PPPPP\n"
-        let listen = try #require(ready.hasPrefix("ready ") ? Int(ready.dropFirst(6).trimmingCharacters(in: .whitespacesAndNewlines)) : nil, "\(ready)")
+        let listen = try #require(ready.hasPrefix("ready ") ? Int(ready.dropFirst(6)) : nil, "\(ready)")
         let behind = S3TestServer(endpoint: "http://127.0.0.1:\(listen)", bucket: s.bucket, accessKey: s.accessKey, secret: s.secret)
         let storage = try behind.storage(prefix: "md5-" + UUID().uuidString.prefix(8).lowercased())
         var big = [UInt8](repeating: 3, count: 20 << 20)

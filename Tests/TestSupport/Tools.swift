@@ -38,6 +38,23 @@ public enum Tools {
         return Output(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
     }
 
+    /// Starts a python3 script that serves in the background (the proxies of Tests/Tools) and
+    /// returns once it has printed its first line ("ready …"), with that line. Its stderr goes
+    /// nowhere, so it never holds the test runner's pipes open. Stop it with SIGKILL: SIGTERM
+    /// may be ignored, inherited from the runner.
+    public static func startPython(_ script: String, _ args: [String]) throws -> (process: Process, line: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", script] + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var line = Data()
+        while let byte = try out.fileHandleForReading.read(upToCount: 1), let b = byte.first, b != UInt8(ascii: "\n") { line.append(b) }
+        return (p, String(decoding: line, as: UTF8.self))
+    }
+
     /// Whether `python3 -c "import MODULE"` works.
     public static func hasPython(module: String) -> Bool {
         (try? run("python3", ["-c", "import \(module)"]).status) == 0

@@ -56,5 +56,5 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
-print(f"ready {server.server_address[1]:05d}", flush=True)
+print(f"ready {server.server_address[1]}", flush=True)
 server.serve_forever()

@@ -250,12 +250,20 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
 
     /// A PUT with the body's checksum: `x-amz-checksum-sha256` while the server takes it,
     /// Content-MD5 from its first refusal on (the refused request is sent again that way).
-    func putChecked(key: String, query: [(String, String)] = [], headers: [String: String], body: Data, digest: SHA256.Digest? = nil) throws(RepositoryError) -> Response {
+    func putChecked(key: String, headers: [String: String], body: Data) throws(RepositoryError) -> Response {
         if flexibleChecksums.withLock({ $0 }) {
-            let r = try send("PUT", key: key, query: query, headers: headers, body: body, checksum: true, digest: digest)
+            let r = try put(key: key, headers: headers, body: body, flexible: true)
             guard Self.refusesChecksums(r) else { return r }
             flexibleChecksums.withLock { $0 = false }
         }
+        return try put(key: key, headers: headers, body: body, flexible: false)
+    }
+
+    /// One PUT with the body's checksum: `x-amz-checksum-sha256` when `flexible`, else
+    /// Content-MD5.
+    func put(key: String, query: [(String, String)] = [], headers: [String: String] = [:], body: Data, digest: SHA256.Digest? = nil,
+             flexible: Bool) throws(RepositoryError) -> Response {
+        if flexible { return try send("PUT", key: key, query: query, headers: headers, body: body, checksum: true, digest: digest) }
         var md5 = headers
         md5["content-md5"] = Data(Insecure.MD5.hash(data: body)).base64EncodedString()
         return try send("PUT", key: key, query: query, headers: md5, body: body, digest: digest)
@@ -294,17 +302,17 @@ extension S3Storage {
     /// aborted so no parts are left to pay for, and the object never appears.
     func putMultipart(_ path: String, _ bytes: [UInt8]) throws(RepositoryError) {
         let key = s3.key(path)
-        var declared = flexibleChecksums.withLock { $0 }
-        var start = try send("POST", key: key, query: [("uploads", "")], headers: lockHeaders(path).merging(declared ? ["x-amz-checksum-algorithm": "SHA256"] : [:]) { a, _ in a })
-        if declared && Self.refusesChecksums(start) {
+        let offered = flexibleChecksums.withLock { $0 }
+        var start = try send("POST", key: key, query: [("uploads", "")], headers: lockHeaders(path).merging(offered ? ["x-amz-checksum-algorithm": "SHA256"] : [:]) { a, _ in a })
+        let refused = offered && Self.refusesChecksums(start)
+        if refused {
             flexibleChecksums.withLock { $0 = false }
-            declared = false
             start = try send("POST", key: key, query: [("uploads", "")], headers: lockHeaders(path))
         }
         guard start.status == 200, let id = XMLText.first("UploadId", in: String(decoding: start.body, as: UTF8.self)) else {
             throw error(start.status, start.body, key: key, what: "CreateMultipartUpload")
         }
-        let checked = declared
+        let checked = offered && !refused
         let count = (bytes.count + Self.partSize - 1) / Self.partSize
         let results = LockedBox<[Int: Result<(etag: String, checksum: String), RepositoryError>]>([:])
         Threads.perform(min(4, count)) { [self] worker in
@@ -314,9 +322,7 @@ extension S3Storage {
                 let r: Result<(etag: String, checksum: String), RepositoryError>
                 do throws(RepositoryError) {
                     let digest = SHA256.hash(data: slice)
-                    let query = [("partNumber", String(part + 1)), ("uploadId", id)]
-                    let reply = checked ? try send("PUT", key: key, query: query, body: slice, checksum: true, digest: digest)
-                                         : try send("PUT", key: key, query: query, headers: ["content-md5": Data(Insecure.MD5.hash(data: slice)).base64EncodedString()], body: slice, digest: digest)
+                    let reply = try put(key: key, query: [("partNumber", String(part + 1)), ("uploadId", id)], body: slice, digest: digest, flexible: checked)
                     guard reply.status == 200, let etag = reply.headers["etag"] else { throw error(reply.status, reply.body, key: key, what: "UploadPart \(part + 1)") }
                     r = .success((etag, Data(digest).base64EncodedString()))
                 } catch { r = .failure(error) }

@@ -51,6 +51,16 @@ extension BuiltinRepository {
     /// listing it could not make.
     public func check(readData: ReadDataSelection, seed: UInt64 = UInt64(Date().timeIntervalSince1970)) throws(RepositoryError) -> RepositoryCheckReport {
         var report = RepositoryCheckReport()
+        // Snapshots first, then the index and the packs: a backup writes its packs, then its
+        // index, then its snapshot, so every snapshot read here has its index and packs in the
+        // listings that follow. In the other order a backup finishing between the two made its
+        // new snapshot's objects look unindexed, and check quarantined healthy objects.
+        var snapshots: [Snapshot] = []
+        for name in try snapshotNames() {
+            do { snapshots.append(try snapshot(name)) } catch {
+                report.problems.append("snapshot \(name) cannot be read: \(error.message); restore it from another copy, or remove it with 'drplan prune' once its data is no longer needed")
+            }
+        }
         try loadIndex()
         for p in indexProblems { report.problems.append(p + " (bypassed: its packs were read from their own trailers)") }
         let packs = Set(try packNames())
@@ -64,12 +74,6 @@ extension BuiltinRepository {
         }
         // Which files of which snapshots use each object, to name them in the problems.
         var users: [String: [String]] = [:]
-        var snapshots: [Snapshot] = []
-        for name in try snapshotNames() {
-            do { snapshots.append(try snapshot(name)) } catch {
-                report.problems.append("snapshot \(name) cannot be read: \(error.message); restore it from another copy, or remove it with 'drplan prune' once its data is no longer needed")
-            }
-        }
         report.snapshots = snapshots.count
         for s in snapshots {
             for e in s.entries where e.kind == .file {

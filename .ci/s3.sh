@@ -16,6 +16,8 @@ case "$cmd" in
       if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi
       sleep 0.1
     done
+    # The server's pid, for bench/engines.py to read its CPU time from /proc.
+    echo "export DRPLAN_S3_SERVER_PID=$(cat "$dir/pid")"
     python3 - "$port" "$dir" <<'PY'
 import json, sys, boto3
 port, out = sys.argv[1], sys.argv[2]

@@ -33,16 +33,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASS = "bench-passphrase-not-secret"
 
 
-def timed(cmd, cwd=None, env=None):
-    """Runs `cmd` (a shell string) under GNU time; returns (wall s, peak RSS MB, CPU %)."""
+def cpu_seconds(pid):
+    """User plus system CPU seconds of process `pid` so far (None when there is no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def timed(cmd, cwd=None, env=None, server=None):
+    """Runs `cmd` (a shell string) under GNU time; returns (wall s, peak RSS MB, CPU %, server CPU s),
+    the last being the CPU time process `server` spent meanwhile (None without one)."""
     full_env = dict(os.environ, **(env or {}))
+    before = cpu_seconds(server) if server else None
     out = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M %P", "bash", "-o", "pipefail", "-c", cmd],
                          cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     line = [l for l in out.stderr.splitlines() if l.startswith("TIME ")]
     if out.returncode != 0 or not line:
         sys.exit(f"failed ({out.returncode}): {cmd}\n{out.stderr[-2000:]}")
     _, wall, rss, cpu = line[-1].split()
-    return float(wall), int(rss) / 1024, int(cpu.rstrip("%") or 0)
+    after = cpu_seconds(server) if server else None
+    spent = after - before if before is not None and after is not None else None
+    return float(wall), int(rss) / 1024, int(cpu.rstrip("%") or 0), spent
 
 
 def du(path):
@@ -61,9 +75,10 @@ def tree_bytes(path):
 
 class Tool:
     """One backup tool: its commands for a repository directory `repo`."""
-    def __init__(self, name, init, first, incremental, restore, env=None, size=None):
+    def __init__(self, name, init, first, incremental, restore, env=None, size=None, server=None):
         self.name, self.init, self.first, self.incremental, self.restore, self.env = name, init, first, incremental, restore, env or {}
         self.size = size   # run -> repository bytes, where the repository is not a local folder
+        self.server = server   # pid of the server it talks to, whose CPU time is measured too
 
 
 def s3_tools(work, tree, drplan):
@@ -73,19 +88,20 @@ def s3_tools(work, tree, drplan):
     inv = os.path.join(work, "drplan-s3-{run}.yaml")
     stamp = str(int(time.time()))
     restic_repo = f"s3:{endpoint}/{bucket}/bench-restic-{stamp}-{{run}}"
+    server = e.get("DRPLAN_S3_SERVER_PID")   # set by .ci/s3.sh: the server's CPU is measured too
     return [
         Tool("drplan builtin → S3",
              init="true",
              first=f"{drplan} backup -q -i {inv} --evidence {work}/ev-s3-{{run}}.sqlite",
              incremental=f"{drplan} backup -q -i {inv} --evidence {work}/ev-s3-{{run}}.sqlite",
              restore=f"{drplan} restore-test -q -i {inv} --evidence {work}/ev-s3-{{run}}.sqlite full",
-             env=s3env, size=lambda r: s3_size(bucket, f"bench-drplan-{stamp}-{r}/")),
+             env=s3env, size=lambda r: s3_size(bucket, f"bench-drplan-{stamp}-{r}/"), server=server),
         Tool("restic → S3",
              init=f"restic -r {restic_repo} init",
              first=f"cd {tree} && restic -r {restic_repo} backup --quiet .",
              incremental=f"cd {tree} && restic -r {restic_repo} backup --quiet .",
              restore=f"restic -r {restic_repo} restore latest --target {{out}} --verify",
-             env=s3env, size=lambda r: s3_size(bucket, f"bench-restic-{stamp}-{r}/")),
+             env=s3env, size=lambda r: s3_size(bucket, f"bench-restic-{stamp}-{r}/"), server=server),
     ], stamp
 
 
@@ -207,24 +223,24 @@ def main():
         for t in ts:
             subprocess.run(t.init.format(repo=repo(t, r), run=r), shell=True, check=True, env={**os.environ, **t.env, **env},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            w, m, c = timed(t.first.format(repo=repo(t, r), run=r), env={**t.env, **env})
-            results[t.name]["first"].append((w, m, c))
-            print(f"first       {t.name:40} run {r + 1}: {w:6.1f} s {m:7.0f} MB {c:4d}% CPU", flush=True)
+            w, m, c, sv = timed(t.first.format(repo=repo(t, r), run=r), env={**t.env, **env}, server=t.server)
+            results[t.name]["first"].append((w, m, c, sv))
+            print(f"first       {t.name:40} run {r + 1}: {w:6.1f} s {m:7.0f} MB {c:4d}% CPU" + (f", server {sv:.1f} s CPU" if sv is not None else ""), flush=True)
     subprocess.run([sys.executable, os.path.join(ROOT, "bench/gen_tree.py"), tree, "--mutate"], check=True)
     size1 = tree_bytes(tree)
     for r in range(a.runs):
         for t in ts:
-            w, m, c = timed(t.incremental.format(repo=repo(t, r), run=r), env={**t.env, **env})
-            results[t.name]["incremental"].append((w, m, c))
+            w, m, c, sv = timed(t.incremental.format(repo=repo(t, r), run=r), env={**t.env, **env}, server=t.server)
+            results[t.name]["incremental"].append((w, m, c, sv))
             results[t.name]["size"].append(t.size(r) if t.size else du(repo(t, r)))
-            print(f"incremental {t.name:40} run {r + 1}: {w:6.1f} s {m:7.0f} MB {c:4d}% CPU", flush=True)
+            print(f"incremental {t.name:40} run {r + 1}: {w:6.1f} s {m:7.0f} MB {c:4d}% CPU" + (f", server {sv:.1f} s CPU" if sv is not None else ""), flush=True)
     for r in range(a.runs):
         for t in ts:
             out = os.path.join(a.work, "restored")
             shutil.rmtree(out, ignore_errors=True)
-            w, m, c = timed(t.restore.format(repo=repo(t, r), out=out, run=r), env={**t.env, **env})
-            results[t.name]["restore"].append((w, m, c))
-            print(f"restore     {t.name:40} run {r + 1}: {w:6.1f} s {m:7.0f} MB {c:4d}% CPU", flush=True)
+            w, m, c, sv = timed(t.restore.format(repo=repo(t, r), out=out, run=r), env={**t.env, **env}, server=t.server)
+            results[t.name]["restore"].append((w, m, c, sv))
+            print(f"restore     {t.name:40} run {r + 1}: {w:6.1f} s {m:7.0f} MB {c:4d}% CPU" + (f", server {sv:.1f} s CPU" if sv is not None else ""), flush=True)
             shutil.rmtree(out, ignore_errors=True)
 
     mb = lambda b: b / 1e6
@@ -244,9 +260,22 @@ def main():
             lines.append(f"| {t.name} | {cell(f, lambda v: f'{v:.1f} s')} | {mb(size0) / statistics.median(f):.0f} | {cell(i, lambda v: f'{v:.1f} s')} | "
                          f"{cell(s, lambda v: f'{v:.1f} s')} | {mb(size1) / statistics.median(s):.0f} | {rss} | "
                          f"{statistics.median([x[2] for x in R['first']]):.0f} | {mb(size):,.0f} MB | {100 * size / size1:.0f}% |")
+        served = [t for t in group if all(x[3] is not None for k in ["first", "restore"] for x in results[t.name][k])]
+        if served:
+            # Client and server share the machine's cores: their CPU seconds together, over
+            # the cores, are a floor no client can beat (the server's share is not the client's
+            # to save).
+            cores = os.cpu_count() or 1
+            lines += ["", f"| tool | step | wall | client CPU | server CPU | floor: (client + server CPU) / {cores} cores |", "|---|---|---:|---:|---:|---:|"]
+            for t in served:
+                for k in ["first", "restore"]:
+                    R = results[t.name][k]
+                    wall = statistics.median([x[0] for x in R]); client = statistics.median([x[0] * x[2] / 100 for x in R])
+                    server = statistics.median([x[3] for x in R])
+                    lines.append(f"| {t.name} | {'first backup' if k == 'first' else 'restore + verify'} | {wall:.1f} s | {client:.1f} s | {server:.1f} s | {(client + server) / cores:.1f} s |")
         if floors_too:
             lines += ["", "| yardstick | wall | MB/s | CPU % |", "|---|---:|---:|---:|"]
-            for k, (w, m, c) in floors.items():
+            for k, (w, m, c, _) in floors.items():
                 lines.append(f"| {k} | {w:.1f} s | {mb(size0) / w:.0f} | {c} |")
         base = next((results[t.name] for t in group if t.name.startswith("drplan")), None)
         rest = next((results[t.name] for t in group if t.name.startswith("restic")), None)

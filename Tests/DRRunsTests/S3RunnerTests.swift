@@ -89,6 +89,36 @@ struct S3RunnerTests {
         #expect(n[0].0.status == .failed && n[0].0.error?.contains("drplan init-repository bucket") == true, "\(n[0].0.error ?? "")")
     }
 
+    @Test("an endpoint nobody listens on, and a server that never replies, each fail with a message that says so")
+    func transportFailures() throws {
+        // A loopback port bound and listening but never accepting: the kernel completes the
+        // connection, and no reply ever comes. Closing it afterwards leaves a port nobody holds.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &len) == 0 } }
+        try #require(bound)
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        func storage(timeout: TimeInterval) throws -> S3Storage {
+            let s = S3Storage(try S3Location(url: "s3://bucket/repo", endpoint: "http://127.0.0.1:\(port)", region: nil, pathStyle: true),
+                              credentials: AWSCredentials(accessKeyId: "AKIDEXAMPLE", secretAccessKey: "not-a-secret"), timeout: timeout)
+            s.retry = RetryPolicy(attempts: 2, delays: [0.05])
+            return s
+        }
+        let silent = try storage(timeout: 1)
+        do { _ = try silent.read("config"); Issue.record("a read from a silent server succeeded") } catch {
+            #expect(error.kind == .io && error.message.contains("127.0.0.1:\(port)") && error.message.contains("no complete reply within 1 s"), "\(error.message)")
+        }
+        close(fd)
+        let nobody = try storage(timeout: 5)
+        do { _ = try nobody.list("snapshots"); Issue.record("a listing from a closed port succeeded") } catch {
+            #expect(error.kind == .io && error.message.contains("127.0.0.1:\(port)") && error.message.contains("refused"), "\(error.message)")
+            #expect(!error.message.contains("not-a-secret"))
+        }
+    }
+
     @Test("large packs go up as multipart uploads; an unfinished one is reported by check and aborted by prune")
     func multipart() throws {
         guard let s = S3TestServer.current() else { return }

@@ -256,7 +256,12 @@ final class PackCache: @unchecked Sendable {
     func pack(_ id: String, load: () throws(RepositoryError) -> [UInt8]) throws(RepositoryError) -> [UInt8] {
         while true {
             lock.lock()
-            if let bytes = packs[id] { lock.unlock(); return bytes }
+            if let bytes = packs[id] {
+                // Least recently used goes first: a pack a long file is still reading stays.
+                if let i = order.firstIndex(of: id) { order.remove(at: i); order.append(id) }
+                lock.unlock()
+                return bytes
+            }
             if let wait = loading[id] {
                 lock.unlock()
                 wait.wait()

@@ -49,7 +49,7 @@ public struct S3Location: Sendable, Equatable {
 public final class S3Storage: RepositoryStorage, @unchecked Sendable {
     public let s3: S3Location
     let credentials: AWSCredentials
-    let client: HTTPClient
+    let timeout: TimeInterval
     /// Retries of what a retry can cure (5xx, 429, timeouts, resets): the runs' own policy,
     /// with the short waits a single request wants.
     var retry = RetryPolicy(attempts: 4, delays: [0.2, 1, 3])
@@ -65,14 +65,14 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
     public init(_ s3: S3Location, credentials: AWSCredentials, timeout: TimeInterval = 60) {
         self.s3 = s3
         self.credentials = credentials
-        client = HTTPClient(timeout: timeout)
+        self.timeout = timeout
     }
 
     public var location: String { "s3://\(s3.bucket)" + (s3.prefix.isEmpty ? "" : "/" + s3.prefix) }
 
     // MARK: requests
 
-    struct Response { var status: Int; var headers: [String: String]; var body: Data }
+    struct Response { var status: Int; var headers: [String: String]; var body: [UInt8] }
 
     /// The URL and path (for signing) of a key in the bucket.
     func target(_ key: String?) -> (url: String, path: String, host: String) {
@@ -99,11 +99,11 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
     /// before storing: the digest SigV4 signs anyway, so the integrity check costs nothing
     /// (Content-MD5 was 13% of a backup's CPU). `digest` is the body's SHA-256 when the
     /// caller has it already.
-    func send(_ method: String, key: String?, query: [(String, String)] = [], headers extra: [String: String] = [:], body: Data = Data(),
+    func send(_ method: String, key: String?, query: [(String, String)] = [], headers extra: [String: String] = [:], body: ArraySlice<UInt8> = [],
               checksum: Bool = false, digest known: SHA256.Digest? = nil) throws(RepositoryError) -> Response {
         let (url, path, host) = target(key)
         let q = query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
-        guard let full = URL(string: q.isEmpty ? url : url + "?" + q) else { throw RepositoryError(.config, "cannot form a request URL for \(location)") }
+        let full = q.isEmpty ? url : url + "?" + q
         let digest = known ?? SHA256.hash(data: body)
         let payloadHash = SigV4.hex(digest)
         var fixed = extra
@@ -122,27 +122,21 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
             if let t = credentials.sessionToken { headers["x-amz-security-token"] = t }
             let auth = SigV4.authorization(method: method, path: path, query: query, headers: headers, payloadHash: payloadHash,
                                            credentials: credentials, region: s3.region, amzDate: date)
-            var req = URLRequest(url: full)
-            req.httpMethod = method
-            for (k, v) in headers where k != "host" { req.setValue(v, forHTTPHeaderField: k) }
-            // libcurl (under FoundationNetworking) otherwise sends `Expect: 100-continue` with
-            // every large body and waits up to a second for a server that never answers it.
-            req.setValue("", forHTTPHeaderField: "Expect")
-            req.setValue(auth, forHTTPHeaderField: "Authorization")
-            if !body.isEmpty || method == "PUT" { req.httpBody = body }
-            switch client.send(req) {
+            var sent = headers
+            sent["authorization"] = auth
+            switch HTTPTransport.shared.send(method: method, url: full, headers: sent, body: !body.isEmpty || method == "PUT" ? body : nil, timeout: timeout) {
             case .success(let r) where r.status < 500 && r.status != 429:
                 return Response(status: r.status, headers: r.headers, body: r.body)
             case .success(let r):
                 throw error(r.status, r.body, key: key, what: method)   // .io: retried
             case .failure(let e):
-                throw RepositoryError(.io, "cannot reach \(s3.endpoint.absoluteString) for \(location)\(key.map { " (key \($0))" } ?? ""): \(e.localizedDescription); check the endpoint and the network")
+                throw RepositoryError(.io, "cannot reach \(s3.endpoint.absoluteString) for \(location)\(key.map { " (key \($0))" } ?? ""): \(e); check the endpoint and the network")
             }
         }
     }
 
     /// An S3 error as a RepositoryError naming the bucket, the key and S3's own code.
-    func error(_ status: Int, _ body: Data, key: String?, what: String) -> RepositoryError {
+    func error(_ status: Int, _ body: [UInt8], key: String?, what: String) -> RepositoryError {
         let text = String(decoding: body, as: UTF8.self)
         let code = XMLText.first("Code", in: text) ?? "HTTP \(status)"
         let message = XMLText.first("Message", in: text).map { ": \($0)" } ?? ""
@@ -219,7 +213,7 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
         let r = try send("GET", key: s3.key(path))
         if r.status == 404 { throw RepositoryError(.missing, "\(location)/\(path) does not exist") }
         guard r.status == 200 else { throw error(r.status, r.body, key: s3.key(path), what: "GET") }
-        return [UInt8](r.body)
+        return r.body
     }
 
     public func readRange(_ path: String, offset: Int64, length: Int) throws(RepositoryError) -> [UInt8] {
@@ -228,7 +222,7 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
         if r.status == 404 { throw RepositoryError(.missing, "\(location)/\(path) does not exist") }
         if r.status == 416 { throw RepositoryError(.corrupt, "\(location)/\(path) ends before offset \(offset)") }
         guard r.status == 206 || r.status == 200 else { throw error(r.status, r.body, key: s3.key(path), what: "GET") }
-        let bytes = r.status == 200 ? Array([UInt8](r.body).dropFirst(Int(offset)).prefix(length)) : [UInt8](r.body)
+        let bytes = r.status == 200 ? Array(r.body.dropFirst(Int(offset)).prefix(length)) : r.body
         guard bytes.count == length else { throw RepositoryError(.corrupt, "\(location)/\(path) ends early: \(bytes.count) of \(length) bytes at offset \(offset) could be read") }
         return bytes
     }
@@ -242,7 +236,7 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
             if try info(path) != nil { return false }
             headers["if-none-match"] = "*"
         }
-        let r = try putChecked(key: s3.key(path), headers: headers, body: Data(bytes))
+        let r = try putChecked(key: s3.key(path), headers: headers, body: bytes[...])
         if exclusive && r.status == 412 { return false }
         guard r.status == 200 else { throw error(r.status, r.body, key: s3.key(path), what: "PUT") }
         return true
@@ -250,7 +244,7 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
 
     /// A PUT with the body's checksum: `x-amz-checksum-sha256` while the server takes it,
     /// Content-MD5 from its first refusal on (the refused request is sent again that way).
-    func putChecked(key: String, headers: [String: String], body: Data) throws(RepositoryError) -> Response {
+    func putChecked(key: String, headers: [String: String], body: ArraySlice<UInt8>) throws(RepositoryError) -> Response {
         if flexibleChecksums.withLock({ $0 }) {
             let r = try put(key: key, headers: headers, body: body, flexible: true)
             guard Self.refusesChecksums(r) else { return r }
@@ -261,7 +255,7 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
 
     /// One PUT with the body's checksum: `x-amz-checksum-sha256` when `flexible`, else
     /// Content-MD5.
-    func put(key: String, query: [(String, String)] = [], headers: [String: String] = [:], body: Data, digest: SHA256.Digest? = nil,
+    func put(key: String, query: [(String, String)] = [], headers: [String: String] = [:], body: ArraySlice<UInt8>, digest: SHA256.Digest? = nil,
              flexible: Bool) throws(RepositoryError) -> Response {
         if flexible { return try send("PUT", key: key, query: query, headers: headers, body: body, checksum: true, digest: digest) }
         var md5 = headers
@@ -318,7 +312,7 @@ extension S3Storage {
         Threads.perform(min(4, count)) { [self] worker in
             for part in stride(from: worker, to: count, by: min(4, count)) {
                 if results.withLock({ $0.values.contains { if case .failure = $0 { return true }; return false } }) { return }
-                let slice = Data(bytes[(part * Self.partSize)..<min(bytes.count, (part + 1) * Self.partSize)])
+                let slice = bytes[(part * Self.partSize)..<min(bytes.count, (part + 1) * Self.partSize)]
                 let r: Result<(etag: String, checksum: String), RepositoryError>
                 do throws(RepositoryError) {
                     let digest = SHA256.hash(data: slice)
@@ -343,7 +337,7 @@ extension S3Storage {
             "<Part><PartNumber>\($0.offset + 1)</PartNumber><ETag>\($0.element.etag)</ETag>" + (checked ? "<ChecksumSHA256>\($0.element.checksum)</ChecksumSHA256>" : "") + "</Part>"
         }.joined() + "</CompleteMultipartUpload>"
         let complete: Response
-        do { complete = try send("POST", key: key, query: [("uploadId", id)], headers: ["content-type": "application/xml"], body: Data(xml.utf8)) } catch { abandonUpload(key, id); throw error }
+        do { complete = try send("POST", key: key, query: [("uploadId", id)], headers: ["content-type": "application/xml"], body: Array(xml.utf8)[...]) } catch { abandonUpload(key, id); throw error }
         // S3 can answer 200 with an error in the body.
         guard complete.status == 200, XMLText.first("Code", in: String(decoding: complete.body, as: UTF8.self)) == nil else {
             abandonUpload(key, id)
@@ -421,45 +415,5 @@ enum XMLText {
     static func unescape(_ s: String) -> String {
         s.replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">").replacingOccurrences(of: "&quot;", with: "\"")
             .replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&#13;", with: "\r").replacingOccurrences(of: "&amp;", with: "&")
-    }
-}
-
-/// Blocking HTTP over URLSession (FoundationNetworking on Linux): the repository code is
-/// synchronous, and each worker thread waits for its own request.
-final class HTTPClient: @unchecked Sendable {
-    /// Several sessions, used in turn: FoundationNetworking drives each session's transfers
-    /// from one thread, which on its own capped uploads well below what the server takes.
-    let sessions: [URLSession]
-    private let next = LockedBox(0)
-
-    init(timeout: TimeInterval, sessions count: Int = 4) {
-        sessions = (0..<count).map { _ in
-            let config = URLSessionConfiguration.ephemeral
-            config.timeoutIntervalForRequest = timeout
-            config.httpMaximumConnectionsPerHost = 8
-            return URLSession(configuration: config)
-        }
-    }
-
-    var session: URLSession { sessions[next.withLock { n in n = (n + 1) % sessions.count; return n }] }
-
-    struct Reply: Sendable { var status: Int; var headers: [String: String]; var body: Data }
-
-    func send(_ request: URLRequest) -> Result<Reply, any Error> {
-        let done = DispatchSemaphore(value: 0)
-        let box = LockedBox<Result<Reply, any Error>?>(nil)
-        let task = session.dataTask(with: request) { data, response, error in
-            if let error { box.withLock { $0 = .failure(error) } } else if let http = response as? HTTPURLResponse {
-                var headers: [String: String] = [:]
-                for (k, v) in http.allHeaderFields { headers[String(describing: k).lowercased()] = String(describing: v) }
-                box.withLock { $0 = .success(Reply(status: http.statusCode, headers: headers, body: data ?? Data())) }
-            } else {
-                box.withLock { $0 = .failure(URLError(.badServerResponse)) }
-            }
-            done.signal()
-        }
-        task.resume()
-        done.wait()
-        return box.withLock { $0 } ?? .failure(URLError(.unknown))
     }
 }

@@ -1,0 +1,103 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Blocking HTTP for the S3 storage, over swift-server's async-http-client: the repository
+/// code is synchronous, so each worker thread sends its request and waits for the reply, while
+/// NIO's event loops move the bytes.
+///
+/// Why not FoundationNetworking's URLSession, which this replaced: on Linux it runs over
+/// libcurl and hands each received chunk to a dispatch callback that appends it to an
+/// `NSMutableData`. A profile of a restore from S3 had 14% of its samples in those callbacks
+/// and 7% more in copying response bodies; with async-http-client a response arrives in one
+/// ByteBuffer (measured side by side in docs/benchmarks.md, "S3"). It also sends the `Host`
+/// header that was signed, as given, where URLSession rewrites it.
+final class HTTPTransport: Sendable {
+    struct Reply: Sendable { var status: Int; var headers: [String: String]; var body: [UInt8] }
+
+    /// One client for the process, never shut down (async-http-client requires a shutdown
+    /// before a client is released; a process-wide one is never released). Redirects are not
+    /// followed: S3 answers a wrong region with 301, which is an error to report, not to chase
+    /// with a signature made for another host.
+    static let shared = HTTPTransport()
+
+    private let client: HTTPClient
+
+    private init() {
+        var config = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(15), read: .seconds(120)),
+                                              connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16),
+                                              decompression: .disabled)
+        config.httpVersion = .http1Only
+        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+
+    /// Sends one request and waits for the whole reply, at most `timeout` seconds. Never call
+    /// it from an event loop (the repository's worker threads are plain threads).
+    func send(method: String, url: String, headers: [String: String], body: ArraySlice<UInt8>?, timeout: TimeInterval) -> Result<Reply, any Error> {
+        do {
+            var fields = HTTPHeaders()
+            for (k, v) in headers { fields.add(name: k, value: v) }
+            let request = try HTTPClient.Request(url: url, method: HTTPMethod(rawValue: method), headers: fields,
+                                                 body: body.map { .byteBuffer(ByteBuffer(bytes: $0)) })
+            let collector = Collector(expectBody: method != "HEAD")
+            let reply = try client.execute(request: request, delegate: collector, deadline: .now() + .milliseconds(Int64(timeout * 1000))).wait()
+            return .success(reply)
+        } catch {
+            return .failure(TransportError(Self.describe(error, timeout: timeout)))
+        }
+    }
+
+    /// A failed exchange, in words for the message that names the bucket and key.
+    struct TransportError: Error, CustomStringConvertible { let description: String; init(_ d: String) { description = d } }
+
+    /// async-http-client's errors print as type names ("HTTPClientError.deadlineExceeded");
+    /// these are the ones a user meets, said plainly.
+    static func describe(_ error: any Error, timeout: TimeInterval) -> String {
+        if let e = error as? HTTPClientError {
+            switch e {
+            case .deadlineExceeded, .readTimeout: return "no complete reply within \(Int(timeout)) s"
+            case .connectTimeout: return "the connection timed out"
+            case .remoteConnectionClosed: return "the server closed the connection before replying"
+            case .invalidURL: return "the request URL is not valid"
+            default: return String(describing: e)
+            }
+        }
+        if let e = error as? NIOConnectionError {
+            let why = e.connectionErrors.map { describe($0.error, timeout: timeout) } + [e.dnsAError, e.dnsAAAAError].compactMap { $0.map { "name lookup failed: \($0)" } }
+            return "cannot connect to \(e.host):\(e.port)" + (why.isEmpty ? "" : " (" + Set(why).sorted().joined(separator: "; ") + ")")
+        }
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)) }
+        return String(describing: error)
+    }
+}
+
+/// Gathers a reply into one array sized from its Content-Length, so a 16 MiB pack is copied
+/// once out of NIO's buffers (a growing ByteBuffer, then Data, then an array, were three).
+/// Each request has its own collector, touched only on that request's event loop.
+private final class Collector: HTTPClientResponseDelegate, @unchecked Sendable {
+    typealias Response = HTTPTransport.Reply
+    private let expectBody: Bool
+    private var status = 0
+    private var headers: [String: String] = [:]
+    private var body: [UInt8] = []
+
+    init(expectBody: Bool) { self.expectBody = expectBody }
+
+    func didReceiveHead(task: HTTPClient.Task<Response>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        status = Int(head.status.code)
+        for (k, v) in head.headers { headers[k.lowercased()] = headers[k.lowercased()].map { $0 + "," + v } ?? v }
+        // A declared length is only a capacity hint, capped so a hostile header cannot make
+        // the client reserve gigabytes; the bytes that arrive are what count.
+        if expectBody, let n = headers["content-length"].flatMap(Int.init), n > 0 { body.reserveCapacity(min(n, 64 << 20)) }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        body.append(contentsOf: buffer.readableBytesView)
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response { Response(status: status, headers: headers, body: body) }
+}

@@ -89,6 +89,24 @@ struct S3RunnerTests {
         #expect(n[0].0.status == .failed && n[0].0.error?.contains("drplan init-repository bucket") == true, "\(n[0].0.error ?? "")")
     }
 
+    @Test("the HTTP proxy comes from the environment as curl reads it; loopback and no_proxy hosts go direct; a malformed one is an error")
+    func proxyFromEnvironment() throws {
+        let aws = try #require(URL(string: "https://s3.eu-west-1.amazonaws.com/bucket/key"))
+        let plain = try #require(URL(string: "http://minio.internal.example:9000/bucket"))
+        let env = ["https_proxy": "http://alice:p%40ss@proxy.example:3128", "HTTP_PROXY": "proxy.example", "NO_PROXY": "localhost, .internal.example"]
+        let p = try #require(try HTTPTransport.proxy(for: aws, environment: env))
+        #expect(p.host == "proxy.example" && p.port == 3128 && p.credentials == "alice:p@ss")
+        #expect(try HTTPTransport.proxy(for: plain, environment: env) == nil)   // named by NO_PROXY
+        let viaHTTP = try #require(try HTTPTransport.proxy(for: plain, environment: ["HTTP_PROXY": "proxy.example"]))
+        #expect(viaHTTP.host == "proxy.example" && viaHTTP.port == 80 && viaHTTP.credentials == nil)
+        #expect(try HTTPTransport.proxy(for: try #require(URL(string: "http://127.0.0.1:9000/b")), environment: env) == nil)
+        #expect(try HTTPTransport.proxy(for: aws, environment: ["https_proxy": "http://proxy:1", "no_proxy": "*"]) == nil)
+        #expect(try HTTPTransport.proxy(for: aws, environment: [:]) == nil)
+        do { _ = try HTTPTransport.proxy(for: aws, environment: ["HTTPS_PROXY": "socks5://secret@proxy:1080"]); Issue.record("a socks proxy was taken for http") } catch {
+            #expect("\(error)".contains("HTTPS_PROXY") && !"\(error)".contains("secret"), "\(error)")
+        }
+    }
+
     @Test("an endpoint nobody listens on, and a server that never replies, each fail with a message that says so")
     func transportFailures() throws {
         // A loopback port bound and listening but never accepting: the kernel completes the

@@ -12,25 +12,58 @@ import NIOPosix
 /// libcurl and hands each received chunk to a dispatch callback that appends it to an
 /// `NSMutableData`. A profile of a restore from S3 had 14% of its samples in those callbacks
 /// and 7% more in copying response bodies; with async-http-client a response arrives in one
-/// ByteBuffer (measured side by side in docs/benchmarks.md, "S3"). It also sends the `Host`
-/// header that was signed, as given, where URLSession rewrites it.
+/// buffer (measured side by side in docs/benchmarks.md, "S3"). The `Host` header that was
+/// signed is sent as given.
 final class HTTPTransport: Sendable {
     struct Reply: Sendable { var status: Int; var headers: [String: String]; var body: [UInt8] }
 
-    /// One client for the process, never shut down (async-http-client requires a shutdown
-    /// before a client is released; a process-wide one is never released). Redirects are not
-    /// followed: S3 answers a wrong region with 301, which is an error to report, not to chase
-    /// with a signature made for another host.
+    /// The process's clients, one per proxy (direct under ""), never shut down:
+    /// async-http-client requires a shutdown before a client is released, and these live as
+    /// long as the process. Redirects are not followed: S3 answers a wrong region with 301,
+    /// which is an error to report, not to chase with a signature made for another host.
     static let shared = HTTPTransport()
 
-    private let client: HTTPClient
+    private let clients = LockedBox<[String: HTTPClient]>([:])
 
-    private init() {
-        var config = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(15), read: .seconds(120)),
-                                              connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16),
-                                              decompression: .disabled)
-        config.httpVersion = .http1Only
-        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    private init() {}
+
+    private func client(for url: URL) throws -> HTTPClient {
+        let proxy = try Self.proxy(for: url, environment: ProcessInfo.processInfo.environment)
+        let key = proxy.map { "\($0.host):\($0.port):\($0.credentials ?? "")" } ?? ""
+        return clients.withLock { clients in
+            if let c = clients[key] { return c }
+            var config = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(15), read: .seconds(120)),
+                                                  connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16),
+                                                  proxy: proxy.map { p in .server(host: p.host, port: p.port, authorization: p.credentials.map { .basic(credentials: $0) }) },
+                                                  decompression: .disabled)
+            config.httpVersion = .http1Only
+            let c = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+            clients[key] = c
+            return c
+        }
+    }
+
+    /// The HTTP proxy for `url` from the environment, as curl and Go's net/http read it
+    /// (URLSession, which this replaced, honoured it through libcurl): `https_proxy` or
+    /// `HTTPS_PROXY` for https, `http_proxy` or `HTTP_PROXY` for http, none for a host that
+    /// `no_proxy`/`NO_PROXY` names (a name, a `.domain` or `domain` suffix, or `*`), and none
+    /// for loopback. `credentials` is `user:password` in the clear, for Basic authorization.
+    /// A variable that is set but names no proxy is an error, not a reason to go direct (its
+    /// value is not repeated: it may hold a password).
+    static func proxy(for url: URL, environment env: [String: String]) throws -> (host: String, port: Int, credentials: String?)? {
+        guard let host = url.host?.lowercased(), !["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) else { return nil }
+        let names = url.scheme == "http" ? ["http_proxy", "HTTP_PROXY"] : ["https_proxy", "HTTPS_PROXY"]
+        guard let name = names.first(where: { !(env[$0] ?? "").isEmpty }), let value = env[name] else { return nil }
+        let skip = (env["no_proxy"] ?? env["NO_PROXY"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        for entry in skip where !entry.isEmpty {
+            let domain = entry.hasPrefix(".") ? String(entry.dropFirst()) : entry
+            if entry == "*" || host == domain || host.hasSuffix("." + domain) { return nil }
+        }
+        guard let proxy = URL(string: value.contains("://") ? value : "http://" + value), proxy.scheme == "http", let proxyHost = proxy.host, !proxyHost.isEmpty else {
+            throw TransportError("the environment variable \(name) is set but is not an http proxy (http://HOST:PORT); fix it, or unset it to connect directly", permanent: true)
+        }
+        let credentials = proxy.user.map { user in (user.removingPercentEncoding ?? user) + ":" + ((proxy.password?.removingPercentEncoding) ?? proxy.password ?? "") }
+        return (proxyHost, proxy.port ?? 80, credentials)
     }
 
     /// Sends one request and waits for the whole reply, at most `timeout` seconds. Never call
@@ -39,18 +72,26 @@ final class HTTPTransport: Sendable {
         do {
             var fields = HTTPHeaders()
             for (k, v) in headers { fields.add(name: k, value: v) }
-            let request = try HTTPClient.Request(url: url, method: HTTPMethod(rawValue: method), headers: fields,
+            guard let target = URL(string: url) else { throw HTTPClientError.invalidURL }
+            let request = try HTTPClient.Request(url: target, method: HTTPMethod(rawValue: method), headers: fields,
                                                  body: body.map { .byteBuffer(ByteBuffer(bytes: $0)) })
             let collector = Collector(expectBody: method != "HEAD")
-            let reply = try client.execute(request: request, delegate: collector, deadline: .now() + .milliseconds(Int64(timeout * 1000))).wait()
+            let reply = try client(for: target).execute(request: request, delegate: collector, deadline: .now() + .milliseconds(Int64(timeout * 1000))).wait()
             return .success(reply)
+        } catch let error as TransportError {
+            return .failure(error)
         } catch {
             return .failure(TransportError(Self.describe(error, timeout: timeout)))
         }
     }
 
-    /// A failed exchange, in words for the message that names the bucket and key.
-    struct TransportError: Error, CustomStringConvertible { let description: String; init(_ d: String) { description = d } }
+    /// A failed exchange, in words for the message that names the bucket and key. `permanent`:
+    /// a retry cannot cure it (the machine's own configuration is wrong).
+    struct TransportError: Error, CustomStringConvertible {
+        let description: String
+        var permanent = false
+        init(_ d: String, permanent: Bool = false) { description = d; self.permanent = permanent }
+    }
 
     /// async-http-client's errors print as type names ("HTTPClientError.deadlineExceeded");
     /// these are the ones a user meets, said plainly.

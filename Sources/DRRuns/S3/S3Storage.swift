@@ -129,6 +129,8 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
                 return Response(status: r.status, headers: r.headers, body: r.body)
             case .success(let r):
                 throw error(r.status, r.body, key: key, what: method)   // .io: retried
+            case .failure(let e as HTTPTransport.TransportError) where e.permanent:
+                throw RepositoryError(.config, "cannot send a request to \(location): \(e)")
             case .failure(let e):
                 throw RepositoryError(.io, "cannot reach \(s3.endpoint.absoluteString) for \(location)\(key.map { " (key \($0))" } ?? ""): \(e); check the endpoint and the network")
             }

@@ -135,7 +135,15 @@ private final class Collector: HTTPClientResponseDelegate, @unchecked Sendable {
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
+    /// No reply drplan asks for comes near this (a pack is 16 MiB, a listing page 1,000 keys,
+    /// a snapshot at most 1 GiB decoded); a server that sends more is refused before it fills
+    /// the memory.
+    static let maxBody = 1 << 31
+
     func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        guard body.count + buffer.readableBytes <= Self.maxBody else {
+            return task.eventLoop.makeFailedFuture(HTTPTransport.TransportError("the server's reply is larger than \(Self.maxBody >> 20) MiB, more than any object drplan stores"))
+        }
         body.append(contentsOf: buffer.readableBytesView)
         return task.eventLoop.makeSucceededVoidFuture()
     }

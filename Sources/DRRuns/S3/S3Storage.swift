@@ -2,9 +2,6 @@ import CEL
 import Crypto
 import DRInventory
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// Where an S3 repository lives: `s3://BUCKET/PREFIX`, and the endpoint that serves it.
 public struct S3Location: Sendable, Equatable {

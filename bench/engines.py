@@ -105,11 +105,16 @@ def s3_tools(work, tree, drplan):
     ], stamp
 
 
-def s3_size(bucket, prefix):
+def s3_client():
+    """A boto3 client for the S3 server in DRPLAN_S3_* (what `.ci/s3.sh start` prints)."""
     import boto3
     e = os.environ
-    s3 = boto3.client("s3", endpoint_url=e["DRPLAN_S3_ENDPOINT"], region_name="us-east-1",
-                      aws_access_key_id=e["DRPLAN_S3_ACCESS_KEY_ID"], aws_secret_access_key=e["DRPLAN_S3_SECRET_ACCESS_KEY"])
+    return boto3.client("s3", endpoint_url=e["DRPLAN_S3_ENDPOINT"], region_name="us-east-1",
+                        aws_access_key_id=e["DRPLAN_S3_ACCESS_KEY_ID"], aws_secret_access_key=e["DRPLAN_S3_SECRET_ACCESS_KEY"])
+
+
+def s3_size(bucket, prefix):
+    s3 = s3_client()
     total = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         total += sum(o["Size"] for o in page.get("Contents", []))

@@ -115,12 +115,9 @@ class S3Repo:
     """The repository's objects under the lab's prefix in the S3 bucket, through boto3."""
 
     def __init__(self, prefix):
-        import boto3
-        env = os.environ
-        self.bucket, self.prefix = env["DRPLAN_S3_BUCKET"], prefix
-        self.client = boto3.client("s3", endpoint_url=env["DRPLAN_S3_ENDPOINT"], region_name="us-east-1",
-                                   aws_access_key_id=env["DRPLAN_S3_ACCESS_KEY_ID"],
-                                   aws_secret_access_key=env["DRPLAN_S3_SECRET_ACCESS_KEY"])
+        from engines import s3_client
+        self.bucket, self.prefix = os.environ["DRPLAN_S3_BUCKET"], prefix
+        self.client = s3_client()
 
     def keys(self):
         out, token = [], None

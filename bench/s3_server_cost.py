@@ -15,9 +15,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
-
-from engines import cpu_seconds
+from engines import cpu_seconds, s3_client
 
 
 def main():
@@ -28,8 +26,7 @@ def main():
     if "DRPLAN_S3_SERVER_PID" not in e:
         sys.exit('needs the S3 server of .ci/s3.sh: eval "$(bash .ci/s3.sh start /tmp/drplan-s3)"')
     pid, bucket = e["DRPLAN_S3_SERVER_PID"], e["DRPLAN_S3_BUCKET"]
-    s3 = boto3.client("s3", endpoint_url=e["DRPLAN_S3_ENDPOINT"], region_name="us-east-1",
-                      aws_access_key_id=e["DRPLAN_S3_ACCESS_KEY_ID"], aws_secret_access_key=e["DRPLAN_S3_SECRET_ACCESS_KEY"])
+    s3 = s3_client()
     size = (16 << 20) + (300 << 10)   # a pack: just over 16 MiB
     data = [os.urandom(size) for _ in range(4)]
     stamp = str(int(time.time()))

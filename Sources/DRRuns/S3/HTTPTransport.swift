@@ -51,7 +51,7 @@ final class HTTPTransport: Sendable {
     /// A variable that is set but names no proxy is an error, not a reason to go direct (its
     /// value is not repeated: it may hold a password).
     static func proxy(for url: URL, environment env: [String: String]) throws -> (host: String, port: Int, credentials: String?)? {
-        guard let host = url.host?.lowercased(), !["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) else { return nil }
+        guard let host = url.host?.lowercased(), !S3Location.loopbackHosts.contains(host) else { return nil }
         let names = url.scheme == "http" ? ["http_proxy", "HTTP_PROXY"] : ["https_proxy", "HTTPS_PROXY"]
         guard let name = names.first(where: { !(env[$0] ?? "").isEmpty }), let value = env[name] else { return nil }
         let skip = (env["no_proxy"] ?? env["NO_PROXY"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }

@@ -13,6 +13,10 @@ public struct S3Location: Sendable, Equatable {
     /// `https://host/BUCKET/key` instead of `https://BUCKET.host/key`.
     public var pathStyle: Bool
 
+    /// The endpoint hosts that never leave this machine: plain http is allowed to them, and
+    /// no proxy is used for them.
+    static let loopbackHosts: Set<String> = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
     /// Parses `s3://bucket/prefix`. Plain `http://` endpoints are refused unless they are on
     /// loopback or `insecureHTTP` says so: credentials and data would cross the network in clear.
     public init(url: String, endpoint: String?, region: String?, pathStyle: Bool?, insecureHTTP: Bool = false) throws(RepositoryError) {
@@ -27,7 +31,7 @@ public struct S3Location: Sendable, Equatable {
         guard let e = URL(string: text), let scheme = e.scheme, let host = e.host, ["http", "https"].contains(scheme) else {
             throw RepositoryError(.config, "the endpoint '\(text)' is not an http(s) URL")
         }
-        if scheme == "http", !insecureHTTP, !["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) {
+        if scheme == "http", !insecureHTTP, !Self.loopbackHosts.contains(host) {
             throw RepositoryError(.config, "the endpoint '\(text)' is plain http on a host that is not loopback: credentials and data would cross the network unencrypted; use https, or set 'insecure_http: true' if you really mean it")
         }
         self.endpoint = e

@@ -28,11 +28,14 @@ key = iam.create_access_key(UserName="drplan")["AccessKey"]
 iam.put_user_policy(UserName="drplan", PolicyName="all", PolicyDocument=json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
 # A second user that may read but not write: the "denied request" test's credentials.
+# AWS checks HeadObject against s3:GetObject and ListObjectsV2 against s3:ListBucket; moto
+# 5.2.6 checks the operation's own name instead, so both spellings are granted. Without them
+# the read-only user's HEAD is refused (403) before the PUT the test means to see denied.
 iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
 iam.create_user(UserName="drplan-readonly")
 readonly = iam.create_access_key(UserName="drplan-readonly")["AccessKey"]
 iam.put_user_policy(UserName="drplan-readonly", PolicyName="read", PolicyDocument=json.dumps(
-    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}))
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket", "s3:HeadObject", "s3:ListObjectsV2", "s3:HeadBucket"], "Resource": "*"}]}))
 s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
 s3.create_bucket(Bucket="drplan-test")
 # Object Lock can only be enabled when a bucket is created (it turns versioning on for good).

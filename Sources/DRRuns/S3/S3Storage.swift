@@ -196,6 +196,11 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
         guard r.status == 200 else {
             // A HEAD reply has no body, so no S3 error code: ask again with a GET to get one.
             let g = try send("GET", key: s3.key(path), headers: ["range": "bytes=0-0"])
+            if r.status == 403 && g.status != 403 {
+                // The GET was allowed where the HEAD was not (a policy, or a server, that checks
+                // HeadObject apart from GetObject): its reply says nothing about the refusal.
+                throw RepositoryError(.config, "S3 refused HEAD on bucket '\(s3.bucket)', key '\(s3.key(path))': HTTP 403, though a GET of the same key was answered HTTP \(g.status); check the storage's credentials and their permissions (a HEAD needs s3:GetObject, and s3:ListBucket to tell a missing key from a refused one)")
+            }
             throw error(g.status, g.body, key: s3.key(path), what: "HEAD")
         }
         let size = Int64(r.headers["content-length"] ?? "") ?? 0

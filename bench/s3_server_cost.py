@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """What the S3 server itself spends per GiB written, by upload shape: single PUTs against
-multipart uploads of 8 MiB parts (drplan's shape for its packs), each with and without
+multipart uploads of 8 MiB parts (8 + 8 + 0.3 MiB for a pack) and of two equal parts (drplan's
+shape for its packs since 2026-12-06), each with and without
 x-amz-checksum-sha256. The server shares the machine's cores with the client in
 bench/engines.py --s3, so its CPU per byte is part of every client's wall time there.
 
@@ -35,18 +36,23 @@ def main():
         extra = {"ChecksumAlgorithm": "SHA256"} if checksum else {}
         s3.put_object(Bucket=bucket, Key=f"server-cost-{stamp}/single-{checksum}-{i}", Body=data[i % 4], **extra)
 
-    def multipart(i, checksum):
-        key, extra = f"server-cost-{stamp}/multi-{checksum}-{i}", ({"ChecksumAlgorithm": "SHA256"} if checksum else {})
+    def multipart(part):
+        return lambda i, checksum: multipart_of(i, checksum, part)
+
+    def multipart_of(i, checksum, part):
+        key, extra = f"server-cost-{stamp}/multi-{part}-{checksum}-{i}", ({"ChecksumAlgorithm": "SHA256"} if checksum else {})
         upload = s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
         parts, body = [], data[i % 4]
-        for n, off in enumerate(range(0, len(body), 8 << 20)):
-            r = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n + 1, Body=body[off:off + (8 << 20)], **extra)
+        for n, off in enumerate(range(0, len(body), part)):
+            r = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n + 1, Body=body[off:off + part], **extra)
             parts.append({"PartNumber": n + 1, "ETag": r["ETag"], **({"ChecksumSHA256": r["ChecksumSHA256"]} if checksum else {})})
         s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
 
     print(f"| upload | checksum | objects | wall | server CPU | server CPU per GiB |\n|---|---|---:|---:|---:|---:|")
     gib = a.objects * size / 2**30
-    for name, fn in [("single PUT", single), ("multipart, 8 MiB parts", multipart)]:
+    shapes = [("single PUT", single), ("multipart, 8 MiB parts", multipart(8 << 20)),
+              ("multipart, 2 equal parts", multipart((size + 1) // 2))]
+    for name, fn in shapes:
         for checksum in [False, True]:
             c0, t0 = cpu_seconds(pid), time.time()
             with ThreadPoolExecutor(4) as pool:

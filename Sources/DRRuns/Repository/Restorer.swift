@@ -97,8 +97,16 @@ extension BuiltinRepository {
         let totalBytes = files.reduce(Int64(0)) { $0 + $1.size }
         // On S3 each read is a round trip: more in flight, and whole packs fetched once.
         let workers = remote ? 8 : nil
+        var packs: PackCache? = nil
+        if remote {
+            // How often each pack will be read, so the cache lets a pack go the moment its last
+            // object is served and keeps the ones still wanted: fetched once, not twice.
+            var uses: [String: Int] = [:]
+            for e in files { for id in e.chunks ?? [] { if let loc = location(id) { uses[loc.pack, default: 0] += 1 } } }
+            packs = PackCache(capacity: 10, uses: uses)
+        }
         let work = RestoreWork(total: RunProgress(totalFiles: Int64(files.count), totalBytes: totalBytes), progress: progress,
-                               packs: remote ? PackCache(capacity: 10) : nil)
+                               packs: packs)
         let queue = files, targetPath = target.path
         work.forEach(queue.count, workers: workers, local: {}) { (_: inout Void, i: Int) throws(RepositoryError) in
             try self.restoreFile(queue[i], into: targetPath, modeMask: modeMask, work: work)
@@ -242,15 +250,31 @@ final class RestoreWork: FileWork, @unchecked Sendable {
 
 /// Whole packs fetched for a restore from remote storage, shared by its workers: one GET of a
 /// 16 MiB pack serves every object in it, where a GET per object made restoring 20,000 small
-/// files a matter of minutes. A pack two workers want is fetched once.
+/// files a matter of minutes. A pack two workers want is fetched once. Each pack is dropped
+/// as soon as the last read the restore planned from it is served; only when more packs than
+/// `capacity` are still wanted does the least recently used go, to be fetched again later.
 final class PackCache: @unchecked Sendable {
     private let capacity: Int
     private let lock = NSLock()
     private var packs: [String: [UInt8]] = [:]
     private var order: [String] = []
     private var loading: [String: DispatchGroup] = [:]
+    /// Reads still to come, per pack; a pack not named here is kept as if always wanted.
+    private var remaining: [String: Int]
+    private var fetched = 0
+    /// Packs fetched, counting a pack fetched twice twice.
+    var fetches: Int { lock.withLock { fetched } }
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, uses: [String: Int] = [:]) { self.capacity = capacity; self.remaining = uses }
+
+    /// Counts one read from `id`; drops the pack once no read from it is left. Under `lock`.
+    private func served(_ id: String) {
+        guard let left = remaining[id] else { return }
+        if left > 1 { remaining[id] = left - 1; return }
+        remaining[id] = 0
+        packs[id] = nil
+        if let i = order.firstIndex(of: id) { order.remove(at: i) }
+    }
 
     /// The pack's bytes, from the cache or from `load`.
     func pack(_ id: String, load: () throws(RepositoryError) -> [UInt8]) throws(RepositoryError) -> [UInt8] {
@@ -259,21 +283,19 @@ final class PackCache: @unchecked Sendable {
             if let bytes = packs[id] {
                 // Least recently used goes first: a pack a long file is still reading stays.
                 if let i = order.firstIndex(of: id) { order.remove(at: i); order.append(id) }
+                served(id)
                 lock.unlock()
                 return bytes
             }
             if let wait = loading[id] {
                 lock.unlock()
                 wait.wait()
-                lock.lock()
-                let done = packs[id]
-                lock.unlock()
-                if let done { return done }
-                continue   // the loader failed: try it ourselves, and get its error
+                continue   // served from the cache now, or the loader failed: try it ourselves, and get its error
             }
             let g = DispatchGroup()
             g.enter()
             loading[id] = g
+            fetched += 1
             lock.unlock()
             let result: Result<[UInt8], RepositoryError>
             do { result = .success(try load()) } catch { result = .failure(error) }
@@ -282,6 +304,7 @@ final class PackCache: @unchecked Sendable {
             if case .success(let bytes) = result {
                 packs[id] = bytes
                 order.append(id)
+                served(id)
                 while order.count > capacity { packs[order.removeFirst()] = nil }
             }
             lock.unlock()

@@ -293,8 +293,17 @@ public final class S3Storage: RepositoryStorage, @unchecked Sendable {
 }
 
 extension S3Storage {
-    /// Parts of a multipart upload: S3's minimum is 5 MiB (but for the last).
+    /// The smallest part of a multipart upload (S3's own minimum is 5 MiB, but for the last).
     static let partSize = 8 << 20
+
+    /// Byte ranges of the parts for an object of `count` bytes: as many parts as whole
+    /// `partSize`s fit, in equal shares, so that a 16.3 MiB pack goes up in two parts of
+    /// 8.15 MiB and not in 8 + 8 + 0.3 (a third request, billed, for a sliver).
+    static func partRanges(_ count: Int) -> [Range<Int>] {
+        let parts = max(1, count / partSize)
+        let share = (count + parts - 1) / parts
+        return (0..<parts).map { ($0 * share)..<min(count, ($0 + 1) * share) }
+    }
     /// Objects this large go up in parts, several at once.
     static let multipartThreshold = 16 << 20
 
@@ -315,12 +324,13 @@ extension S3Storage {
             throw error(start.status, start.body, key: key, what: "CreateMultipartUpload")
         }
         let checked = offered && !refused
-        let count = (bytes.count + Self.partSize - 1) / Self.partSize
+        let ranges = Self.partRanges(bytes.count)
+        let count = ranges.count
         let results = LockedBox<[Int: Result<(etag: String, checksum: String), RepositoryError>]>([:])
         Threads.perform(min(4, count)) { [self] worker in
             for part in stride(from: worker, to: count, by: min(4, count)) {
                 if results.withLock({ $0.values.contains { if case .failure = $0 { return true }; return false } }) { return }
-                let slice = bytes[(part * Self.partSize)..<min(bytes.count, (part + 1) * Self.partSize)]
+                let slice = bytes[ranges[part]]
                 let r: Result<(etag: String, checksum: String), RepositoryError>
                 do throws(RepositoryError) {
                     let digest = SHA256.hash(data: slice)
